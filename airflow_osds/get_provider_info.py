@@ -1,0 +1,129 @@
+"""Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+``package-name`` must be the canonical distribution name ``airflow-osds``: with any
+other spelling Airflow's provider discovery raises for *every* provider.
+Connection forms are declared here (``conn-fields`` / ``ui-field-behaviour``), the
+Airflow 3.2+ way, so the UI can render them without importing the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_osds import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-osds",
+        "name": "Open-source data stack (osds)",
+        "description": (
+            "Run the open-source data stack from YAML: Snowplow events, Singer EL, dbt, "
+            "Superset cache refresh and reverse ETL, with Asset dependencies wired from the data."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Apache Superset", "external-doc-url": "https://superset.apache.org/"},
+            {"integration-name": "Reverse ETL (HTTP API)", "external-doc-url": "https://github.com/grouparoo/grouparoo"},
+        ],
+        "hooks": [
+            {"integration-name": "Apache Superset", "python-modules": ["airflow_osds.hooks.superset"]},
+            {"integration-name": "Reverse ETL (HTTP API)", "python-modules": ["airflow_osds.hooks.reverse_etl"]},
+        ],
+        "connection-types": [_superset_connection(), _http_destination_connection()],
+        "plugins": [{"name": "osds", "plugin-class": "airflow_osds.plugins.OsdsPlugin"}],
+        "config": _config(),
+    }
+
+
+def _superset_connection() -> dict[str, Any]:
+    return {
+        "connection-type": "superset",
+        "hook-class-name": "airflow_osds.hooks.superset.SupersetHook",
+        "hook-name": "Apache Superset",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "extra"],
+            "relabeling": {"host": "Base URL", "login": "Username"},
+            "placeholders": {"host": "http://superset.internal:8088", "login": "admin"},
+        },
+        "conn-fields": {
+            "auth_provider": {
+                "label": "Auth provider",
+                "description": "Superset security provider used by /api/v1/security/login.",
+                "schema": {"type": "string", "enum": ["db", "ldap"], "default": "db"},
+            },
+            "verify_ssl": {
+                "label": "Verify TLS certificates",
+                "schema": {"type": "boolean", "default": True},
+            },
+            "timeout": {
+                "label": "Request timeout (seconds)",
+                "schema": {"type": "number", "default": 60, "minimum": 1},
+            },
+        },
+    }
+
+
+def _http_destination_connection() -> dict[str, Any]:
+    return {
+        "connection-type": "reverse_etl_http",
+        "hook-class-name": "airflow_osds.hooks.reverse_etl.HttpDestinationHook",
+        "hook-name": "Reverse ETL HTTP API destination",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "extra"],
+            "relabeling": {"host": "Base URL", "password": "API token / password"},
+            "placeholders": {"host": "https://api.example.com", "login": "only for basic auth"},
+        },
+        "conn-fields": {
+            "auth_type": {
+                "label": "Authentication",
+                "description": "bearer: 'Authorization: Bearer <password>'; header: <api_key_header>: <password>; basic: login/password.",
+                "schema": {"type": "string", "enum": ["none", "bearer", "header", "basic"], "default": "bearer"},
+            },
+            "api_key_header": {
+                "label": "API key header",
+                "description": "Header that carries the token when Authentication is 'header'.",
+                "schema": {"type": "string", "default": "X-API-Key"},
+            },
+            "timeout": {
+                "label": "Request timeout (seconds)",
+                "schema": {"type": "number", "default": 30, "minimum": 1},
+            },
+            "max_requests_per_second": {
+                "label": "Max requests per second",
+                "description": "Client-side rate limit; 0 means unlimited.",
+                "schema": {"type": "number", "default": 0, "minimum": 0},
+            },
+            "verify_ssl": {
+                "label": "Verify TLS certificates",
+                "schema": {"type": "boolean", "default": True},
+            },
+        },
+    }
+
+
+def _config() -> dict[str, Any]:
+    return {
+        "osds": {
+            "description": "Defaults of the airflow-osds provider.",
+            "options": {
+                "default_warehouse_conn_id": {
+                    "description": "Airflow connection id of the warehouse used by steps that name none.",
+                    "version_added": "0.1.0",
+                    "type": "string",
+                    "example": "warehouse",
+                    "default": "warehouse",
+                },
+                "pipelines_folder": {
+                    "description": (
+                        "Folder of pipeline YAML files read by a DAG file that calls "
+                        "load_pipelines() without a path. Empty: <dags_folder>/../include/pipelines."
+                    ),
+                    "version_added": "0.1.0",
+                    "type": "string",
+                    "example": "/usr/local/airflow/include/pipelines",
+                    "default": "",
+                },
+            },
+        }
+    }

@@ -1,0 +1,134 @@
+"""Test harness: an isolated Airflow on a session-scoped embedded PostgreSQL.
+
+Airflow reads its configuration on first import, so the environment is built here, at
+conftest import, before any test module can import Airflow. The session's PostgreSQL
+holds Airflow's metadata database; each test module gets a fresh warehouse database
+through the ``warehouse`` fixture.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_osds.localrun import LocalStack, apply_environ
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A short path under /tmp: the unix socket path must stay under ~100 bytes.
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="osds-test-"))
+SESSION_DIR.chmod(0o755)  # the embedded server may run as another system user
+DAGS_FOLDER = SESSION_DIR / "dags"
+DAGS_FOLDER.mkdir()
+
+STACK = LocalStack(state_dir=SESSION_DIR, dags_folder=DAGS_FOLDER, warehouse_db="warehouse_session").start()
+apply_environ(STACK.environ(extra={"AIRFLOW__CORE__UNIT_TEST_MODE": "False"}))
+
+
+def _teardown_session_dir() -> None:
+    STACK.postgres.stop()
+    if os.environ.get("OSDS_KEEP_TEST_STATE") != "1":
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+atexit.register(_teardown_session_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> LocalStack:
+    """The session's embedded PostgreSQL stack (already started)."""
+    return STACK
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated Airflow metadata database."""
+    from airflow_osds.localrun import migrate_metadata_db
+
+    migrate_metadata_db()
+
+
+@dataclass
+class Warehouse:
+    """A fresh database of the session's PostgreSQL, exposed as Airflow connection ``warehouse``."""
+
+    stack: LocalStack
+    dbname: str
+
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.stack.postgres.connect(self.dbname) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Any = None) -> Any:
+        rows = self.query(sql, params)
+        assert len(rows) == 1 and len(rows[0]) == 1, rows
+        return rows[0][0]
+
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def warehouse(request: pytest.FixtureRequest) -> Iterator[Warehouse]:
+    module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:40]
+    dbname = f"wh_{module}_{next(_db_counter)}"
+    STACK.postgres.create_database(dbname, exist_ok=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_WAREHOUSE", STACK.postgres.airflow_connection_env(dbname))
+        yield Warehouse(STACK, dbname)
+    STACK.postgres.drop_database(dbname)
+
+
+_dag_file_counter = itertools.count()
+
+
+@pytest.fixture
+def pipeline_dags(airflow_db: None) -> Any:
+    """Build the DAGs of a pipelines folder from a DAG file inside Airflow's DAG folder.
+
+    ``dag.test()`` only runs DAGs that live in a DAG bundle, so each call writes a thin
+    loader file (the same shape as ``dags/osds_pipelines.py``) into the session's DAG folder.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    written: list[Path] = []
+
+    def build(pipelines_dir: Path) -> dict[str, Any]:
+        dag_file = DAGS_FOLDER / f"osds_loader_{next(_dag_file_counter)}.py"
+        dag_file.write_text(
+            textwrap.dedent(
+                f"""\
+                # airflow DAG file written by the test harness
+                from airflow_osds.factory import load_pipelines
+
+                load_pipelines({str(pipelines_dir)!r}, globals())
+                """
+            )
+        )
+        written.append(dag_file)
+        bag = DagBag(dag_folder=str(dag_file))
+        assert not bag.import_errors, bag.import_errors
+        return bag.dags
+
+    yield build
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def run_dag(airflow_db: None) -> Any:
+    """Run a DAG through Airflow's task runner (``dag.test()``); returns a ``DagRunResult``."""
+    from airflow_osds.localrun import run_dag as _run_dag
+
+    return _run_dag
