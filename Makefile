@@ -7,16 +7,13 @@ STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,embedded
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test bench venv constraints clean
+.PHONY: demo test venv constraints astro-project clean
 
 demo: $(STAMP)
 	$(BIN)/osds demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
-
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
 
 venv: $(STAMP)
 
@@ -32,9 +29,16 @@ constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/python -m pip install --disable-pip-version-check -q -e '.[$(EXTRAS)]'
-	.venv-constraints/bin/python -m pip freeze --exclude-editable --exclude airflow-osds \
-		| sed '/^-e /d' > constraints.txt
+	{ echo "# Exact versions installed by make (regenerate with: make constraints)"; \
+	  .venv-constraints/bin/python -m pip freeze --exclude-editable --exclude airflow-osds | sed '/^-e /d'; \
+	} > constraints.txt
 	rm -rf .venv-constraints
+
+# Fill astro-project/ with what its Docker build needs (Astro builds from that folder only).
+astro-project: $(STAMP)
+	rm -rf astro-project/dags astro-project/include astro-project/wheels
+	cp -r dags include astro-project/
+	$(BIN)/python -m pip wheel --no-deps -q -w astro-project/wheels .
 
 clean:
 	rm -rf $(VENV) .osds

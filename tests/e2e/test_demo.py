@@ -1,0 +1,40 @@
+"""`osds demo` (what `make demo` runs) in a copy of the project: its own PostgreSQL, Airflow home and summary."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OSDS = str(Path(sys.executable).parent / "osds")
+
+
+def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
+    project = Path(tempfile.mkdtemp(prefix="osds-demo-"))
+    project.chmod(0o755)
+    try:
+        shutil.copytree(REPO_ROOT / "dags", project / "dags")
+        shutil.copytree(REPO_ROOT / "include", project / "include")
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AIRFLOW")}
+        result = subprocess.run(
+            [OSDS, "demo", "--project-dir", str(project)], capture_output=True, text=True, env=env, timeout=300
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "orders_daily │ success" in output
+        assert "warehouse:analytics.orders_daily" in output
+        assert "warehouse:raw.orders             │  500" in output
+        assert "1 pipeline(s) succeeded" in output
+        # Airflow's home and the database live in the project, never in the user's home.
+        assert (project / ".osds" / "airflow" / "airflow.cfg").exists() or (project / ".osds" / "airflow").is_dir()
+        assert (project / ".osds" / "postgres" / "data" / "PG_VERSION").exists()
+        # The server was stopped at the end.
+        assert not (project / ".osds" / "postgres" / "data" / "postmaster.pid").exists()
+    finally:
+        from airflow_osds.embedded import EmbeddedPostgres
+
+        EmbeddedPostgres(project / ".osds" / "postgres").destroy()
+        shutil.rmtree(project, ignore_errors=True)

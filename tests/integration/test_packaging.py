@@ -1,0 +1,31 @@
+"""The built wheel (what Astro images and deployments install) carries the package and its entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_contents_and_entry_points(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("airflow_osds-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
+        metadata = zf.read(f"{dist_info}/METADATA").decode()
+    assert {"airflow_osds/get_provider_info.py", "airflow_osds/py.typed", "airflow_osds/factory/build.py"} <= names
+    assert not any(n.startswith(("tests/", "dags/", "include/")) for n in names)
+    assert "[apache_airflow_provider]\nprovider_info = airflow_osds.get_provider_info:get_provider_info" in entry_points
+    assert "[airflow.plugins]\nosds = airflow_osds.plugins:OsdsPlugin" in entry_points
+    assert "[console_scripts]\nosds = airflow_osds.cli:main" in entry_points
+    assert "Name: airflow-osds" in metadata
+    assert "Requires-Dist: apache-airflow<3.4,>=3.3.0" in metadata
+    assert "Requires-Dist: dbt-core~=1.11.0; extra == \"dbt\"" in metadata

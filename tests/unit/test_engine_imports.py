@@ -1,0 +1,42 @@
+"""Engine modules import without Airflow (they are used by tools and tests that run without it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+ENGINE_MODULES = [
+    "airflow_osds",
+    "airflow_osds.assets",
+    "airflow_osds.cli",
+    "airflow_osds.embedded",
+    "airflow_osds.exceptions",
+    "airflow_osds.factory",
+    "airflow_osds.factory.loader",
+    "airflow_osds.factory.spec",
+    "airflow_osds.localrun",
+]
+
+_BLOCK_AIRFLOW = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "airflow" or name.startswith("airflow."):
+            raise ImportError(f"airflow is blocked in this test: {name}")
+sys.meta_path.insert(0, _Block())
+import importlib
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+print("ok")
+"""
+
+
+def test_engine_modules_import_without_airflow() -> None:
+    result = subprocess.run([sys.executable, "-c", _BLOCK_AIRFLOW, *ENGINE_MODULES], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_the_blocker_does_block_airflow() -> None:
+    result = subprocess.run([sys.executable, "-c", _BLOCK_AIRFLOW, "airflow_osds.hooks.superset"], capture_output=True, text=True)
+    assert result.returncode != 0 and "airflow is blocked" in result.stderr
