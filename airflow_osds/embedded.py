@@ -107,7 +107,9 @@ class EmbeddedPostgres:
         return self
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown: open sessions are rolled back)."""
+        """Stop the server (fast shutdown: open sessions are rolled back); no-op if it never existed."""
+        if not self.data_dir.exists():
+            return
         with self._lock():
             if self.is_running():
                 self._pg_ctl("stop", "-w", "-t", "60", "-m", "fast")

@@ -90,3 +90,10 @@ def test_taken_port_is_a_clear_error(state_dir: Path) -> None:
         assert "could not" in info.value.log_tail.lower() or "address already in use" in info.value.log_tail.lower()
     finally:
         second.destroy()
+
+
+def test_stop_and_destroy_of_a_never_started_server_do_nothing(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "never")
+    pg.stop()
+    pg.destroy()
+    assert not pg.is_running()
