@@ -50,13 +50,19 @@ class TableRef(tuple[str, str, str]):
 
 
 def parse_table(name: str, *, conn_id: str) -> TableRef:
-    """``"schema.table"`` or ``"table"`` (schema ``public``) on the warehouse ``conn_id``."""
+    """``"schema.table"`` or ``"table"`` (schema ``public``) on the warehouse ``conn_id``;
+    ``"other_conn:schema.table"`` names a table on another warehouse connection."""
+    if ":" in name:
+        conn_id, _, name = name.partition(":")
+        if not conn_id.strip():
+            raise ValueError(f"{name!r} is not a table name: write 'connection:schema.table'.")
+        conn_id = conn_id.strip()
     parts = [p.strip().strip('"') for p in name.split(".")]
     if len(parts) == 1 and parts[0]:
         return TableRef(conn_id, DEFAULT_SCHEMA, parts[0])
     if len(parts) == 2 and all(parts):
         return TableRef(conn_id, parts[0], parts[1])
-    raise ValueError(f"{name!r} is not a table name: write 'schema.table' or 'table'.")
+    raise ValueError(f"{name!r} is not a table name: write 'schema.table', 'table' or 'connection:schema.table'.")
 
 
 def table_asset_name(ref: TableRef) -> str:

@@ -1,51 +1,81 @@
 """YAML pipelines → Airflow DAGs.
 
-A DAG file in Airflow's DAG folder calls :func:`load_pipelines`; each pipeline file
-becomes one DAG bound into that file's globals.
+Two thin DAG files in Airflow's DAG folder use this module:
+
+- ``load_pipelines(folder, globals())`` builds one DAG per *valid* pipeline file;
+- ``report_pipeline_errors(folder)`` raises, listing every invalid file with line and
+  column, so Airflow shows it as an import error.
+
+Airflow drops all DAGs of a DAG file that raises, so the two jobs need two files: a
+broken pipeline is never silent and never hides the healthy ones.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_osds.exceptions import PipelineFolderError, PipelineSpecError
-from airflow_osds.factory.loader import find_pipeline_files, parse_pipeline_file
+from airflow_osds.exceptions import PipelineFolderError
+from airflow_osds.factory.project import Project, load_project
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["load_pipelines"]
+__all__ = ["load_pipelines", "load_project", "report_pipeline_errors"]
+
+log = logging.getLogger(__name__)
 
 
 def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any] | None = None) -> dict[str, DAG]:
-    """Build a DAG for each pipeline YAML file under ``folder`` and bind it into ``globals_dict``.
+    """Build a DAG for each valid pipeline file under ``folder`` and bind it into ``globals_dict``.
+
+    When Airflow parses the file to run one task (``get_parsing_context().dag_id`` is set),
+    only that pipeline's DAG is built.
 
     :param folder: folder of pipeline files; default ``[osds] pipelines_folder``, else
         ``<dags_folder>/../include/pipelines``.
     :param globals_dict: the calling DAG file's ``globals()``.
-    :raises PipelineFolderError: after building the healthy pipelines, listing every broken file.
     """
-    from airflow.sdk import conf
+    from airflow.sdk import get_parsing_context
 
     from airflow_osds.factory.build import build_dag
 
-    pipelines_dir = Path(folder) if folder else _default_folder(conf)
-    default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
+    project = _project(folder)
+    for error in project.errors:
+        log.warning("Skipping invalid pipeline file (see report_pipeline_errors):\n%s", error)
+    wanted = get_parsing_context().dag_id
     dags: dict[str, DAG] = {}
-    errors: list[PipelineSpecError] = []
-    for path in find_pipeline_files(pipelines_dir):
-        try:
-            spec = parse_pipeline_file(path)
-        except PipelineSpecError as exc:
-            errors.append(exc)
-            continue
-        dags[spec.pipeline] = build_dag(spec, source=path, default_warehouse=default_warehouse)
+    for plan in project.plans.values():
+        if wanted is None or wanted == plan.id:
+            dags[plan.id] = build_dag(plan, project)
     if globals_dict is not None:
         globals_dict.update(dags)
-    if errors:
-        raise PipelineFolderError(str(pipelines_dir), errors)
     return dags
+
+
+def report_pipeline_errors(folder: str | Path | None = None) -> None:
+    """Raise ``PipelineFolderError`` if any pipeline file under ``folder`` is invalid or does not build."""
+    from airflow_osds.exceptions import PipelineSpecError
+    from airflow_osds.factory.build import build_dag
+
+    project = _project(folder)
+    errors = list(project.errors)
+    for plan in project.plans.values():
+        try:
+            build_dag(plan, project, register=False)
+        except Exception as exc:  # what Airflow itself rejects (operator arguments, …)
+            errors.append(PipelineSpecError(str(plan.parsed.path), [plan.parsed.problem(f"{type(exc).__name__}: {exc}")]))
+    if errors:
+        raise PipelineFolderError(str(project.folder), errors)
+
+
+def _project(folder: str | Path | None) -> Project:
+    from airflow.sdk import conf
+
+    pipelines_dir = Path(folder) if folder else _default_folder(conf)
+    default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
+    return load_project(pipelines_dir, default_warehouse=default_warehouse)
 
 
 def _default_folder(conf: Any) -> Path:

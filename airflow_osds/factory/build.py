@@ -1,77 +1,212 @@
-"""``PipelineSpec`` → Airflow DAG: one task per step, dependencies from the data and `after:`."""
+"""A planned pipeline → an Airflow DAG: tasks from blocks, edges from the plan, Assets from the data."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_osds.assets import TableRef, parse_table, table_asset
-from airflow_osds.factory.spec import PipelineSpec, StepSpec
+from airflow_osds.factory.blocks import BLOCKS, BuildEnv
+from airflow_osds.factory.imports import import_dotted
+from airflow_osds.factory.plan import PipelinePlan, StepPlan
+from airflow_osds.factory.spec import DataCondition, ParamSpec, PipelineSpec
+from airflow_osds.factory.types import NotifierSpec
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG, BaseOperator
-
-__all__ = ["build_dag", "step_dependencies"]
-
-
-def build_dag(spec: PipelineSpec, *, source: Path, default_warehouse: str) -> DAG:
-    """Build the DAG of one pipeline; ``source`` is its YAML file (SQL files resolve next to it)."""
     from airflow.sdk import DAG
 
-    default_args = {"owner": "osds", "retries": spec.defaults.retries}
-    with DAG(
-        dag_id=spec.pipeline,
-        description=spec.description or None,
-        schedule=spec.schedule,
-        start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.timezone.utc),
-        catchup=spec.catchup,
-        tags=["osds", *spec.tags],
-        default_args=default_args,
-        template_searchpath=[str(source.parent)],
-        doc_md=f"Built by airflow-osds from `{source.name}`.",
-    ) as dag:
-        tasks = {
-            step_id: _sql_task(step_id, step, warehouse=step.sql.warehouse or spec.defaults.warehouse or default_warehouse)
-            for step_id, step in spec.steps.items()
-        }
-        for step_id, upstream_ids in step_dependencies(spec, default_warehouse=default_warehouse).items():
-            for upstream_id in upstream_ids:
-                tasks[upstream_id] >> tasks[step_id]
-    dag.fileloc = str(source)
+    from airflow_osds.factory.project import Project
+
+__all__ = ["build_dag"]
+
+_CALLBACK_ARGS = {"on_failure": "on_failure_callback", "on_retry": "on_retry_callback",
+                  "on_success": "on_success_callback", "on_execute": "on_execute_callback"}
+_PASS_THROUGH = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout",
+                 "pool", "queue", "priority_weight")
+
+
+def build_dag(plan: PipelinePlan, project: Project, *, register: bool = True) -> DAG:
+    """Build the DAG; ``register=False`` keeps Airflow from collecting it from the calling DAG file."""
+    from airflow.sdk import DAG, TaskGroup
+
+    with DAG(**_dag_kwargs(plan, project), auto_register=register) as dag:
+        nodes: dict[str, Any] = {}
+        groups: dict[str | None, Any] = {None: None}
+        for step in plan.steps.values():  # parents come before their children
+            if step.is_group:
+                local_id = step.id.rsplit(".", 1)[-1]
+                nodes[step.id] = groups[step.id] = TaskGroup(
+                    group_id=local_id, tooltip=step.spec.group.tooltip, parent_group=groups[step.parent]
+                )
+                continue
+            with _in_group(groups[step.parent]):
+                nodes[step.id] = _build_task(plan, step, nodes)
+        for node_id, upstream_ids in plan.upstream.items():
+            for upstream_id in sorted(upstream_ids):
+                nodes[upstream_id] >> nodes[node_id]
+    dag.doc_md = _doc(plan)
     return dag
 
 
-def step_dependencies(spec: PipelineSpec, *, default_warehouse: str) -> dict[str, set[str]]:
-    """Upstream step ids of each step: its `after:` plus every step writing a table it reads."""
-    writers: dict[TableRef, set[str]] = {}
-    for step_id, step in spec.steps.items():
-        for ref in _tables(step.writes, step, spec, default_warehouse):
-            writers.setdefault(ref, set()).add(step_id)
-    upstream: dict[str, set[str]] = {}
-    for step_id, step in spec.steps.items():
-        deps = set(step.after)
-        for ref in _tables(step.reads, step, spec, default_warehouse):
-            deps |= writers.get(ref, set())
-        upstream[step_id] = deps - {step_id}
-    return upstream
+class _in_group:
+    """Enter a TaskGroup if there is one (``None`` = the DAG's root)."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+
+    def __enter__(self) -> None:
+        if self.group is not None:
+            self.group.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.group is not None:
+            self.group.__exit__(*exc)
 
 
-def _tables(names: list[str], step: StepSpec, spec: PipelineSpec, default_warehouse: str) -> list[TableRef]:
-    conn_id = step.sql.warehouse or spec.defaults.warehouse or default_warehouse
-    return [parse_table(name, conn_id=conn_id) for name in names]
-
-
-def _sql_task(step_id: str, step: StepSpec, *, warehouse: str) -> BaseOperator:
-    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
-    return SQLExecuteQueryOperator(
-        task_id=step_id,
-        conn_id=warehouse,
-        sql=step.sql.file or step.sql.query,
-        split_statements=True,
-        return_last=False,
-        show_return_value_in_logs=False,
-        outlets=[table_asset(parse_table(name, conn_id=warehouse)) for name in step.writes],
-        inlets=[table_asset(parse_table(name, conn_id=warehouse)) for name in step.reads],
+def _build_task(plan: PipelinePlan, step: StepPlan, nodes: dict[str, Any]) -> Any:
+    block_type = BLOCKS[step.spec.block_name]
+    assert block_type.build is not None
+    env = BuildEnv(
+        task_id=step.id.rsplit(".", 1)[-1],
+        warehouse=step.warehouse,
+        pipeline_dir=plan.parsed.path.parent,
+        task_kwargs=_task_kwargs(step),
+        output_of=lambda name: nodes[_resolve(name, step, plan)].output,
     )
+    return block_type.build(step.spec.block, env)
+
+
+def _resolve(name: str, step: StepPlan, plan: PipelinePlan) -> str:
+    from airflow_osds.factory.plan import _resolve_name
+
+    resolved = _resolve_name(name, step.parent, plan.steps)
+    assert resolved is not None  # checked while planning
+    return resolved
+
+
+def _task_kwargs(step: StepPlan) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {k: step.settings[k] for k in _PASS_THROUGH if step.settings.get(k) is not None}
+    callbacks = step.settings.get("callbacks")
+    if callbacks is not None:
+        for event, arg in _CALLBACK_ARGS.items():
+            entries = getattr(callbacks, event)
+            if entries:
+                kwargs[arg] = [_callback(entry) for entry in entries]
+    if step.spec.trigger_rule:
+        kwargs["trigger_rule"] = step.spec.trigger_rule
+    if step.spec.doc:
+        kwargs["doc_md"] = step.spec.doc
+    if step.writes:
+        kwargs["outlets"] = [table_asset(ref) for ref in sorted(step.writes)]
+    if step.reads:
+        kwargs["inlets"] = [table_asset(ref) for ref in sorted(step.reads)]
+    return kwargs
+
+
+def _callback(entry: Any) -> Any:
+    if isinstance(entry, NotifierSpec):
+        return import_dotted(entry.notifier)(**entry.args)
+    return import_dotted(entry)
+
+
+def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
+    spec = plan.parsed.spec
+    tz = spec.timezone or "UTC"
+    kwargs: dict[str, Any] = {
+        "dag_id": spec.pipeline,
+        "description": spec.description or None,
+        "schedule": _schedule(plan, project, tz),
+        "start_date": _datetime(spec.start_date, tz),
+        "end_date": _datetime(spec.end_date, tz),
+        "catchup": bool(spec.catchup),
+        "tags": list(dict.fromkeys(["osds", *spec.tags])),
+        "default_args": {"owner": ",".join(spec.owners) or "osds"},
+        "params": _params(spec),
+        "template_searchpath": [str(plan.parsed.path.parent)],
+        "max_active_runs": spec.max_active_runs,
+        "dagrun_timeout": spec.dagrun_timeout,
+    }
+    if spec.callbacks is not None:
+        if spec.callbacks.on_failure:
+            kwargs["on_failure_callback"] = [_callback(c) for c in spec.callbacks.on_failure]
+        if spec.callbacks.on_success:
+            kwargs["on_success_callback"] = [_callback(c) for c in spec.callbacks.on_success]
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _datetime(value: dt.date | dt.datetime | None, tz: str) -> Any:
+    if value is None:
+        return None
+    import pendulum
+
+    if isinstance(value, dt.datetime):
+        return pendulum.instance(value, tz=value.tzinfo or pendulum.timezone(tz))
+    return pendulum.datetime(value.year, value.month, value.day, tz=tz)
+
+
+def _params(spec: PipelineSpec) -> dict[str, Any] | None:
+    if not spec.params:
+        return None
+    from airflow.sdk import Param
+
+    out: dict[str, Any] = {}
+    for name, value in spec.params.items():
+        if isinstance(value, ParamSpec):
+            schema = value.model_dump(exclude={"default"}, exclude_none=True)
+            out[name] = Param(value.default, **schema)
+        else:
+            out[name] = value
+    return out
+
+
+def _schedule(plan: PipelinePlan, project: Project, tz: str) -> Any:
+    schedule = plan.parsed.spec.schedule
+    if schedule is None:
+        return None
+    timetable = _timetable(schedule.cron, schedule.every, tz)
+    if schedule.data is None:
+        return timetable
+    assets = _data_condition(schedule.data, plan, project)
+    if timetable is None:
+        return assets
+    from airflow.sdk import AssetOrTimeSchedule
+
+    return AssetOrTimeSchedule(timetable=timetable, assets=assets)
+
+
+def _timetable(cron: str | None, every: dt.timedelta | None, tz: str) -> Any:
+    if cron is not None:
+        from airflow.sdk import CronTriggerTimetable
+
+        return CronTriggerTimetable(cron, timezone=tz)
+    if every is not None:
+        from airflow.sdk import DeltaTriggerTimetable
+
+        return DeltaTriggerTimetable(every)
+    return None
+
+
+def _data_condition(data: Any, plan: PipelinePlan, project: Project) -> Any:
+    from airflow.sdk import AssetAll, AssetAny
+
+    if isinstance(data, DataCondition):
+        items = data.all_of if data.all_of is not None else data.any_of
+        parts = [
+            _data_condition(item, plan, project) if isinstance(item, DataCondition) else table_asset(_table(item, plan))
+            for item in items or []
+        ]
+        return AssetAll(*parts) if data.all_of is not None else AssetAny(*parts)
+    assets = [table_asset(ref) for ref in project.upstream_tables(plan)]
+    return AssetAll(*assets) if data == "all" else AssetAny(*assets)
+
+
+def _table(name: str, plan: PipelinePlan) -> TableRef:
+    return parse_table(name, conn_id=plan.warehouse)
+
+
+def _doc(plan: PipelinePlan) -> str:
+    spec = plan.parsed.spec
+    lines = [spec.doc or spec.description or "", "", f"Built by airflow-osds from `{plan.parsed.path.name}`."]
+    if plan.writes:
+        lines.append("Writes: " + ", ".join(f"`{r.qualified}`" for r in sorted(plan.writes)) + ".")
+    return "\n".join(lines).strip()

@@ -1,79 +1,210 @@
-"""Pipeline YAML file → validated ``PipelineSpec``, with every problem located in the file."""
+"""Pipeline YAML files → validated ``PipelineSpec``s, every problem located in its file.
+
+Reading order for one pipeline file: the ``defaults.yml`` files of its folder and the
+folders above it (up to the root that was scanned, nearest last), then the file itself;
+``${ENV}`` references are substituted in each, then the merged document is validated.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
-from airflow_osds.factory.spec import PipelineSpec
+from airflow_osds.factory.envvars import substitute_env
+from airflow_osds.factory.spec import FolderDefaults, PipelineSpec
 from airflow_osds.factory.yaml_source import locate, locate_key, read_yaml
 
-__all__ = ["PIPELINE_SUFFIXES", "find_pipeline_files", "parse_pipeline_file"]
+__all__ = [
+    "DEFAULTS_FILE_NAMES",
+    "PIPELINE_SUFFIXES",
+    "ParsedPipeline",
+    "find_pipeline_files",
+    "parse_pipeline_file",
+]
 
 PIPELINE_SUFFIXES = (".yml", ".yaml")
+DEFAULTS_FILE_NAMES = ("defaults.yml", "defaults.yaml")
+_UNION_KEYS = ("tags", "owners")
+_MERGED_MAPPINGS = ("defaults", "callbacks")
+
+
+@dataclass(frozen=True)
+class ParsedPipeline:
+    """A valid pipeline file: its path, text (for locating later problems) and spec."""
+
+    path: Path
+    text: str
+    spec: PipelineSpec
+
+    def problem(self, message: str, location: tuple[Any, ...] = (), *, key: bool = False) -> SpecProblem:
+        line, column = (locate_key if key else locate)(self.text, list(location))
+        return SpecProblem(message, line=line, column=column, location=".".join(map(str, location)))
+
+
+@dataclass
+class DefaultsCache:
+    """Folder defaults already read while loading one folder (each file is read once)."""
+
+    by_path: dict[Path, dict[str, Any]] = field(default_factory=dict)
 
 
 def find_pipeline_files(folder: Path) -> list[Path]:
-    """Pipeline files in ``folder`` and below, in a stable order; hidden files are skipped."""
+    """Pipeline files under ``folder`` in a stable order; hidden paths and defaults files are skipped."""
+    if folder.is_file():
+        return [folder]
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix in PIPELINE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.parts)
+        if p.suffix in PIPELINE_SUFFIXES
+        and p.name not in DEFAULTS_FILE_NAMES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
     )
 
 
-def parse_pipeline_file(path: Path) -> PipelineSpec:
+def parse_pipeline_file(
+    path: Path,
+    *,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cache: DefaultsCache | None = None,
+) -> ParsedPipeline:
+    """Read, merge with folder defaults, substitute environment variables and validate one file."""
+    environ = os.environ if environ is None else environ
+    cache = cache or DefaultsCache()
+    merged: dict[str, Any] = {}
+    for defaults_path in _defaults_chain(path, root):
+        if defaults_path not in cache.by_path:
+            cache.by_path[defaults_path] = _read_defaults(defaults_path, environ)
+        merged = _merge(merged, cache.by_path[defaults_path])
+    text, data = _read_document(path, environ, "a pipeline file must be a mapping that starts with `pipeline: <id>`")
+    try:
+        spec = PipelineSpec.model_validate(_merge(merged, data))
+    except ValidationError as exc:
+        raise PipelineSpecError(str(path), validation_problems(text, data, exc, PipelineSpec)) from None
+    return ParsedPipeline(path=path, text=text, spec=spec)
+
+
+def _read_defaults(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    text, data = _read_document(path, environ, "a defaults file must be a mapping, e.g. `defaults: {retries: 2}`")
+    try:
+        FolderDefaults.model_validate(data)
+    except ValidationError as exc:
+        raise PipelineSpecError(str(path), validation_problems(text, data, exc, FolderDefaults)) from None
+    return data
+
+
+def _read_document(path: Path, environ: Mapping[str, str], not_a_mapping: str) -> tuple[str, dict[str, Any]]:
     text, data = read_yaml(path)
     if not isinstance(data, dict):
-        raise PipelineSpecError(
-            str(path),
-            [SpecProblem("a pipeline file must be a mapping that starts with `pipeline: <id>`", line=1, column=1)],
-        )
-    try:
-        return PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        raise PipelineSpecError(str(path), [_problem(text, data, err) for err in exc.errors()]) from None
+        raise PipelineSpecError(str(path), [SpecProblem(not_a_mapping, line=1, column=1)])
+    data, undefined = substitute_env(data, environ)
+    if undefined:
+        problems = []
+        for ref in undefined:
+            line, column = locate(text, list(ref.location))
+            problems.append(SpecProblem(ref.message, line=line, column=column, location=".".join(map(str, ref.location))))
+        raise PipelineSpecError(str(path), problems)
+    return text, data
 
 
-def _problem(text: str, data: Any, err: Any) -> SpecProblem:
-    location = [part for part in err["loc"] if not _is_internal_loc(part)]
+def _defaults_chain(path: Path, root: Path | None) -> list[Path]:
+    """Defaults files from ``root`` (or the file's folder) down to the file's folder."""
+    folder = path.parent.resolve()
+    top = (root if root is not None and root.is_dir() else folder).resolve()
+    folders = [folder]
+    while folders[-1] != top and top in folders[-1].parents:
+        folders.append(folders[-1].parent)
+    chain = []
+    for directory in reversed(folders):
+        chain.extend(directory / name for name in DEFAULTS_FILE_NAMES if (directory / name).is_file())
+    return chain
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key in _UNION_KEYS and isinstance(value, list) and isinstance(base.get(key), list):
+            merged[key] = [*base[key], *(v for v in value if v not in base[key])]
+        elif key in _MERGED_MAPPINGS and isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+# -- turning pydantic errors into located problems ---------------------------------------------
+def validation_problems(text: str, data: Any, exc: ValidationError, model: type[BaseModel]) -> list[SpecProblem]:
+    """One problem per location; alternatives of a union at one location are joined with "or"."""
+    by_location: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for err in exc.errors():
+        by_location.setdefault(_data_location(err["loc"], data), []).append(err)
+    problems = []
+    for location, errors in by_location.items():
+        problems.append(_problem(text, data, list(location), errors, model))
+    return problems
+
+
+def _data_location(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Keep the parts of a pydantic location that exist in the document; drop union/validator tags."""
+    kept: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
+            kept.append(part)  # a missing or unknown key: still the place to point at
+            node = None
+    return tuple(kept)
+
+
+def _is_tag(part: str) -> bool:
+    return "[" in part or part.startswith("function-") or part in ("str", "int", "float", "bool", "list", "dict") or (
+        part[:1].isupper() and part.replace("_", "").isalnum()
+    )
+
+
+def _problem(text: str, data: Any, location: list[Any], errors: list[dict[str, Any]], model: type[BaseModel]) -> SpecProblem:
     dotted = ".".join(str(p) for p in location)
-    if err["type"] == "extra_forbidden":
+    extra = next((e for e in errors if e["type"] == "extra_forbidden"), None)
+    if extra is not None and location:
         key = str(location[-1])
-        allowed = _allowed_keys(location[:-1], data)
-        hint = difflib.get_close_matches(key, allowed, n=1)
+        allowed = _allowed_keys(location[:-1], model)
+        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         suggestion = f"did you mean `{hint[0]}`?" if hint else f"allowed keys: {', '.join(sorted(allowed))}"
         line, column = locate_key(text, location)
         return SpecProblem(f"unknown key `{key}`: {suggestion}", line=line, column=column, location=dotted)
-    if err["type"] == "missing":
+    if all(e["type"] == "missing" for e in errors) and location:
         line, column = locate(text, location[:-1])
         return SpecProblem(f"missing required key `{location[-1]}`", line=line, column=column, location=dotted)
+    messages = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in errors if e["type"] != "missing"))
     line, column = locate(text, location)
-    message = err["msg"].removeprefix("Value error, ")
-    return SpecProblem(message, line=line, column=column, location=dotted)
+    return SpecProblem("; or ".join(messages), line=line, column=column, location=dotted)
 
 
-def _is_internal_loc(part: Any) -> bool:
-    # pydantic adds validator names such as "function-before[...]" to locations.
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _allowed_keys(parent_location: list[Any], data: Any) -> list[str]:
-    """Field names of the model found at ``parent_location``, walking the spec's type tree."""
-    model: type[BaseModel] = PipelineSpec
+def _allowed_keys(parent_location: list[Any], model: type[BaseModel]) -> list[str]:
+    """Keys of the model found at ``parent_location``, walking the spec's type tree."""
     for part in parent_location:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            continue  # a dict key (step id) or list index: stay on the value's model
-        annotation = field.annotation
-        nested = _model_in(annotation)
+        field_info = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field_info is None:
+            continue  # a dict key (step id) or list index: the value has the same model
+        nested = _model_in(field_info.annotation)
         if nested is not None:
             model = nested
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -1,93 +1,250 @@
 """The pipeline language as typed models: what a pipeline YAML file may say.
 
 Closed schema: every model forbids unknown keys, so a typo is an error instead of a
-silently ignored setting. Field descriptions feed the JSON Schema and the docs.
+silently ignored setting. Field descriptions and examples feed the JSON Schema
+(``osds schema``), editor completion and the docs from one declaration.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-__all__ = ["Defaults", "PipelineSpec", "SqlBlock", "StepSpec"]
+from airflow_osds.factory.blocks import BLOCKS
+from airflow_osds.factory.blocks.group import GroupBlock
+from airflow_osds.factory.types import IDENTIFIER_PATTERN, CallbackSpec, Duration, Identifier, Strict
 
-_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+__all__ = [
+    "DataCondition",
+    "FolderDefaults",
+    "ParamSpec",
+    "PipelineCallbacks",
+    "PipelineSpec",
+    "ScheduleSpec",
+    "StepSpec",
+    "TaskCallbacks",
+    "TaskSettings",
+]
+
+TriggerRule = Literal[
+    "all_success", "all_failed", "all_done", "all_done_min_one_success", "all_skipped", "one_success",
+    "one_done", "one_failed", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
+]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TaskCallbacks(Strict):
+    """Task callbacks: dotted paths of functions or notifiers, called with the task context."""
+
+    on_failure: list[CallbackSpec] = Field(default_factory=list)
+    on_retry: list[CallbackSpec] = Field(default_factory=list)
+    on_success: list[CallbackSpec] = Field(default_factory=list)
+    on_execute: list[CallbackSpec] = Field(default_factory=list)
 
 
-class Defaults(_Strict):
-    """Settings every step of the pipeline inherits unless it sets its own."""
+class PipelineCallbacks(Strict):
+    """Pipeline-run callbacks (the DAG run failed / succeeded)."""
+
+    on_failure: list[CallbackSpec] = Field(default_factory=list)
+    on_success: list[CallbackSpec] = Field(default_factory=list)
+
+
+class TaskSettings(Strict):
+    """Task arguments set in `defaults` (folder or pipeline) and overridable on each step."""
 
     warehouse: str | None = Field(
         None,
         description="Airflow connection id of the warehouse (PostgreSQL). Default: [osds] default_warehouse_conn_id.",
         examples=["warehouse"],
     )
-    retries: int = Field(0, ge=0, description="Retries of each task.", examples=[2])
+    retries: int | None = Field(None, ge=0, description="Retries after a failure.", examples=[2])
+    retry_delay: Duration | None = Field(None, description="Wait between retries.", examples=["5m"])
+    retry_exponential_backoff: bool | None = Field(None, description="Double the wait after each retry.")
+    max_retry_delay: Duration | None = Field(None, description="Cap of the exponential backoff.", examples=["1h"])
+    execution_timeout: Duration | None = Field(None, description="Fail a try that runs longer.", examples=["30m"])
+    pool: str | None = Field(None, description="Airflow pool the task takes a slot from.")
+    queue: str | None = Field(None, description="Executor queue (Celery).")
+    priority_weight: int | None = Field(None, description="Scheduling priority.")
+    callbacks: TaskCallbacks | None = Field(None, description="Task callbacks and notifiers.")
 
 
-class SqlBlock(_Strict):
-    """Run SQL on the warehouse: inline ``query`` or a ``file`` relative to the pipeline file."""
+class ParamSpec(Strict):
+    """A run parameter with a default and a JSON-Schema type, shown in the trigger form."""
 
-    query: str | None = Field(None, description="SQL to run (templated with Jinja).", examples=["SELECT 1"])
-    file: str | None = Field(
-        None, description="Path of a .sql file, relative to the pipeline file.", examples=["sql/orders_daily.sql"]
-    )
-    warehouse: str | None = Field(None, description="Connection id; overrides defaults.warehouse.")
+    default: Any = Field(description="Value used when a run does not set it.")
+    type: Literal["string", "integer", "number", "boolean", "array", "object", "null"] | None = None
+    description: str | None = None
+    enum: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        # `sql: "SELECT …"` is the common case; it means `sql: {query: "SELECT …"}`.
-        return {"query": value} if isinstance(value, str) else value
+
+class DataCondition(Strict):
+    """Run when all (`all_of`) or any (`any_of`) of these tables changed; items may nest."""
+
+    all_of: list[str | DataCondition] | None = None
+    any_of: list[str | DataCondition] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> SqlBlock:
-        if (self.query is None) == (self.file is None):
-            raise ValueError("give exactly one of `query` or `file`")
+    def _one_operator(self) -> DataCondition:
+        if (self.all_of is None) == (self.any_of is None):
+            raise ValueError("give exactly one of `all_of` or `any_of`")
+        items = self.all_of if self.all_of is not None else self.any_of
+        if not items:
+            raise ValueError("a data condition needs at least one table")
         return self
 
 
-class StepSpec(_Strict):
-    """One task. A step holds exactly one typed block (``sql`` for now) plus ordering and data keys."""
+class ScheduleSpec(Strict):
+    """When the pipeline runs: on time (`cron` or `every`), on upstream data (`data`), or both."""
 
-    sql: SqlBlock = Field(description="Run SQL on the warehouse.")
-    after: list[str] = Field(default_factory=list, description="Steps that must finish first (ordering no data expresses).")
-    reads: list[str] = Field(default_factory=list, description="Tables this step reads, as `schema.table`.")
-    writes: list[str] = Field(default_factory=list, description="Tables this step writes, as `schema.table`.")
+    cron: str | None = Field(None, description="Cron expression or preset.", examples=["0 6 * * *", "@hourly"])
+    every: Duration | None = Field(None, description="Fixed interval.", examples=["30m"])
+    data: Literal["all", "any"] | DataCondition | None = Field(
+        None,
+        description="`all`: when every table this pipeline reads from other pipelines changed; `any`: when one "
+        "did; or an explicit condition on tables.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScheduleSpec:
+        if self.cron is not None and self.every is not None:
+            raise ValueError("give `cron` or `every`, not both")
+        if self.cron is None and self.every is None and self.data is None:
+            raise ValueError("give at least one of `cron`, `every` or `data`")
+        return self
 
 
-class PipelineSpec(_Strict):
+def _schedule_shorthand(value: Any) -> Any:
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        if value.strip().lower() == "data":
+            return {"data": "all"}
+        if value.strip().lower() in ("none", "manual", ""):
+            return None
+        return {"cron": value}
+    return value
+
+
+def _step_model() -> type[Strict]:
+    block_fields: dict[str, Any] = {
+        name: (block.model | None, Field(None, description=block.description)) for name, block in BLOCKS.items()
+    }
+    return create_model(
+        "StepSpec",
+        __base__=_StepBase,
+        __doc__="One task (or a `group` of steps). A step holds exactly one block.",
+        **block_fields,
+    )
+
+
+class _StepBase(TaskSettings):
+    after: list[str] = Field(default_factory=list, description="Steps (or groups) that must finish first.")
+    reads: list[str] | None = Field(
+        None, description="Tables this step reads (`schema.table`); replaces what is derived from its block."
+    )
+    writes: list[str] | None = Field(
+        None, description="Tables this step writes (`schema.table`); replaces what is derived from its block."
+    )
+    trigger_rule: TriggerRule | None = Field(None, description="When to run relative to upstream outcomes.")
+    doc: str | None = Field(None, description="Markdown shown on the task in Airflow's UI.")
+
+    @model_validator(mode="after")
+    def _exactly_one_block(self) -> _StepBase:
+        given = [name for name in BLOCKS if getattr(self, name, None) is not None]
+        if len(given) != 1:
+            names = ", ".join(f"`{n}`" for n in BLOCKS)
+            found = f"found {', '.join(given)}" if given else "found none"
+            raise ValueError(f"a step needs exactly one block among {names} ({found})")
+        return self
+
+    @property
+    def block_name(self) -> str:
+        return next(name for name in BLOCKS if getattr(self, name, None) is not None)
+
+    @property
+    def block(self) -> Any:
+        return getattr(self, self.block_name)
+
+
+StepSpec = _step_model()
+GroupBlock.model_rebuild(_types_namespace={"StepSpec": StepSpec})
+StepSpec.model_rebuild()
+
+
+class _PipelineLevel(Strict):
+    """Keys a folder's `defaults.yml` may share with the pipelines below it."""
+
+    start_date: dt.date | dt.datetime | None = Field(None, description="First date the schedule covers.")
+    end_date: dt.date | dt.datetime | None = Field(None, description="Last date the schedule covers.")
+    timezone: str | None = Field(None, description="IANA time zone of dates and cron.", examples=["Europe/Paris"])
+    catchup: bool | None = Field(None, description="Run intervals missed since start_date.")
+    tags: list[str] = Field(default_factory=list, description="Tags shown in Airflow's UI (folder tags are added).")
+    owners: list[str] = Field(default_factory=list, description="Owners shown in Airflow's UI.")
+    defaults: TaskSettings = Field(default_factory=TaskSettings, description="Task settings for every step.")
+    callbacks: PipelineCallbacks | None = Field(None, description="Pipeline-run callbacks.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            import pendulum
+
+            try:
+                pendulum.timezone(value)
+            except Exception:
+                raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Europe/Paris' or 'UTC'") from None
+        return value
+
+
+class FolderDefaults(_PipelineLevel):
+    """`defaults.yml`: settings shared by every pipeline file in its folder and below."""
+
+
+class PipelineSpec(_PipelineLevel):
     """A pipeline file: one Airflow DAG."""
 
-    pipeline: str = Field(pattern=_ID_PATTERN, description="Pipeline id, used as the DAG id.", examples=["orders"])
+    pipeline: Identifier = Field(description="Pipeline id, used as the DAG id.", examples=["orders"])
     description: str = Field("", description="One line shown in Airflow's DAG list.")
-    schedule: str | None = Field(None, description="Cron expression or preset (`@daily`); omitted: manual only.")
-    start_date: dt.date = Field(dt.date(2026, 1, 1), description="First date the schedule applies to.")
-    catchup: bool = Field(False, description="Run the intervals missed since start_date.")
-    tags: list[str] = Field(default_factory=list, description="Tags shown in Airflow's UI.")
-    defaults: Defaults = Field(default_factory=Defaults)
-    steps: dict[str, StepSpec] = Field(min_length=1, description="Steps keyed by id; each becomes a task.")
+    doc: str | None = Field(None, description="Markdown documentation shown on the DAG page.")
+    schedule: ScheduleSpec | None = Field(
+        None,
+        description="Cron/preset string, `data` (run when upstream data changed), or a mapping with "
+        "`cron`/`every`/`data`. Omitted: manual runs only.",
+        examples=["@daily", "data", {"cron": "@daily", "data": "any"}],
+    )
+    max_active_runs: int | None = Field(None, ge=1, description="Concurrent runs of this pipeline.")
+    dagrun_timeout: Duration | None = Field(None, description="Fail a run that takes longer.")
+    params: dict[str, ParamSpec | Any] = Field(
+        default_factory=dict, description="Run parameters: `name: value` or `name: {default:, type:, …}`."
+    )
+    steps: dict[str, StepSpec] = Field(min_length=1, description="Steps keyed by id; each becomes a task.")  # type: ignore[valid-type]
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        return _schedule_shorthand(value)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ParamSpec(**v) if isinstance(v, dict) and "default" in v else v for k, v in value.items()}
+        return value
 
     @field_validator("steps")
     @classmethod
-    def _step_ids(cls, steps: dict[str, StepSpec]) -> dict[str, StepSpec]:
-        import re
-
-        for step_id in steps:
-            if not re.match(_ID_PATTERN, step_id):
-                raise ValueError(f"step id {step_id!r} must start with a letter and use only letters, digits and _")
+    def _step_ids(cls, steps: dict[str, Any]) -> dict[str, Any]:
+        _check_step_ids(steps)
         return steps
 
-    @model_validator(mode="after")
-    def _after_refers_to_steps(self) -> PipelineSpec:
-        for step_id, step in self.steps.items():
-            unknown = [name for name in step.after if name not in self.steps]
-            if unknown:
-                raise ValueError(f"step {step_id!r}: `after` names unknown step(s) {unknown}; steps are {list(self.steps)}")
-        return self
+
+def _check_step_ids(steps: dict[str, Any]) -> None:
+    for step_id, step in steps.items():
+        if not re.match(IDENTIFIER_PATTERN, step_id):
+            raise ValueError(f"step id {step_id!r} must start with a letter and use only letters, digits and _")
+        if step.group is not None:
+            _check_step_ids(step.group.steps)

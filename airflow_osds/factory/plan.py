@@ -1,0 +1,263 @@
+"""A validated pipeline → its plan: flattened steps, the tables each reads and writes, the edges.
+
+Pure logic, no Airflow: this is what ``osds validate`` checks and what the DAG builder
+follows. Inside one pipeline a step that reads a table runs after every step that writes
+it; ``after:`` adds edges no data expresses (and wins over a data edge in the other
+direction, which is how two steps that both read and write a table are ordered).
+"""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_osds.assets import TableRef, parse_table
+from airflow_osds.exceptions import PipelineSpecError, SpecProblem
+from airflow_osds.factory.blocks import BLOCKS, StepEnv
+from airflow_osds.factory.imports import import_dotted
+from airflow_osds.factory.loader import ParsedPipeline
+from airflow_osds.factory.spec import DataCondition, StepSpec, TaskSettings
+from airflow_osds.factory.types import NotifierSpec
+
+__all__ = ["PipelinePlan", "StepPlan", "plan_pipeline"]
+
+_SETTING_FIELDS = tuple(TaskSettings.model_fields)
+
+
+@dataclass
+class StepPlan:
+    """One step (a task, or a group of steps) with everything resolved."""
+
+    id: str  # full id: "group.step" inside groups (Airflow's task id)
+    spec: Any  # StepSpec
+    location: tuple[Any, ...]  # where the step sits in the YAML document
+    parent: str | None
+    settings: dict[str, Any]  # effective task settings: step > enclosing groups > pipeline defaults
+    reads: frozenset[TableRef] = frozenset()
+    writes: frozenset[TableRef] = frozenset()
+    after: set[str] = field(default_factory=set)
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def is_group(self) -> bool:
+        return self.spec.group is not None
+
+    @property
+    def warehouse(self) -> str:
+        return str(self.settings["warehouse"])
+
+
+@dataclass
+class PipelinePlan:
+    parsed: ParsedPipeline
+    steps: dict[str, StepPlan]
+    upstream: dict[str, set[str]]  # node id → node ids it runs after (nodes are tasks or groups)
+    default_warehouse: str
+
+    @property
+    def id(self) -> str:
+        return self.parsed.spec.pipeline
+
+    @property
+    def warehouse(self) -> str:
+        """The pipeline's warehouse connection id (from `defaults`, else the provider's default)."""
+        return str(self.parsed.spec.defaults.warehouse or self.default_warehouse)
+
+    def tasks(self) -> list[StepPlan]:
+        return [s for s in self.steps.values() if not s.is_group]
+
+    @property
+    def writes(self) -> frozenset[TableRef]:
+        return frozenset(ref for s in self.tasks() for ref in s.writes)
+
+    @property
+    def reads(self) -> frozenset[TableRef]:
+        return frozenset(ref for s in self.tasks() for ref in s.reads)
+
+    @property
+    def external_reads(self) -> frozenset[TableRef]:
+        """Tables read here that no step of this pipeline writes."""
+        return self.reads - self.writes
+
+
+def plan_pipeline(parsed: ParsedPipeline, *, default_warehouse: str) -> PipelinePlan:
+    """Plan a parsed pipeline; raise ``PipelineSpecError`` with every located problem."""
+    problems: list[SpecProblem] = []
+    spec = parsed.spec
+    base = {name: getattr(spec.defaults, name) for name in _SETTING_FIELDS}
+    base["warehouse"] = base["warehouse"] or default_warehouse
+    steps: dict[str, StepPlan] = {}
+    _flatten(spec.steps, ("steps",), None, base, steps)
+    env_dir = parsed.path.parent
+    for step in steps.values():
+        _derive_io(parsed, step, env_dir, problems)
+        _check_imports(parsed, step, problems)
+    _resolve_after(parsed, steps, problems)
+    _check_callbacks(parsed, problems)
+    _check_schedule_tables(parsed, base["warehouse"], problems)
+    upstream = _edges(steps)
+    if not problems:
+        _check_cycles(parsed, steps, upstream, problems)
+    if problems:
+        raise PipelineSpecError(str(parsed.path), problems)
+    return PipelinePlan(parsed=parsed, steps=steps, upstream=upstream, default_warehouse=default_warehouse)
+
+
+def _flatten(
+    specs: dict[str, StepSpec], location: tuple[Any, ...], parent: StepPlan | None, inherited: dict[str, Any],
+    out: dict[str, StepPlan],
+) -> None:
+    for local_id, spec in specs.items():
+        settings = {name: getattr(spec, name) if getattr(spec, name) is not None else inherited[name] for name in _SETTING_FIELDS}
+        block_warehouse = getattr(spec.block, "warehouse", None)
+        if block_warehouse:
+            settings["warehouse"] = block_warehouse
+        step_id = f"{parent.id}.{local_id}" if parent else local_id
+        step = StepPlan(id=step_id, spec=spec, location=(*location, local_id), parent=parent.id if parent else None, settings=settings)
+        out[step_id] = step
+        if parent is not None:
+            parent.children.append(step_id)
+        if spec.group is not None:
+            _flatten(spec.group.steps, (*location, local_id, "group", "steps"), step, settings, out)
+
+
+def _derive_io(parsed: ParsedPipeline, step: StepPlan, env_dir: Any, problems: list[SpecProblem]) -> None:
+    spec = step.spec
+    if step.is_group:
+        return
+    block_type = BLOCKS[spec.block_name]
+    try:
+        derived = block_type.derive_io(spec.block, StepEnv(pipeline_dir=env_dir, warehouse=step.warehouse))
+    except OSError as exc:
+        problems.append(parsed.problem(f"cannot read {exc.filename}: {exc.strerror}", (*step.location, spec.block_name, "file")))
+        return
+    reads = spec.reads if spec.reads is not None else sorted(derived.reads)
+    writes = spec.writes if spec.writes is not None else sorted(derived.writes)
+    step.reads = _tables(parsed, step, reads, "reads", problems)
+    step.writes = _tables(parsed, step, writes, "writes", problems)
+
+
+def _tables(parsed: ParsedPipeline, step: StepPlan, names: list[str], key: str, problems: list[SpecProblem]) -> frozenset[TableRef]:
+    refs = set()
+    for i, name in enumerate(names):
+        try:
+            refs.add(parse_table(name, conn_id=step.warehouse))
+        except ValueError as exc:
+            problems.append(parsed.problem(str(exc), (*step.location, key, i)))
+    return frozenset(refs)
+
+
+def _check_imports(parsed: ParsedPipeline, step: StepPlan, problems: list[SpecProblem]) -> None:
+    if step.is_group:
+        return
+    for key, path in BLOCKS[step.spec.block_name].imports(step.spec.block).items():
+        try:
+            import_dotted(path)
+        except ImportError as exc:
+            problems.append(parsed.problem(str(exc), (*step.location, step.spec.block_name, key)))
+    callbacks = step.spec.callbacks
+    if callbacks is not None:
+        _check_callback_lists(parsed, callbacks, (*step.location, "callbacks"), problems)
+
+
+def _check_callbacks(parsed: ParsedPipeline, problems: list[SpecProblem]) -> None:
+    spec = parsed.spec
+    if spec.callbacks is not None:
+        _check_callback_lists(parsed, spec.callbacks, ("callbacks",), problems)
+    if spec.defaults.callbacks is not None:
+        _check_callback_lists(parsed, spec.defaults.callbacks, ("defaults", "callbacks"), problems)
+
+
+def _check_callback_lists(parsed: ParsedPipeline, callbacks: Any, location: tuple[Any, ...], problems: list[SpecProblem]) -> None:
+    for event in type(callbacks).model_fields:
+        for i, entry in enumerate(getattr(callbacks, event)):
+            path = entry.notifier if isinstance(entry, NotifierSpec) else entry
+            try:
+                import_dotted(path)
+            except ImportError as exc:
+                problems.append(parsed.problem(str(exc), (*location, event, i)))
+
+
+def _check_schedule_tables(parsed: ParsedPipeline, warehouse: str, problems: list[SpecProblem]) -> None:
+    schedule = parsed.spec.schedule
+    if schedule is None or not isinstance(schedule.data, DataCondition):
+        return
+
+    def walk(condition: DataCondition, location: tuple[Any, ...]) -> None:
+        key = "all_of" if condition.all_of is not None else "any_of"
+        for i, item in enumerate(getattr(condition, key)):
+            if isinstance(item, DataCondition):
+                walk(item, (*location, key, i))
+                continue
+            try:
+                parse_table(item, conn_id=warehouse)
+            except ValueError as exc:
+                problems.append(parsed.problem(str(exc), (*location, key, i)))
+
+    walk(schedule.data, ("schedule", "data"))
+
+
+def _resolve_after(parsed: ParsedPipeline, steps: dict[str, StepPlan], problems: list[SpecProblem]) -> None:
+    for step in steps.values():
+        names = list(step.spec.after) + BLOCKS[step.spec.block_name].mapped_from(step.spec.block)
+        for i, name in enumerate(names):
+            target = _resolve_name(name, step.parent, steps)
+            if target is None or target == step.id or step.id.startswith(f"{target}."):
+                where = (*step.location, "after", i) if i < len(step.spec.after) else (*step.location, step.spec.block_name, "expand")
+                known = ", ".join(s for s in steps if s != step.id)
+                reason = "cannot run after itself or its own group" if target else f"names no step; steps are: {known}"
+                problems.append(parsed.problem(f"`{name}` {reason}", where))
+            else:
+                step.after.add(target)
+
+
+def _resolve_name(name: str, parent: str | None, steps: dict[str, StepPlan]) -> str | None:
+    """A sibling's short id first, then the enclosing groups', then a full id."""
+    scope = parent
+    while scope is not None:
+        if f"{scope}.{name}" in steps:
+            return f"{scope}.{name}"
+        scope = steps[scope].parent
+    return name if name in steps else None
+
+
+def _edges(steps: dict[str, StepPlan]) -> dict[str, set[str]]:
+    writers: dict[TableRef, list[str]] = {}
+    for step in steps.values():
+        for ref in step.writes:
+            writers.setdefault(ref, []).append(step.id)
+    upstream: dict[str, set[str]] = {step_id: set(step.after) for step_id, step in steps.items()}
+    for step in steps.values():
+        for ref in step.reads:
+            for writer in writers.get(ref, ()):
+                if writer != step.id and step.id not in steps[writer].after:
+                    upstream[step.id].add(writer)
+    return upstream
+
+
+def _check_cycles(parsed: ParsedPipeline, steps: dict[str, StepPlan], upstream: dict[str, set[str]], problems: list[SpecProblem]) -> None:
+    graph: dict[str, set[str]] = {s.id: set() for s in steps.values() if not s.is_group}
+    for node, deps in upstream.items():
+        for target in _leaves(node, steps):
+            for dep in deps:
+                graph[target] |= set(_leaves(dep, steps))
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        first = steps[cycle[0]]
+        problems.append(
+            parsed.problem(
+                f"steps form a cycle: {' → '.join(reversed(cycle))}; a step reading a table another step writes runs "
+                "after it — state the intended order with `after:` or narrow `reads:`/`writes:`",
+                first.location,
+            )
+        )
+
+
+def _leaves(node: str, steps: dict[str, StepPlan]) -> list[str]:
+    step = steps[node]
+    if not step.is_group:
+        return [node]
+    return [leaf for child in step.children for leaf in _leaves(child, steps)]

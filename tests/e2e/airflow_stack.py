@@ -1,0 +1,353 @@
+"""Airflow's real scheduling stack (api-server, scheduler, dag-processor, triggerer) as test subprocesses.
+
+The test process has already imported Airflow with the session configuration (tests/conftest.py),
+so everything here runs Airflow through its CLI in child processes with their own environment:
+their own metadata database and ``AIRFLOW_HOME`` on the session's embedded PostgreSQL, free ports,
+and fast heartbeats. The test talks to them only through the REST API (httpx, all-admins
+SimpleAuthManager, so no token) and through the warehouse database.
+
+Recipe and gotchas: /work/shared/reference/real-scheduler.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from airflow_osds.localrun import LocalStack, airflow_environ
+
+__all__ = ["AirflowStack", "StackError"]
+
+T = TypeVar("T")
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Keys of /api/v2/monitor/health that must all be "healthy" before the stack is usable.
+HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+POLL_INTERVAL_S = 0.5
+LOG_TAIL_LINES = 40
+
+
+class StackError(AssertionError):
+    """The stack or a run in it did not do what the test waited for; the message carries the logs.
+
+    An ``AssertionError`` so pytest reports it as a test failure, never as a skip.
+    """
+
+
+@dataclass
+class _Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"<cannot read {path}: {exc}>"
+
+
+class AirflowStack:
+    """Airflow 3's four server components on their own metadata DB, DAG folder and ports.
+
+    :param local: the session's started :class:`LocalStack` (its PostgreSQL hosts both databases).
+    :param root: an empty directory for ``home/``, ``dags/`` and the component logs.
+    :param metadata_db: name of the stack's own Airflow metadata database (created here).
+    :param warehouse_db: name of the fresh database behind the ``warehouse`` connection (created here).
+    """
+
+    def __init__(
+        self,
+        local: LocalStack,
+        root: Path,
+        *,
+        metadata_db: str = "airflow_sched",
+        warehouse_db: str = "wh_sched",
+    ) -> None:
+        self.local = local
+        self.root = root.resolve()
+        self.home = self.root / "home"
+        self.dags_folder = self.root / "dags"
+        self.log_dir = self.root / "component-logs"
+        self.metadata_db = metadata_db
+        self.warehouse_db = warehouse_db
+        self.api_port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.api_port}"
+        # The CLI next to this interpreter: the venv's, whatever PATH says.
+        self.airflow_bin = str(Path(sys.executable).parent / "airflow")
+        self._components: list[_Component] = []
+        self._client = httpx.Client(base_url=self.base_url, timeout=10.0)
+        for path in (self.home, self.dags_folder, self.log_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    # -- environment ----------------------------------------------------------------
+    def environ(self) -> dict[str, str]:
+        """The full environment of every component: the caller's, minus its Airflow settings, plus ours."""
+        pg = self.local.postgres
+        env = airflow_environ(
+            home=self.home,
+            dags_folder=self.dags_folder,
+            metadata_url=pg.uri(self.metadata_db, driver="psycopg2"),
+            extra={
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # LocalExecutor forks `parallelism` workers eagerly; the default 32 costs ~5 GB.
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                # Tasks talk to the api-server; the default (localhost:8080) makes every task fail.
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                # serve-logs of scheduler and triggerer bind fixed ports on all interfaces by default.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                # Defaults (300 s / 30 s / 5 s) would make every wait below minutes long.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW_CONN_WAREHOUSE": pg.airflow_connection_env(self.warehouse_db),
+            },
+        )
+        # The test process's AIRFLOW_* point at the session's metadata DB and DAG folder: drop them all.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        return {**inherited, **env}
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self, *, timeout: float = 120.0) -> AirflowStack:
+        """Create both databases, migrate, launch the components and wait until all report healthy."""
+        started = time.monotonic()
+        self.local.postgres.create_database(self.metadata_db, exist_ok=False)
+        self.local.postgres.create_database(self.warehouse_db, exist_ok=False)
+        env = self.environ()
+        self._migrate(env, timeout=timeout)
+        try:
+            for name in COMPONENTS:
+                self._launch(name, env)
+            self.wait_for(self._healthy, timeout=timeout - (time.monotonic() - started), what="all components healthy")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every component by PID: SIGTERM, 2 s, SIGTERM survivors, ≤15 s, then SIGKILL the group."""
+        # An open keep-alive connection holds up uvicorn's graceful shutdown: close ours first.
+        self._client.close()
+        # The triggerer waits 10 s for its runner on one SIGTERM; a second SIGTERM forces it out.
+        alive = [c for c in self._components if c.process.poll() is None]
+        for component in alive:
+            _signal_pid(component.process.pid, signal.SIGTERM)
+        alive = _wait_exit(alive, timeout=2.0)
+        for component in alive:
+            _signal_pid(component.process.pid, signal.SIGTERM)
+        alive = _wait_exit(alive, timeout=15.0)
+        for component in self._components:
+            # Also reaps children (executor workers, serve-logs) a crashed leader left in its group.
+            _kill_group(component.process.pid)
+        for component in alive:
+            component.process.wait(timeout=5)
+        self._components.clear()
+
+    def _migrate(self, env: Mapping[str, str], *, timeout: float) -> None:
+        # A subprocess: in-process migration would use the test process's (session) configuration.
+        log_path = self.log_dir / "db-migrate.log"
+        with log_path.open("wb") as log:
+            result = subprocess.run(
+                [self.airflow_bin, "db", "migrate"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=self.root,
+                timeout=timeout,
+            )
+        if result.returncode != 0:
+            raise StackError(f"`airflow db migrate` failed (exit {result.returncode}):\n{_tail(log_path, 80)}")
+
+    def _launch(self, name: str, env: Mapping[str, str]) -> None:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            # Own session: the component and its children form one process group we can kill.
+            process = subprocess.Popen(
+                [self.airflow_bin, name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env),
+                cwd=self.root,
+                start_new_session=True,
+            )
+        self._components.append(_Component(name, process, log_path))
+
+    def _healthy(self) -> bool:
+        try:
+            response = self._client.get("/api/v2/monitor/health")
+        except httpx.TransportError:
+            return False  # the api-server is the slowest to come up (~9 s)
+        if response.status_code != 200:
+            return False
+        health = response.json()
+        return all((health.get(key) or {}).get("status") == "healthy" for key in HEALTH_KEYS)
+
+    # -- diagnostics ----------------------------------------------------------------
+    def component_logs(self, lines: int = LOG_TAIL_LINES) -> str:
+        parts = [f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}) {c.log_path} ---\n{_tail(c.log_path, lines)}" for c in self._components]
+        return "\n".join(parts) or "<no component was started>"
+
+    def task_logs(self, dag_id: str, run_id: str, lines: int = LOG_TAIL_LINES) -> str:
+        """Tails of the task log files of one run (JSON lines, under ``home/logs``)."""
+        run_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        files = sorted(run_dir.rglob("*.log")) if run_dir.is_dir() else []
+        return "\n".join(f"--- {f.relative_to(self.home)} ---\n{_tail(f, lines)}" for f in files) or f"<no task logs under {run_dir}>"
+
+    def _assert_alive(self) -> None:
+        dead = [c for c in self._components if c.process.poll() is not None]
+        if dead:
+            names = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in dead)
+            raise StackError(f"Airflow component(s) exited: {names}\n{self.component_logs(80)}")
+
+    def wait_for(self, predicate: Callable[[], T | None], *, timeout: float = 120.0, what: str) -> T:
+        """Poll ``predicate`` until it returns a truthy value, which is returned.
+
+        Fails with component log tails when the time is up or a component died; an exception
+        from ``predicate`` (e.g. a run reached ``failed``) ends the wait at once. Transient
+        connection errors to the api-server are retried.
+        """
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while True:
+            self._assert_alive()
+            try:
+                value = predicate()
+            except httpx.TransportError as exc:
+                value, last_error = None, exc
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                hint = f" (last error: {last_error!r})" if last_error else ""
+                raise StackError(f"Timed out after {timeout:.0f} s waiting for {what}{hint}\n{self.component_logs()}")
+            time.sleep(POLL_INTERVAL_S)
+
+    # -- REST -----------------------------------------------------------------------
+    def _request(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        response = self._client.request(method, path, json=json, params=params)
+        if response.status_code >= 400:
+            raise StackError(f"{method} {path} -> {response.status_code}: {response.text}")
+        return response.json()
+
+    def dag_ids(self) -> set[str]:
+        return {d["dag_id"] for d in self._request("GET", "/api/v2/dags", params={"limit": 100})["dags"]}
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str) -> str:
+        """Start a manual run now; returns its run id (the body's ``logical_date`` key is required)."""
+        return str(self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})["dag_run_id"])
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return list(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
+
+    def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents"
+        return list(self._request("GET", path)["asset_events"])
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/api/v2/importErrors")["import_errors"])
+
+    # -- waits built on the REST helpers --------------------------------------------
+    def wait_for_dags(self, dag_ids: set[str], *, timeout: float = 120.0, unexpected_error: Callable[[str], bool] = lambda _: True) -> None:
+        """Wait until ``dag_ids`` are parsed; fail at once on an import error whose filename ``unexpected_error`` flags."""
+
+        def visible() -> bool:
+            broken = [e for e in self.import_errors() if unexpected_error(e["filename"])]
+            if broken:
+                details = "\n".join(f"--- {e['filename']} ---\n{e['stack_trace']}" for e in broken)
+                raise StackError(f"Import error(s) while waiting for DAGs {sorted(dag_ids)}:\n{details}")
+            return dag_ids <= self.dag_ids()
+
+        self.wait_for(visible, timeout=timeout, what=f"DAGs {sorted(dag_ids)} to be parsed")
+
+    def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the run succeeds; fail at once, with its task logs, if it fails."""
+
+        def finished() -> dict[str, Any] | None:
+            run = self.run(dag_id, run_id)
+            self._fail_if_failed(run)
+            return run if run["state"] == "success" else None
+
+        return self.wait_for(finished, timeout=timeout, what=f"run {dag_id}/{run_id} to succeed")
+
+    def wait_for_run_of_type(self, dag_id: str, run_type: str, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait for a successful run of ``dag_id`` with ``run_type`` (e.g. ``asset_triggered``)."""
+
+        def succeeded() -> dict[str, Any] | None:
+            for run in self.runs(dag_id):
+                if run["run_type"] == run_type:
+                    self._fail_if_failed(run)
+                    if run["state"] == "success":
+                        return run
+            return None
+
+        return self.wait_for(succeeded, timeout=timeout, what=f"a successful {run_type} run of {dag_id}")
+
+    def _fail_if_failed(self, run: dict[str, Any]) -> None:
+        if run["state"] != "failed":
+            return
+        dag_id, run_id = run["dag_id"], run["dag_run_id"]
+        states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+        raise StackError(
+            f"Run {dag_id}/{run_id} failed; task states {states}\n{self.task_logs(dag_id, run_id)}\n{self.component_logs()}"
+        )
+
+
+def _signal_pid(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already empty
+
+
+def _wait_exit(components: list[_Component], *, timeout: float) -> list[_Component]:
+    """Wait until the components exit or ``timeout`` passes; returns those still running."""
+    deadline = time.monotonic() + timeout
+    alive = list(components)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [c for c in alive if c.process.poll() is None]
+    return alive
