@@ -1,4 +1,4 @@
-"""The ``osds`` command line: ``osds demo``, ``osds validate``, ``osds version``.
+"""The ``osds`` command line: ``demo``, ``validate``, ``schema``, ``graph``, ``version``.
 
 Airflow is imported lazily (``osds demo`` must set Airflow's environment first).
 """
@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -33,10 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true", help="show Airflow's task logs")
     demo.set_defaults(handler=_demo)
 
-    validate = sub.add_parser("validate", help="check pipeline YAML files")
-    validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or folders")
+    validate = sub.add_parser("validate", help="check pipeline files and the rules across them")
+    validate.add_argument("paths", nargs="+", type=Path, help="pipeline folders (checked as a whole) or files")
     validate.add_argument("--format", choices=["text", "json"], default="text")
+    validate.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
     validate.set_defaults(handler=_validate)
+
+    schema = sub.add_parser("schema", help="write the JSON Schema of pipeline files (for editors)")
+    schema.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    schema.add_argument("--defaults", action="store_true", help="the schema of defaults.yml files instead")
+    schema.set_defaults(handler=_schema)
+
+    graph = sub.add_parser("graph", help="print the cross-pipeline data graph as Mermaid")
+    graph.add_argument("path", type=Path, help="pipelines folder")
+    graph.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
+    graph.set_defaults(handler=_graph)
 
     version = sub.add_parser("version", help="print the airflow-osds version")
     version.set_defaults(handler=_version)
@@ -50,29 +62,62 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from airflow_osds.exceptions import PipelineSpecError
-    from airflow_osds.factory.loader import find_pipeline_files, parse_pipeline_file
+    from airflow_osds.factory.project import load_project
 
-    files: list[Path] = []
+    files = 0
+    pipelines: list[str] = []
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
     for path in args.paths:
-        files.extend(find_pipeline_files(path) if path.is_dir() else [path])
-    errors: list[PipelineSpecError] = []
-    for file in files:
-        try:
-            parse_pipeline_file(file)
-        except PipelineSpecError as exc:
-            errors.append(exc)
-        except OSError as exc:
-            errors.append(PipelineSpecError(str(file), []))
-            print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
+        if not path.exists():
+            errors.append({"file": str(path), "line": None, "column": None, "location": "", "message": "no such file or folder"})
+            continue
+        project = load_project(path, default_warehouse=args.warehouse)
+        files += len(project.files)
+        pipelines.extend(project.plans)
+        errors.extend(p.as_dict(e.path) for e in project.errors for p in e.problems)
+        warnings.extend(p.as_dict(file) for file, p in project.warnings)
     if args.format == "json":
-        problems = [p.as_dict(e.path) for e in errors for p in e.problems]
-        print(json.dumps({"files": len(files), "errors": problems}, indent=2))
+        print(json.dumps({"files": files, "pipelines": sorted(pipelines), "errors": errors, "warnings": warnings}, indent=2))
     else:
-        for exc in errors:
-            print(exc)
-        print(f"{len(files)} file(s) checked, {len(errors)} invalid")
+        for item in errors:
+            print(_render(item, "error"))
+        for item in warnings:
+            print(_render(item, "warning"))
+        print(f"{files} file(s) checked: {len(pipelines)} valid pipeline(s), {len(errors)} error(s), {len(warnings)} warning(s)")
     return 1 if errors or not files else 0
+
+
+def _render(item: dict[str, Any], level: str) -> str:
+    where = f"{item['file']}:{item['line']}:{item['column']}" if item["line"] else item["file"]
+    at = f" ({item['location']})" if item["location"] else ""
+    return f"{where}: {level}: {item['message']}{at}"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from airflow_osds.factory.spec import FolderDefaults, PipelineSpec
+
+    model = FolderDefaults if args.defaults else PipelineSpec
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", **model.model_json_schema()}
+    text = json.dumps(schema, indent=2) + "\n"
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}; add to pipeline files: # yaml-language-server: $schema={args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from airflow_osds.factory.graph import mermaid
+    from airflow_osds.factory.project import load_project
+
+    project = load_project(args.path, default_warehouse=args.warehouse)
+    sys.stdout.write(mermaid(project))
+    for error in project.errors:
+        print(f"left out (invalid): {error.path}", file=sys.stderr)
+    return 0
 
 
 def _version(_args: argparse.Namespace) -> int:

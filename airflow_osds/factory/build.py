@@ -117,7 +117,8 @@ def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
         "description": spec.description or None,
         "schedule": _schedule(plan, project, tz),
         "start_date": _datetime(spec.start_date, tz),
-        "end_date": _datetime(spec.end_date, tz),
+        # A date as end_date includes that whole day.
+        "end_date": _datetime(spec.end_date, tz, end_of_day=True),
         "catchup": bool(spec.catchup),
         "tags": list(dict.fromkeys(["osds", *spec.tags])),
         "default_args": {"owner": ",".join(spec.owners) or "osds"},
@@ -134,14 +135,15 @@ def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def _datetime(value: dt.date | dt.datetime | None, tz: str) -> Any:
+def _datetime(value: dt.date | dt.datetime | None, tz: str, *, end_of_day: bool = False) -> Any:
     if value is None:
         return None
     import pendulum
 
     if isinstance(value, dt.datetime):
         return pendulum.instance(value, tz=value.tzinfo or pendulum.timezone(tz))
-    return pendulum.datetime(value.year, value.month, value.day, tz=tz)
+    day = pendulum.datetime(value.year, value.month, value.day, tz=tz)
+    return day.end_of("day") if end_of_day else day
 
 
 def _params(spec: PipelineSpec) -> dict[str, Any] | None:

@@ -64,6 +64,12 @@ class PipelinePlan:
         """The pipeline's warehouse connection id (from `defaults`, else the provider's default)."""
         return str(self.parsed.spec.defaults.warehouse or self.default_warehouse)
 
+    @property
+    def is_data_scheduled(self) -> bool:
+        """True for `schedule: data` (all/any of the tables other pipelines write)."""
+        schedule = self.parsed.spec.schedule
+        return schedule is not None and schedule.data in ("all", "any")
+
     def tasks(self) -> list[StepPlan]:
         return [s for s in self.steps.values() if not s.is_group]
 
@@ -252,6 +258,7 @@ def _check_cycles(parsed: ParsedPipeline, steps: dict[str, StepPlan], upstream: 
                 f"steps form a cycle: {' → '.join(reversed(cycle))}; a step reading a table another step writes runs "
                 "after it — state the intended order with `after:` or narrow `reads:`/`writes:`",
                 first.location,
+                key=True,
             )
         )
 

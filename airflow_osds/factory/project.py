@@ -76,14 +76,9 @@ def load_project(folder: Path, *, default_warehouse: str = "warehouse", environ:
     return project
 
 
-def _data_scheduled(plan: PipelinePlan) -> bool:
-    schedule = plan.parsed.spec.schedule
-    return schedule is not None and schedule.data in ("all", "any")
-
-
 def _check_data_schedules(project: Project) -> None:
     for plan in list(project.plans.values()):
-        if _data_scheduled(plan) and not project.upstream_tables(plan):
+        if plan.is_data_scheduled and not project.upstream_tables(plan):
             reads = ", ".join(r.qualified for r in sorted(plan.external_reads)) or "nothing"
             _reject(
                 project,
@@ -95,7 +90,7 @@ def _check_data_schedules(project: Project) -> None:
 
 
 def _check_pipeline_cycles(project: Project) -> None:
-    graph = {p.id: project.upstream_pipelines(p) for p in project.plans.values() if _data_scheduled(p)}
+    graph = {p.id: project.upstream_pipelines(p) for p in project.plans.values() if p.is_data_scheduled}
     graph = {node: {d for d in deps if d in graph} for node, deps in graph.items()}
     try:
         tuple(graphlib.TopologicalSorter(graph).static_order())
@@ -123,6 +118,7 @@ def _warn_unproduced_reads(project: Project) -> None:
                                 f"step `{step.id}` reads {ref.qualified} (connection {ref.conn_id}), which no pipeline "
                                 "writes; fine for tables loaded outside these pipelines",
                                 step.location,
+                                key=True,
                             ),
                         )
                     )

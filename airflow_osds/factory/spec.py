@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
 
 from airflow_osds.factory.blocks import BLOCKS
 from airflow_osds.factory.blocks.group import GroupBlock
@@ -129,10 +129,16 @@ def _schedule_shorthand(value: Any) -> Any:
     return value
 
 
+def _block_field(block: Any) -> Any:
+    annotation: Any = block.model | None
+    if block.expand_shorthand is not None:
+        validator = BeforeValidator(block.expand_shorthand, json_schema_input_type=block.shorthand_type | block.model | None)
+        annotation = Annotated[annotation, validator]
+    return (annotation, Field(None, description=block.description))
+
+
 def _step_model() -> type[Strict]:
-    block_fields: dict[str, Any] = {
-        name: (block.model | None, Field(None, description=block.description)) for name, block in BLOCKS.items()
-    }
+    block_fields: dict[str, Any] = {name: _block_field(block) for name, block in BLOCKS.items()}
     return create_model(
         "StepSpec",
         __base__=_StepBase,
@@ -223,7 +229,7 @@ class PipelineSpec(_PipelineLevel):
     )
     steps: dict[str, StepSpec] = Field(min_length=1, description="Steps keyed by id; each becomes a task.")  # type: ignore[valid-type]
 
-    @field_validator("schedule", mode="before")
+    @field_validator("schedule", mode="before", json_schema_input_type=str | ScheduleSpec | None)
     @classmethod
     def _schedule(cls, value: Any) -> Any:
         return _schedule_shorthand(value)

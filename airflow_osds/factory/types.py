@@ -31,7 +31,7 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration, json_schema_input_type=str | int | float)]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 DottedPath = Annotated[
     str,

@@ -105,17 +105,14 @@ class AirflowStack:
             home=self.home,
             dags_folder=self.dags_folder,
             metadata_url=pg.uri(self.metadata_db, driver="psycopg2"),
+            # airflow_environ already sets parallelism 2 (LocalExecutor forks that many workers
+            # eagerly) and unpaused DAGs at creation.
             extra={
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                # LocalExecutor forks `parallelism` workers eagerly; the default 32 costs ~5 GB.
-                "AIRFLOW__CORE__PARALLELISM": "2",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # REST without a token
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
-                "AIRFLOW__API__WORKERS": "1",
                 # Tasks talk to the api-server; the default (localhost:8080) makes every task fail.
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 # serve-logs of scheduler and triggerer bind fixed ports on all interfaces by default.
@@ -142,8 +139,8 @@ class AirflowStack:
         self.local.postgres.create_database(self.metadata_db, exist_ok=False)
         self.local.postgres.create_database(self.warehouse_db, exist_ok=False)
         env = self.environ()
-        self._migrate(env, timeout=timeout)
         try:
+            self._migrate(env, timeout=timeout)
             for name in COMPONENTS:
                 self._launch(name, env)
             self.wait_for(self._healthy, timeout=timeout - (time.monotonic() - started), what="all components healthy")
@@ -213,14 +210,18 @@ class AirflowStack:
 
     # -- diagnostics ----------------------------------------------------------------
     def component_logs(self, lines: int = LOG_TAIL_LINES) -> str:
-        parts = [f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}) {c.log_path} ---\n{_tail(c.log_path, lines)}" for c in self._components]
+        parts = [
+            f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}) {c.log_path} ---\n{_tail(c.log_path, lines)}"
+            for c in self._components
+        ]
         return "\n".join(parts) or "<no component was started>"
 
     def task_logs(self, dag_id: str, run_id: str, lines: int = LOG_TAIL_LINES) -> str:
         """Tails of the task log files of one run (JSON lines, under ``home/logs``)."""
         run_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
         files = sorted(run_dir.rglob("*.log")) if run_dir.is_dir() else []
-        return "\n".join(f"--- {f.relative_to(self.home)} ---\n{_tail(f, lines)}" for f in files) or f"<no task logs under {run_dir}>"
+        parts = [f"--- {f.relative_to(self.home)} ---\n{_tail(f, lines)}" for f in files]
+        return "\n".join(parts) or f"<no task logs under {run_dir}>"
 
     def _assert_alive(self) -> None:
         dead = [c for c in self._components if c.process.poll() is not None]
@@ -271,10 +272,12 @@ class AirflowStack:
         return dict(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return list(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"])
+        params = {"order_by": "-run_after"}
+        return list(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)["dag_runs"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return list(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return list(self._request("GET", path)["task_instances"])
 
     def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents"
@@ -284,8 +287,14 @@ class AirflowStack:
         return list(self._request("GET", "/api/v2/importErrors")["import_errors"])
 
     # -- waits built on the REST helpers --------------------------------------------
-    def wait_for_dags(self, dag_ids: set[str], *, timeout: float = 120.0, unexpected_error: Callable[[str], bool] = lambda _: True) -> None:
-        """Wait until ``dag_ids`` are parsed; fail at once on an import error whose filename ``unexpected_error`` flags."""
+    def wait_for_dags(
+        self, dag_ids: set[str], *, unexpected_error: Callable[[str], bool], timeout: float = 120.0
+    ) -> None:
+        """Wait until ``dag_ids`` are parsed.
+
+        Fails at once on an import error whose filename (relative to the DAG folder)
+        ``unexpected_error`` flags, instead of timing out on DAGs that will never appear.
+        """
 
         def visible() -> bool:
             broken = [e for e in self.import_errors() if unexpected_error(e["filename"])]
@@ -325,7 +334,8 @@ class AirflowStack:
         dag_id, run_id = run["dag_id"], run["dag_run_id"]
         states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
         raise StackError(
-            f"Run {dag_id}/{run_id} failed; task states {states}\n{self.task_logs(dag_id, run_id)}\n{self.component_logs()}"
+            f"Run {dag_id}/{run_id} failed; task states {states}\n"
+            f"{self.task_logs(dag_id, run_id)}\n{self.component_logs()}"
         )
 
 

@@ -59,6 +59,9 @@ class BlockType:
     derive_io: Callable[[Any, StepEnv], DataIO] = lambda block, env: DataIO()
     imports: Callable[[Any], Mapping[str, str]] = lambda block: {}
     mapped_from: Callable[[Any], list[str]] = lambda block: []
+    # A scalar the block also accepts (e.g. `sql: "SELECT 1"`) and how to expand it.
+    shorthand_type: type | None = None
+    expand_shorthand: Callable[[Any], Any] | None = None
 
 
 def _registry() -> dict[str, BlockType]:

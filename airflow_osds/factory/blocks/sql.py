@@ -26,12 +26,6 @@ class SqlBlock(Strict):
     parameters: dict[str, Any] | None = Field(None, description="Bind parameters (`%(name)s` in the SQL).")
     autocommit: bool = Field(False, description="Commit after each statement instead of once at the end.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        # `sql: "SELECT …"` is the common case; it means `sql: {query: "SELECT …"}`.
-        return {"query": value} if isinstance(value, str) else value
-
     @model_validator(mode="after")
     def _exactly_one_source(self) -> SqlBlock:
         if (self.query is None) == (self.file is None):
@@ -63,4 +57,17 @@ def build(block: SqlBlock, env: BuildEnv) -> Any:
     )
 
 
-BLOCK = BlockType(name="sql", model=SqlBlock, description="Run SQL on the warehouse.", build=build, derive_io=derive_io)
+def _expand_shorthand(value: Any) -> Any:
+    # `sql: "SELECT …"` is the common case; it means `sql: {query: "SELECT …"}`.
+    return {"query": value} if isinstance(value, str) else value
+
+
+BLOCK = BlockType(
+    name="sql",
+    model=SqlBlock,
+    description="Run SQL on the warehouse: a string (the query) or a mapping.",
+    build=build,
+    derive_io=derive_io,
+    shorthand_type=str,
+    expand_shorthand=_expand_shorthand,
+)
