@@ -51,9 +51,11 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
         console.print(f"[red]import error[/] in {path}:\n{error}")
     if bag.import_errors:
         return 1
+    order = _run_order(stack.dags_folder.parent / "include" / "pipelines", sorted(bag.dags))
     results: list[DagRunResult] = []
-    for dag_id in sorted(bag.dags):
-        console.print(f"running pipeline [bold]{dag_id}[/] …")
+    for dag_id, upstream in order:
+        why = f" (its data comes from {', '.join(sorted(upstream))})" if upstream else ""
+        console.print(f"running pipeline [bold]{dag_id}[/]{why} …")
         results.append(run_dag(bag.dags[dag_id]))
     written = sorted({ref for dag in bag.dags.values() for ref in _written_tables(dag)})
     console.print(_runs_table(results))
@@ -64,6 +66,18 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
         return 1
     console.print(f"[green]{len(results)} pipeline(s) succeeded[/]")
     return 0
+
+
+def _run_order(pipelines_dir: Path, dag_ids: list[str]) -> list[tuple[str, set[str]]]:
+    """Producers before the pipelines scheduled on their data (what the scheduler would do)."""
+    import graphlib
+
+    from airflow_osds.factory.project import load_project
+
+    project = load_project(pipelines_dir)
+    upstream = {d: project.upstream_pipelines(project.plans[d]) if d in project.plans else set() for d in dag_ids}
+    ordered = graphlib.TopologicalSorter({d: deps & set(dag_ids) for d, deps in upstream.items()}).static_order()
+    return [(d, upstream[d]) for d in ordered]
 
 
 def _written_tables(dag: object) -> list[TableRef]:

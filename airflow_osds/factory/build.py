@@ -41,9 +41,12 @@ def build_dag(plan: PipelinePlan, project: Project, *, register: bool = True) ->
                 continue
             with _in_group(groups[step.parent]):
                 nodes[step.id] = _build_task(plan, step, nodes)
-        for node_id, upstream_ids in plan.upstream.items():
-            for upstream_id in sorted(upstream_ids):
-                nodes[upstream_id] >> nodes[node_id]
+        # Task-to-task edges first: a TaskGroup edge attaches to the group's roots and
+        # leaves as they are when it is set.
+        edges = [(up, node) for node, ups in plan.upstream.items() for up in sorted(ups)]
+        edges.sort(key=lambda e: plan.steps[e[0]].is_group or plan.steps[e[1]].is_group)
+        for upstream_id, node_id in edges:
+            nodes[upstream_id] >> nodes[node_id]
     dag.doc_md = _doc(plan)
     return dag
 

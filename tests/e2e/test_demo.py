@@ -27,7 +27,10 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert "orders_daily │ success" in output
         assert "warehouse:analytics.orders_daily" in output
         assert "warehouse:raw.orders             │  500" in output
-        assert "1 pipeline(s) succeeded" in output
+        assert "customer_stats │ success" in output
+        assert "running pipeline customer_stats (its data comes from orders_daily)" in output
+        assert "warehouse:analytics.customer_totals   │   37" in output
+        assert "2 pipeline(s) succeeded" in output
         # Airflow's home and the database live in the project, never in the user's home.
         assert (project / ".osds" / "airflow" / "airflow.cfg").exists() or (project / ".osds" / "airflow").is_dir()
         assert (project / ".osds" / "postgres" / "data" / "PG_VERSION").exists()

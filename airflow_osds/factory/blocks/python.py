@@ -33,15 +33,17 @@ def mapped_from(block: PythonBlock) -> list[str]:
     return [v.from_ for v in block.expand.values() if isinstance(v, FromStep)]
 
 
-class KwargsWith:
-    """Merge a mapped value into fixed kwargs; a class (not a lambda) so it pickles for workers."""
+def kwargs_with(fixed: dict[str, Any], key: str) -> Any:
+    """A function merging each mapped value into the fixed kwargs.
 
-    def __init__(self, fixed: dict[str, Any], key: str) -> None:
-        self.fixed = fixed
-        self.key = key
+    A plain function, not a callable object: Airflow serialises ``XComArg.map`` callables
+    through ``inspect.getsource`` (workers re-parse the DAG to get the real one).
+    """
 
-    def __call__(self, value: Any) -> dict[str, Any]:
-        return {**self.fixed, self.key: value}
+    def merge(value: Any) -> dict[str, Any]:
+        return {**fixed, key: value}
+
+    return merge
 
 
 def build(block: PythonBlock, env: BuildEnv) -> Any:
@@ -60,7 +62,7 @@ def mapped_kwargs(fixed: dict[str, Any], expand: dict[str, list[Any] | FromStep]
     """The list of kwargs to map over: every combination of literal lists, or another step's output."""
     ((first_key, first),) = list(expand.items())[:1]
     if isinstance(first, FromStep):
-        return env.output_of(first.from_).map(KwargsWith(fixed, first_key))
+        return env.output_of(first.from_).map(kwargs_with(fixed, first_key))
     keys = list(expand)
     combos = itertools.product(*(expand[k] for k in keys))
     return [{**fixed, **dict(zip(keys, combo, strict=True))} for combo in combos]
