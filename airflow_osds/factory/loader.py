@@ -144,8 +144,13 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def validation_problems(text: str, data: Any, exc: ValidationError, model: type[BaseModel]) -> list[SpecProblem]:
     """One problem per location; alternatives of a union at one location are joined with "or"."""
     by_location: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for err in exc.errors():
-        by_location.setdefault(_data_location(err["loc"], data), []).append(err)
+    located = [(_data_location(err["loc"], data), err) for err in exc.errors()]
+    for location, err in located:
+        if _wrong_union_branch(err) and any(
+            other is not err and loc[: len(location)] == location and not _wrong_union_branch(other) for loc, other in located
+        ):
+            continue  # e.g. "should be a string" for a mapping that a union's model branch explains better
+        by_location.setdefault(location, []).append(err)
     problems = []
     for location, errors in by_location.items():
         problems.append(_problem(text, data, list(location), errors, model))
@@ -169,9 +174,26 @@ def _data_location(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(kept)
 
 
+_MAPPING_EXPECTED = frozenset({"dict_type", "model_type", "model_attributes_type"})
+_SCALAR_EXPECTED = frozenset({"string_type", "literal_error", "int_type", "int_parsing", "float_type", "float_parsing",
+                              "bool_type", "bool_parsing", "string_pattern_mismatch", "list_type"})
+
+
+def _wrong_union_branch(err: dict[str, Any]) -> bool:
+    """An error that only says the value has another shape than one alternative of a union."""
+    value = err.get("input")
+    if isinstance(value, dict):
+        return err["type"] in _SCALAR_EXPECTED
+    return err["type"] in _MAPPING_EXPECTED
+
+
 def _is_tag(part: str) -> bool:
-    return "[" in part or part.startswith("function-") or part in ("str", "int", "float", "bool", "list", "dict") or (
-        part[:1].isupper() and part.replace("_", "").isalnum()
+    """A union member or validator name pydantic adds to locations (never a YAML key of ours)."""
+    return (
+        "[" in part
+        or "-" in part
+        or part in ("str", "int", "float", "bool", "list", "dict")
+        or (part[:1].isupper() and part.replace("_", "").isalnum())
     )
 
 
