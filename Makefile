@@ -7,13 +7,17 @@ STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,embedded
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test venv constraints astro-project clean
+.PHONY: demo test venv constraints astro-project clean bench
 
 demo: $(STAMP)
 	$(BIN)/osds demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Parse-time benchmark (ours vs dag-factory vs plain Python); writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 venv: $(STAMP)
 

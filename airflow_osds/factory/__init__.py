@@ -13,6 +13,7 @@ broken pipeline is never silent and never hides the healthy ones.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +56,22 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
 
 
 def report_pipeline_errors(folder: str | Path | None = None) -> None:
-    """Raise ``PipelineFolderError`` if any pipeline file under ``folder`` is invalid or does not build."""
+    """Raise ``PipelineFolderError`` if any pipeline file under ``folder`` is invalid or does not build.
+
+    Every rule of the language is checked; DAGs are built only for pipelines with blocks
+    whose arguments only Airflow can check (``operator``), without registering them.
+    """
     from airflow_osds.exceptions import PipelineSpecError
+    from airflow_osds.factory.blocks import BLOCKS
     from airflow_osds.factory.build import build_dag
 
     project = _project(folder)
     errors = list(project.errors)
     for plan in project.plans.values():
+        # Validation vouches for every block but the ones handing arbitrary arguments to
+        # Airflow; only pipelines using those are built here, to keep this file cheap to parse.
+        if not any(BLOCKS[step.spec.block_name].build_can_fail for step in plan.tasks()):
+            continue
         try:
             build_dag(plan, project, register=False)
         except Exception as exc:  # what Airflow itself rejects (operator arguments, …)
@@ -70,12 +80,37 @@ def report_pipeline_errors(folder: str | Path | None = None) -> None:
         raise PipelineFolderError(str(project.folder), errors)
 
 
+# Both DAG files read the same folder; when one process parses both (a DagBag over the
+# DAG folder, `airflow dags test`), the second reuses the first's work while nothing changed.
+_PROJECTS: dict[tuple[Any, ...], Project] = {}
+
+
 def _project(folder: str | Path | None) -> Project:
     from airflow.sdk import conf
 
-    pipelines_dir = Path(folder) if folder else _default_folder(conf)
+    pipelines_dir = (Path(folder) if folder else _default_folder(conf)).resolve()
     default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
-    return load_project(pipelines_dir, default_warehouse=default_warehouse)
+    key = (pipelines_dir, default_warehouse, _folder_signature(pipelines_dir), hash(frozenset(os.environ.items())))
+    project = _PROJECTS.get(key)
+    if project is None:
+        _PROJECTS.clear()
+        project = _PROJECTS[key] = load_project(pipelines_dir, default_warehouse=default_warehouse)
+    return project
+
+
+def _folder_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file under ``folder`` (pipelines, defaults, SQL) with its mtime and size."""
+    if folder.is_file():
+        stat = folder.stat()
+        return ((str(folder), stat.st_mtime_ns, stat.st_size),)
+    signature = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
 
 
 def _default_folder(conf: Any) -> Path:

@@ -32,6 +32,7 @@ def build_dag(plan: PipelinePlan, project: Project, *, register: bool = True) ->
     with DAG(**_dag_kwargs(plan, project), auto_register=register) as dag:
         nodes: dict[str, Any] = {}
         groups: dict[str | None, Any] = {None: None}
+        assets = _Assets()
         for step in plan.steps.values():  # parents come before their children
             if step.is_group:
                 local_id = step.id.rsplit(".", 1)[-1]
@@ -40,7 +41,7 @@ def build_dag(plan: PipelinePlan, project: Project, *, register: bool = True) ->
                 )
                 continue
             with _in_group(groups[step.parent]):
-                nodes[step.id] = _build_task(plan, step, nodes)
+                nodes[step.id] = _build_task(plan, step, nodes, assets)
         # Task-to-task edges first: a TaskGroup edge attaches to the group's roots and
         # leaves as they are when it is set.
         edges = [(up, node) for node, ups in plan.upstream.items() for up in sorted(ups)]
@@ -66,14 +67,14 @@ class _in_group:
             self.group.__exit__(*exc)
 
 
-def _build_task(plan: PipelinePlan, step: StepPlan, nodes: dict[str, Any]) -> Any:
+def _build_task(plan: PipelinePlan, step: StepPlan, nodes: dict[str, Any], assets: _Assets) -> Any:
     block_type = BLOCKS[step.spec.block_name]
     assert block_type.build is not None
     env = BuildEnv(
         task_id=step.id.rsplit(".", 1)[-1],
         warehouse=step.warehouse,
         pipeline_dir=plan.parsed.path.parent,
-        task_kwargs=_task_kwargs(step),
+        task_kwargs=_task_kwargs(step, assets),
         output_of=lambda name: nodes[_resolve(name, step, plan)].output,
     )
     return block_type.build(step.spec.block, env)
@@ -87,7 +88,15 @@ def _resolve(name: str, step: StepPlan, plan: PipelinePlan) -> str:
     return resolved
 
 
-def _task_kwargs(step: StepPlan) -> dict[str, Any]:
+class _Assets(dict[TableRef, Any]):
+    """The Assets of one DAG: a writer's outlet and its readers' inlets share one object."""
+
+    def __missing__(self, ref: TableRef) -> Any:
+        asset = self[ref] = table_asset(ref)
+        return asset
+
+
+def _task_kwargs(step: StepPlan, assets: _Assets) -> dict[str, Any]:
     kwargs: dict[str, Any] = {k: step.settings[k] for k in _PASS_THROUGH if step.settings.get(k) is not None}
     callbacks = step.settings.get("callbacks")
     if callbacks is not None:
@@ -100,9 +109,9 @@ def _task_kwargs(step: StepPlan) -> dict[str, Any]:
     if step.spec.doc:
         kwargs["doc_md"] = step.spec.doc
     if step.writes:
-        kwargs["outlets"] = [table_asset(ref) for ref in sorted(step.writes)]
+        kwargs["outlets"] = [assets[ref] for ref in sorted(step.writes)]
     if step.reads:
-        kwargs["inlets"] = [table_asset(ref) for ref in sorted(step.reads)]
+        kwargs["inlets"] = [assets[ref] for ref in sorted(step.reads)]
     return kwargs
 
 

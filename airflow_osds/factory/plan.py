@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_osds.assets import TableRef, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
-from airflow_osds.factory.blocks import BLOCKS, StepEnv
+from airflow_osds.factory.blocks import BLOCKS, DataIO, StepEnv
 from airflow_osds.factory.imports import import_dotted
 from airflow_osds.factory.loader import ParsedPipeline
 from airflow_osds.factory.spec import DataCondition, StepSpec, TaskSettings
@@ -133,11 +133,14 @@ def _derive_io(parsed: ParsedPipeline, step: StepPlan, env_dir: Any, problems: l
     if step.is_group:
         return
     block_type = BLOCKS[spec.block_name]
-    try:
-        derived = block_type.derive_io(spec.block, StepEnv(pipeline_dir=env_dir, warehouse=step.warehouse))
-    except OSError as exc:
-        problems.append(parsed.problem(f"cannot read {exc.filename}: {exc.strerror}", (*step.location, spec.block_name, "file")))
-        return
+    derived = DataIO()
+    if spec.reads is None or spec.writes is None:  # both explicit: nothing to derive
+        try:
+            derived = block_type.derive_io(spec.block, StepEnv(pipeline_dir=env_dir, warehouse=step.warehouse))
+        except OSError as exc:
+            where = (*step.location, spec.block_name, "file")
+            problems.append(parsed.problem(f"cannot read {exc.filename}: {exc.strerror}", where))
+            return
     reads = spec.reads if spec.reads is not None else sorted(derived.reads)
     writes = spec.writes if spec.writes is not None else sorted(derived.writes)
     step.reads = _tables(parsed, step, reads, "reads", problems)

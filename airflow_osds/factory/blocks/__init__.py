@@ -59,6 +59,9 @@ class BlockType:
     derive_io: Callable[[Any, StepEnv], DataIO] = lambda block, env: DataIO()
     imports: Callable[[Any], Mapping[str, str]] = lambda block: {}
     mapped_from: Callable[[Any], list[str]] = lambda block: []
+    # True when building can fail on input validation cannot check (arbitrary operator kwargs):
+    # report_pipeline_errors then builds those pipelines to surface the error.
+    build_can_fail: bool = False
     # A scalar the block also accepts (e.g. `sql: "SELECT 1"`) and how to expand it.
     shorthand_type: type | None = None
     expand_shorthand: Callable[[Any], Any] | None = None

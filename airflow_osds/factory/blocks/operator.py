@@ -45,4 +45,5 @@ BLOCK = BlockType(
     build=build,
     imports=lambda block: {"class": block.class_},
     mapped_from=lambda block: [v.from_ for v in block.expand.values() if isinstance(v, FromStep)],
+    build_can_fail=True,
 )

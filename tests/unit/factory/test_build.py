@@ -221,3 +221,34 @@ def test_report_pipeline_errors_includes_what_airflow_rejects(write, tmp_path) -
         report_pipeline_errors(tmp_path / "pipelines")
     assert [e.path.endswith("badkw.yml") for e in info.value.errors] == [True]
     assert "no_such_argument" in str(info.value)
+
+
+def test_parsed_folder_is_reused_until_a_file_changes(write, tmp_path) -> None:
+    from airflow_osds import factory
+
+    path = write("a.yml", "pipeline: a\nsteps:\n  s: {sql: SELECT 1}\n")
+    first = factory._project(tmp_path / "pipelines")
+    assert factory._project(tmp_path / "pipelines") is first
+    path.write_text("pipeline: a2\nsteps:\n  s: {sql: SELECT 1}\n")
+    second = factory._project(tmp_path / "pipelines")
+    assert second is not first and list(second.plans) == ["a2"]
+    write("sql/x.sql", "SELECT 1")  # any file under the folder counts (SQL files feed the plan)
+    assert factory._project(tmp_path / "pipelines") is not second
+
+
+def test_report_pipeline_errors_builds_only_pipelines_with_operator_blocks(write, tmp_path, monkeypatch) -> None:
+    from airflow_osds import factory
+    from airflow_osds.factory import build as build_module
+
+    write("sql.yml", "pipeline: only_sql\nsteps:\n  s: {sql: SELECT 1}\n")
+    write("op.yml", "pipeline: with_op\nsteps:\n  s: {operator: {class: airflow.providers.standard.operators.empty.EmptyOperator}}\n")
+    built: list[str] = []
+    real = build_module.build_dag
+
+    def spy(plan, project, **kwargs):
+        built.append(plan.id)
+        return real(plan, project, **kwargs)
+
+    monkeypatch.setattr(build_module, "build_dag", spy)  # observes which pipelines get built
+    factory.report_pipeline_errors(tmp_path / "pipelines")
+    assert built == ["with_op"]
