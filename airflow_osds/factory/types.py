@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["CallbackSpec", "DottedPath", "Duration", "FromStep", "Identifier", "NotifierSpec", "Strict", "parse_duration"]
+__all__ = ["steps_mapped_from", "CallbackSpec", "DottedPath", "Duration", "FromStep", "Identifier", "NotifierSpec", "Strict", "parse_duration"]
 
 IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
@@ -58,3 +58,8 @@ class FromStep(Strict):
 
     from_: str = Field(alias="from", description="Step id whose returned list is mapped over.")
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def steps_mapped_from(expand: dict[str, Any]) -> list[str]:
+    """Step ids whose output an ``expand`` mapping maps over (they must run first)."""
+    return [value.from_ for value in expand.values() if isinstance(value, FromStep)]

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from airflow_osds.factory.blocks import BlockType, BuildEnv
-from airflow_osds.factory.types import DottedPath, FromStep, Strict
+from airflow_osds.factory.types import DottedPath, FromStep, Strict, steps_mapped_from
 
 
 class OperatorBlock(Strict):
@@ -44,6 +44,6 @@ BLOCK = BlockType(
     description="Any Airflow operator class.",
     build=build,
     imports=lambda block: {"class": block.class_},
-    mapped_from=lambda block: [v.from_ for v in block.expand.values() if isinstance(v, FromStep)],
+    mapped_from=lambda block: steps_mapped_from(block.expand),
     build_can_fail=True,
 )

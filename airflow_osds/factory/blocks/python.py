@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from airflow_osds.factory.blocks import BlockType, BuildEnv
-from airflow_osds.factory.types import DottedPath, FromStep, Strict
+from airflow_osds.factory.types import DottedPath, FromStep, Strict, steps_mapped_from
 
 
 class PythonBlock(Strict):
@@ -27,10 +27,6 @@ class PythonBlock(Strict):
         if len(self.expand) > 1 and any(isinstance(v, FromStep) for v in self.expand.values()):
             raise ValueError("`expand` over another step's output (`from:`) takes exactly one argument")
         return self
-
-
-def mapped_from(block: PythonBlock) -> list[str]:
-    return [v.from_ for v in block.expand.values() if isinstance(v, FromStep)]
 
 
 def kwargs_with(fixed: dict[str, Any], key: str) -> Any:
@@ -74,5 +70,5 @@ BLOCK = BlockType(
     description="Call a Python function.",
     build=build,
     imports=lambda block: {"callable": block.callable},
-    mapped_from=mapped_from,
+    mapped_from=lambda block: steps_mapped_from(block.expand),
 )
