@@ -88,3 +88,11 @@ def test_graph_prints_mermaid(tmp_path: Path) -> None:
     assert "  p_a --> t_warehouse_shop_orders" in lines
     assert "  t_warehouse_shop_orders ==> p_b" in lines
     assert '  t_warehouse_shop_orders[("warehouse.shop.orders")]' in lines
+
+
+def test_committed_schemas_are_current(tmp_path: Path) -> None:
+    """schemas/*.json (what editors load) must match what `osds schema` generates today."""
+    repo = Path(__file__).resolve().parents[2]
+    for name, args in (("pipeline.schema.json", []), ("defaults.schema.json", ["--defaults"])):
+        generated = _osds("schema", *args).stdout
+        assert (repo / "schemas" / name).read_text() == generated, f"regenerate with: osds schema {' '.join(args)} -o schemas/{name}"
