@@ -8,11 +8,17 @@ import sys
 ENGINE_MODULES = [
     "airflow_osds",
     "airflow_osds.assets",
+    "airflow_osds.dbt.artifacts",
+    "airflow_osds.dbt.graph",
+    "airflow_osds.dbt.selection",
     "airflow_osds.cli",
     "airflow_osds.embedded",
     "airflow_osds.exceptions",
     "airflow_osds.factory",
     "airflow_osds.factory.loader",
+    "airflow_osds.factory.plan",
+    "airflow_osds.factory.project",
+    "airflow_osds.factory.sqlscan",
     "airflow_osds.factory.spec",
     "airflow_osds.localrun",
 ]
