@@ -10,6 +10,8 @@ ENGINE_MODULES = [
     "airflow_osds.assets",
     "airflow_osds.dbt.artifacts",
     "airflow_osds.dbt.graph",
+    "airflow_osds.dbt.profiles",
+    "airflow_osds.dbt.runner",
     "airflow_osds.dbt.selection",
     "airflow_osds.cli",
     "airflow_osds.embedded",

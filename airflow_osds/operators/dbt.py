@@ -1,0 +1,190 @@
+"""Operators running dbt commands; a retried task resumes with ``dbt retry``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_osds.dbt.artifacts import RunResults, render_table
+from airflow_osds.hooks.dbt import DbtHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_osds.dbt.runner import DbtRunResult
+
+__all__ = [
+    "DbtBuildOperator",
+    "DbtOperator",
+    "DbtRunOperator",
+    "DbtSeedOperator",
+    "DbtSnapshotOperator",
+    "DbtSourceFreshnessOperator",
+    "DbtTestOperator",
+]
+
+
+class DbtOperator(BaseOperator):
+    """
+    Run one dbt command on the warehouse connection.
+
+    The task log shows dbt's output and a table per node (status, time, rows, failures).
+    When the command fails, its ``run_results.json`` is kept in the warehouse
+    (``osds_state.dbt_run_results``), and the task's next try runs ``dbt retry``: only what
+    errored, failed or was skipped runs again, on whichever worker picks it up.
+
+    :param command: ``build``, ``run``, ``test``, ``seed``, ``snapshot``, ``source freshness`` …
+    :param project_dir: the dbt project (may be read-only).
+    :param warehouse_conn_id: ``postgres`` connection of the warehouse.
+    :param select: dbt selection (templated).
+    :param exclude: dbt exclusion (templated).
+    :param vars: dbt ``--vars`` (templated).
+    :param full_refresh: ``--full-refresh`` (templated).
+    :param target_schema: schema dbt builds into (templated).
+    :param threads: dbt threads.
+    :param dbt_executable: run dbt from this executable/virtualenv instead of in process.
+    :param resume_with_retry: on the task's next try, run ``dbt retry`` instead of the command.
+    """
+
+    template_fields: Sequence[str] = ("select", "exclude", "vars", "full_refresh", "target_schema")
+    template_fields_renderers = {"vars": "json"}
+    ui_color = "#ff694b"
+
+    def __init__(
+        self,
+        *,
+        project_dir: str,
+        command: str = "build",
+        warehouse_conn_id: str = "warehouse",
+        select: Sequence[str] | str = (),
+        exclude: Sequence[str] | str = (),
+        vars: dict[str, Any] | None = None,
+        full_refresh: bool | str = False,
+        target_schema: str | None = None,
+        threads: int = 4,
+        dbt_executable: str | None = None,
+        resume_with_retry: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_dir = project_dir
+        self.command = command
+        self.warehouse_conn_id = warehouse_conn_id
+        self.select = select
+        self.exclude = exclude
+        self.vars = vars
+        self.full_refresh = full_refresh
+        self.target_schema = target_schema
+        self.threads = threads
+        self.dbt_executable = dbt_executable
+        self.resume_with_retry = resume_with_retry
+
+    @cached_property
+    def hook(self) -> DbtHook:
+        return DbtHook(
+            self.warehouse_conn_id,
+            target_schema=self.target_schema,
+            threads=self.threads,
+            dbt_executable=self.dbt_executable,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        key = _state_key(context)
+        previous = self.hook.load_run_results(key) if self.resume_with_retry and context["ti"].try_number > 1 else None
+        with tempfile.TemporaryDirectory(prefix="osds-dbt-target-") as target:
+            if previous is not None:
+                # dbt retry reads the failed invocation's run_results.json from the target path.
+                (Path(target) / "run_results.json").write_text(json.dumps(previous))
+                self.log.info("Try %s: resuming the failed dbt %s with `dbt retry`", context["ti"].try_number, self.command)
+                result = self.hook.run("retry", project_dir=self.project_dir, target_path=target, vars=self._vars())
+            else:
+                result = self._run_command(target)
+        return self._finish(result, key)
+
+    def _run_command(self, target: str) -> DbtRunResult:
+        kwargs: dict[str, Any] = {"vars": self._vars(), "target_path": target}
+        if self.command not in ("retry", "parse"):
+            kwargs.update(select=_as_list(self.select), exclude=_as_list(self.exclude))
+        if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
+            kwargs["full_refresh"] = True
+        return self.hook.run(self.command, project_dir=self.project_dir, **kwargs)
+
+    def _finish(self, result: DbtRunResult, key: list[str]) -> dict[str, Any]:
+        summary: dict[str, Any] = {"command": result.command, "success": result.success}
+        if result.run_results:
+            parsed = RunResults.from_dict(result.run_results)
+            self.log.info("dbt %s results:\n%s", result.command, render_table(parsed))
+            summary["status_counts"] = parsed.status_counts()
+        if not result.success:
+            if result.run_results and self.resume_with_retry:
+                self.hook.save_run_results(key, result.run_results)
+            result.raise_for_status()
+        if self.resume_with_retry:
+            self.hook.forget_run_results(key)
+        return summary
+
+    def _vars(self) -> dict[str, Any] | None:
+        if isinstance(self.vars, str):  # a templated JSON string
+            return json.loads(self.vars) if self.vars.strip() else None
+        return self.vars
+
+
+def _state_key(context: Context) -> list[str]:
+    ti = context["ti"]
+    return [ti.dag_id, ti.task_id, ti.run_id, str(ti.map_index)]
+
+
+def _as_list(value: Sequence[str] | str) -> list[str]:
+    return value.split() if isinstance(value, str) else list(value)
+
+
+def _truthy(value: bool | str) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
+
+
+class DbtBuildOperator(DbtOperator):
+    """``dbt build``: seeds, models, snapshots and tests in dependency order."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="build", **kwargs)
+
+
+class DbtRunOperator(DbtOperator):
+    """``dbt run``: models only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="run", **kwargs)
+
+
+class DbtTestOperator(DbtOperator):
+    """``dbt test``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="test", **kwargs)
+
+
+class DbtSeedOperator(DbtOperator):
+    """``dbt seed``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="seed", **kwargs)
+
+
+class DbtSnapshotOperator(DbtOperator):
+    """``dbt snapshot``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="snapshot", **kwargs)
+
+
+class DbtSourceFreshnessOperator(DbtOperator):
+    """``dbt source freshness``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(command="source freshness", **kwargs)
