@@ -1,4 +1,4 @@
-"""The ``osds`` command line: ``demo``, ``validate``, ``schema``, ``graph``, ``version``.
+"""The ``osds`` command line: ``demo``, ``validate``, ``schema``, ``graph``, ``dbt-parse``, ``version``.
 
 Airflow is imported lazily (``osds demo`` must set Airflow's environment first).
 """
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("path", type=Path, help="pipelines folder")
     graph.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
     graph.set_defaults(handler=_graph)
+
+    dbt_parse = sub.add_parser("dbt-parse", help="write a dbt project's manifest.json for the DAG factory")
+    dbt_parse.add_argument("project", type=Path, help="dbt project directory")
+    dbt_parse.add_argument("--target-schema", default="public", help="schema models without a custom schema go to")
+    dbt_parse.add_argument("--target-path", type=Path, help="where manifest.json goes (default: <project>/target)")
+    dbt_parse.add_argument("--executable", help="a dbt executable or virtualenv (default: dbt in this Python)")
+    dbt_parse.set_defaults(handler=_dbt_parse)
 
     version = sub.add_parser("version", help="print the airflow-osds version")
     version.set_defaults(handler=_version)
@@ -117,6 +124,16 @@ def _graph(args: argparse.Namespace) -> int:
     sys.stdout.write(mermaid(project))
     for error in project.errors:
         print(f"left out (invalid): {error.path}", file=sys.stderr)
+    return 0
+
+
+def _dbt_parse(args: argparse.Namespace) -> int:
+    from airflow_osds.dbt.manifest_build import parse_project
+
+    manifest = parse_project(
+        args.project, target_schema=args.target_schema, target_path=args.target_path, dbt_executable=args.executable
+    )
+    print(f"wrote {manifest}")
     return 0
 
 

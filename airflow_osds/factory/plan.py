@@ -138,8 +138,9 @@ def _derive_io(parsed: ParsedPipeline, step: StepPlan, env_dir: Any, problems: l
         try:
             derived = block_type.derive_io(spec.block, StepEnv(pipeline_dir=env_dir, warehouse=step.warehouse))
         except OSError as exc:
-            where = (*step.location, spec.block_name, "file")
-            problems.append(parsed.problem(f"cannot read {exc.filename}: {exc.strerror}", where))
+            where = (*step.location, spec.block_name, "file" if spec.block_name == "sql" else "project")
+            message = f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror)
+            problems.append(parsed.problem(message, where))
             return
     reads = spec.reads if spec.reads is not None else sorted(derived.reads)
     writes = spec.writes if spec.writes is not None else sorted(derived.writes)

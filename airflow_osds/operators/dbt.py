@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_osds.assets import parse_table, table_asset_uri
 from airflow_osds.dbt.artifacts import RunResults, render_table
 from airflow_osds.hooks.dbt import DbtHook
 
@@ -50,6 +51,7 @@ class DbtOperator(BaseOperator):
     :param threads: dbt threads.
     :param dbt_executable: run dbt from this executable/virtualenv instead of in process.
     :param resume_with_retry: on the task's next try, run ``dbt retry`` instead of the command.
+    :param indirect_selection: dbt's ``--indirect-selection`` (``eager``, ``cautious`` …).
     """
 
     template_fields: Sequence[str] = ("select", "exclude", "vars", "full_refresh", "target_schema")
@@ -70,6 +72,7 @@ class DbtOperator(BaseOperator):
         threads: int = 4,
         dbt_executable: str | None = None,
         resume_with_retry: bool = True,
+        indirect_selection: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +87,7 @@ class DbtOperator(BaseOperator):
         self.threads = threads
         self.dbt_executable = dbt_executable
         self.resume_with_retry = resume_with_retry
+        self.indirect_selection = indirect_selection
 
     @cached_property
     def hook(self) -> DbtHook:
@@ -105,7 +109,7 @@ class DbtOperator(BaseOperator):
                 result = self.hook.run("retry", project_dir=self.project_dir, target_path=target, vars=self._vars())
             else:
                 result = self._run_command(target)
-        return self._finish(result, key)
+        return self._finish(result, key, context)
 
     def _run_command(self, target: str) -> DbtRunResult:
         kwargs: dict[str, Any] = {"vars": self._vars(), "target_path": target}
@@ -113,14 +117,17 @@ class DbtOperator(BaseOperator):
             kwargs.update(select=_as_list(self.select), exclude=_as_list(self.exclude))
         if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
             kwargs["full_refresh"] = True
+        if self.indirect_selection and self.command in ("build", "test"):
+            kwargs["extra_args"] = ["--indirect-selection", self.indirect_selection]
         return self.hook.run(self.command, project_dir=self.project_dir, **kwargs)
 
-    def _finish(self, result: DbtRunResult, key: list[str]) -> dict[str, Any]:
+    def _finish(self, result: DbtRunResult, key: list[str], context: Context) -> dict[str, Any]:
         summary: dict[str, Any] = {"command": result.command, "success": result.success}
         if result.run_results:
             parsed = RunResults.from_dict(result.run_results)
             self.log.info("dbt %s results:\n%s", result.command, render_table(parsed))
             summary["status_counts"] = parsed.status_counts()
+            self._record_rows(parsed, context)
         if not result.success:
             if result.run_results and self.resume_with_retry:
                 self.hook.save_run_results(key, result.run_results)
@@ -129,10 +136,30 @@ class DbtOperator(BaseOperator):
             self.hook.forget_run_results(key)
         return summary
 
+    def _record_rows(self, results: RunResults, context: Context) -> None:
+        """Put each model's ``rows_affected`` on the event of its table's Asset."""
+        by_uri = {}
+        for node in results.results:
+            table = _table_of(node.relation_name)
+            if table and node.rows_affected is not None:
+                by_uri[table_asset_uri(parse_table(table, conn_id=self.warehouse_conn_id))] = node.rows_affected
+        for outlet in self.outlets:
+            uri = getattr(outlet, "uri", None)
+            if uri in by_uri:
+                context["outlet_events"][outlet].extra = {"rows_affected": by_uri[uri]}
+
     def _vars(self) -> dict[str, Any] | None:
         if isinstance(self.vars, str):  # a templated JSON string
             return json.loads(self.vars) if self.vars.strip() else None
         return self.vars
+
+
+def _table_of(relation_name: str | None) -> str | None:
+    """``"db"."schema"."table"`` → ``schema.table``."""
+    if not relation_name:
+        return None
+    parts = [p.strip('"') for p in relation_name.split(".")]
+    return ".".join(parts[-2:]) if len(parts) >= 2 else None
 
 
 def _state_key(context: Context) -> list[str]:

@@ -65,3 +65,38 @@ def _return_value(dag_id: str, task_id: str) -> dict:
             )
         ).scalar_one()
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
+    """The demo's web_analytics pipeline: load events, then a task per dbt model, each with its Asset."""
+    from airflow_osds.dbt.manifest_build import parse_project
+
+    repo_include = Path(__file__).resolve().parents[2] / "include"
+    shutil.copytree(REPO_DBT, tmp_path / "dbt" / "web_analytics", ignore=shutil.ignore_patterns("target", "logs"))
+    (tmp_path / "pipelines" / "sql").mkdir(parents=True)
+    shutil.copy(repo_include / "pipelines" / "web_analytics.yml", tmp_path / "pipelines")
+    shutil.copy(repo_include / "pipelines" / "sql" / "load_events.sql", tmp_path / "pipelines" / "sql")
+    parse_project(tmp_path / "dbt" / "web_analytics")
+
+    dag = pipeline_dags(tmp_path / "pipelines")["web_analytics"]
+    assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == {"load_events"}
+    result = run_dag(dag)
+    assert result.state == "success", result
+    assert warehouse.scalar("SELECT count(*) FROM marts.sessions") == warehouse.scalar(
+        "SELECT count(DISTINCT domain_sessionid) FROM atomic.events WHERE event_name = 'page_view'"
+    )
+    extras = _asset_event_extras("osds://warehouse/marts/sessions")
+    assert extras and extras[-1] == {"rows_affected": warehouse.scalar("SELECT count(*) FROM marts.sessions")}
+
+
+def _asset_event_extras(uri: str) -> list[dict]:
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(AssetModel.uri == uri)
+        ).all()
+    return [r[0] for r in rows]

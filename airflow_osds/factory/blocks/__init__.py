@@ -68,9 +68,9 @@ class BlockType:
 
 
 def _registry() -> dict[str, BlockType]:
-    from airflow_osds.factory.blocks import group, operator, python, sensor, sql
+    from airflow_osds.factory.blocks import dbt, group, operator, python, sensor, sql
 
-    blocks = [sql.BLOCK, python.BLOCK, operator.BLOCK, sensor.BLOCK, group.BLOCK]
+    blocks = [sql.BLOCK, python.BLOCK, operator.BLOCK, sensor.BLOCK, dbt.BLOCK, group.BLOCK]
     return {block.name: block for block in blocks}
 
 

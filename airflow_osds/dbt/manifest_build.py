@@ -1,0 +1,35 @@
+"""Write a project's ``manifest.json`` with ``dbt parse``, and the fingerprint that dates it.
+
+Runs outside DAG parsing: in CI or a deployment step (``osds dbt-parse``), in ``osds demo``
+and in tests. ``dbt parse`` does not connect to the database, so the profile it gets points
+nowhere; only the target schema matters (it names the schema of models without a custom one).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from airflow_osds.dbt.fingerprint import project_fingerprint, write_fingerprint
+from airflow_osds.dbt.profiles import PostgresTarget
+from airflow_osds.dbt.runner import run_dbt
+
+__all__ = ["parse_project"]
+
+
+def parse_project(
+    project_dir: str | os.PathLike[str],
+    *,
+    target_schema: str = "public",
+    target_path: str | os.PathLike[str] | None = None,
+    dbt_executable: str | None = None,
+) -> Path:
+    """Run ``dbt parse``; return the path of the manifest written (with its fingerprint beside it)."""
+    project = Path(project_dir).resolve()
+    target = Path(target_path).resolve() if target_path else project / "target"
+    target.mkdir(parents=True, exist_ok=True)
+    fingerprint = project_fingerprint(project)  # before parsing: a file edited meanwhile makes it stale
+    offline = PostgresTarget(host="localhost", user="osds", dbname="osds", schema=target_schema)
+    run_dbt("parse", project_dir=project, target=offline, target_path=target, dbt_executable=dbt_executable).raise_for_status()
+    write_fingerprint(target, fingerprint)
+    return target / "manifest.json"

@@ -1,0 +1,193 @@
+"""``dbt``: a dbt project rendered from its manifest into tasks, one Asset per model.
+
+At parse time only ``target/manifest.json`` is read (written by ``osds dbt-parse``, see
+:mod:`airflow_osds.dbt.fingerprint`): no dbt import, no ``dbt ls``, no subprocess. The
+step reads the dbt sources (and models outside the selection) and writes every selected
+model, seed and snapshot, so it wires itself after the steps and pipelines that load its
+sources, with no ``after:``.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from airflow_osds.exceptions import OsdsError
+from airflow_osds.factory.blocks import BlockType, BuildEnv, DataIO, StepEnv
+from airflow_osds.factory.types import Strict
+
+__all__ = ["DbtBlock", "RenderedDbt", "render"]
+
+
+class DbtBlock(Strict):
+    """Run a dbt project: one task per model (with its tests), per folder, or one for all."""
+
+    project: str = Field(description="dbt project directory, relative to the pipeline file.", examples=["../dbt/web_analytics"])
+    select: list[str] = Field(default_factory=list, description="dbt selectors (`path:`, `tag:`, `+model`, `model+`…).")
+    exclude: list[str] = Field(default_factory=list, description="dbt selectors to leave out.")
+    granularity: Literal["model", "folder", "project"] = Field(
+        "model", description="`model`: a task per model/seed/snapshot with its tests; `folder`: a task per folder; "
+        "`project`: one `dbt build`."
+    )
+    folder_depth: int = Field(2, ge=1, description="With `folder`: how many path parts make a folder (`models/marts`).")
+    vars: dict[str, Any] = Field(default_factory=dict, description="dbt `--vars` (templated).")
+    full_refresh: bool = Field(False, description="`--full-refresh`.")
+    target_schema: str | None = Field(None, description="Schema dbt builds into (default: the connection's `dbt_schema`, else public).")
+    threads: int = Field(4, ge=1, description="dbt threads.")
+    executable: str | None = Field(None, description="A `dbt` executable or virtualenv to run dbt from (default: in process).")
+    manifest: str | None = Field(None, description="manifest.json path (default: `<project>/target/manifest.json`).")
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="dbt source → warehouse table, when a source's schema/identifier is not the table name the "
+        "producer writes, e.g. `{snowplow.events: atomic.events}`.",
+    )
+    warehouse: str | None = Field(None, description="Connection id; overrides defaults.warehouse.")
+
+    @field_validator("select", "exclude")
+    @classmethod
+    def _selector_syntax(cls, value: list[str]) -> list[str]:
+        from airflow_osds.dbt.errors import DbtSelectionError
+        from airflow_osds.dbt.selection import parse_selectors
+
+        try:
+            parse_selectors(value)
+        except DbtSelectionError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class RenderedDbt:
+    """What a ``dbt`` step becomes: task groups, their selectors, tables read and written."""
+
+    def __init__(self, manifest: Any, groups: dict[str, Any], nodes: dict[str, Any], reads: set[str], writes: dict[str, set[str]]) -> None:
+        self.manifest = manifest
+        self.groups = groups
+        self.nodes = nodes
+        self.reads = reads
+        self.writes = writes  # group id → tables
+
+
+def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
+    project = (pipeline_dir / block.project).resolve()
+    manifest = (pipeline_dir / block.manifest).resolve() if block.manifest else project / "target" / "manifest.json"
+    return project, manifest
+
+
+def render(block: DbtBlock, pipeline_dir: Path) -> RenderedDbt:
+    """Read the manifest (cached per process) and render the selection; errors are ``OSError``/``ValueError``."""
+    from airflow_osds.dbt.artifacts import load_manifest
+    from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
+    from airflow_osds.dbt.graph import group_nodes, render_nodes
+    from airflow_osds.dbt.selection import select_nodes
+
+    project, manifest_path = _paths(block, pipeline_dir)
+    fix = f"run `osds dbt-parse {project}`"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no dbt manifest; {fix}", str(manifest_path))
+    if read_fingerprint(manifest_path.parent) != project_fingerprint(project):
+        raise ValueError(f"the dbt manifest {manifest_path} is older than the project's files; {fix}")
+    manifest = load_manifest(project, manifest_path.parent)
+    try:
+        selected = select_nodes(manifest, block.select or None, block.exclude or None)
+        nodes = render_nodes(manifest, selected)
+        groups = group_nodes(nodes, block.granularity, folder_depth=block.folder_depth)
+    except OsdsError as exc:  # selection matching nothing, folder cycles: the spec's problem
+        raise ValueError(str(exc)) from None
+    writes = {
+        gid: {f"{n.relation[0]}.{n.relation[1]}" for uid in g.nodes if (n := nodes[uid]).relation and n.relation[0]}
+        for gid, g in groups.items()
+    }
+    return RenderedDbt(manifest, groups, nodes, _reads(block, manifest, nodes), writes)
+
+
+def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
+    """Sources the selection depends on, and models outside it."""
+    reads: set[str] = set()
+    for uid in nodes:
+        for parent in manifest.nodes[uid].depends_on:
+            if parent in nodes:
+                continue
+            source = manifest.sources.get(parent)
+            if source is not None:
+                mapped = block.sources.get(f"{source.source_name}.{source.name}")
+                reads.add(mapped or f"{source.schema}.{source.identifier}")
+                continue
+            node = manifest.nodes.get(parent)
+            if node is not None and node.relation and node.relation[0]:
+                reads.add(f"{node.relation[0]}.{node.relation[1]}")
+    return reads
+
+
+def derive_io(block: DbtBlock, env: StepEnv) -> DataIO:
+    try:
+        rendered = render(block, env.pipeline_dir)
+    except ValueError as exc:  # selection or staleness: a located spec problem, not a file error
+        raise OSError(errno.EINVAL, str(exc)) from None
+    return DataIO(reads=frozenset(rendered.reads), writes=frozenset(t for ts in rendered.writes.values() for t in ts))
+
+
+def build(block: DbtBlock, env: BuildEnv) -> Any:
+    from airflow.sdk import TaskGroup
+
+    from airflow_osds.assets import parse_table, table_asset
+    from airflow_osds.operators.dbt import DbtBuildOperator
+
+    rendered = render(block, env.pipeline_dir)
+    project, _ = _paths(block, env.pipeline_dir)
+    common = {k: v for k, v in env.task_kwargs.items() if k not in ("outlets", "inlets")}
+    tasks: dict[str, Any] = {}
+    with TaskGroup(group_id=env.task_id) as group:
+        for gid, unit in rendered.groups.items():
+            task_id = _task_id(gid, rendered, tasks)
+            select, extra = _selection(block, unit, rendered)
+            tasks[gid] = DbtBuildOperator(
+                task_id=task_id,
+                project_dir=str(project),
+                warehouse_conn_id=env.warehouse,
+                select=select,
+                exclude=[] if block.granularity != "project" else block.exclude,
+                vars=block.vars or None,
+                full_refresh=block.full_refresh,
+                target_schema=block.target_schema,
+                threads=block.threads,
+                dbt_executable=block.executable,
+                indirect_selection=extra,
+                outlets=[table_asset(parse_table(t, conn_id=env.warehouse)) for t in sorted(rendered.writes[gid])],
+                **common,
+            )
+        for gid, unit in rendered.groups.items():
+            for upstream in sorted(unit.upstream):
+                tasks[upstream] >> tasks[gid]
+    return group
+
+
+def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[str], str | None]:
+    if block.granularity == "project":
+        return list(block.select), None
+    # Exactly this unit's files, plus the tests assigned to it by name; `cautious` keeps dbt
+    # from also running a multi-parent test whose other parent another task builds.
+    files = [f"path:{rendered.nodes[uid].original_file_path}" for uid in unit.nodes]
+    tests = [rendered.manifest.nodes[t].name for t in unit.tests]
+    return files + tests, "cautious"
+
+
+def _task_id(gid: str, rendered: RenderedDbt, taken: dict[str, Any]) -> str:
+    node = rendered.nodes.get(gid)
+    base = node.name if node is not None else gid
+    task_id = re.sub(r"[^A-Za-z0-9_]+", "_", base).strip("_") or "dbt"
+    if node is not None and any(t.task_id.endswith(f".{task_id}") or t.task_id == task_id for t in taken.values()):
+        task_id = f"{node.kind}_{task_id}"
+    return task_id
+
+
+BLOCK = BlockType(
+    name="dbt",
+    model=DbtBlock,
+    description="Run a dbt project rendered from its manifest (a task per model, folder or project).",
+    build=build,
+    derive_io=derive_io,
+)
