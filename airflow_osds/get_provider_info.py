@@ -25,11 +25,19 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [
             {"integration-name": "Apache Superset", "external-doc-url": "https://superset.apache.org/"},
             {"integration-name": "Reverse ETL (HTTP API)", "external-doc-url": "https://github.com/grouparoo/grouparoo"},
+            {"integration-name": "dbt Core", "external-doc-url": "https://docs.getdbt.com/"},
+            {"integration-name": "Warehouse SQL", "external-doc-url": "https://www.postgresql.org/docs/"},
         ],
         "hooks": [
             {"integration-name": "Apache Superset", "python-modules": ["airflow_osds.hooks.superset"]},
             {"integration-name": "Reverse ETL (HTTP API)", "python-modules": ["airflow_osds.hooks.reverse_etl"]},
+            {"integration-name": "dbt Core", "python-modules": ["airflow_osds.hooks.dbt"]},
         ],
+        "operators": [
+            {"integration-name": "dbt Core", "python-modules": ["airflow_osds.operators.dbt"]},
+            {"integration-name": "Warehouse SQL", "python-modules": ["airflow_osds.operators.sql"]},
+        ],
+        "sensors": [{"integration-name": "Warehouse SQL", "python-modules": ["airflow_osds.sensors.path"]}],
         "connection-types": [_superset_connection(), _http_destination_connection()],
         "plugins": [{"name": "osds", "plugin-class": "airflow_osds.plugins.OsdsPlugin"}],
         "config": _config(),

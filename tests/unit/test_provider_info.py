@@ -48,9 +48,10 @@ def test_connection_type_hook_declares_the_same_type(conn_type: dict) -> None:
 
 def test_declared_modules_and_plugins_import() -> None:
     info = get_provider_info()
-    for group in info["hooks"]:
-        for module in group["python-modules"]:
-            importlib.import_module(module)
+    for kind in ("hooks", "operators", "sensors"):
+        for group in info[kind]:
+            for module in group["python-modules"]:
+                importlib.import_module(module)
     for plugin in info["plugins"]:
         assert _import_path(plugin["plugin-class"]).name == plugin["name"]
 
