@@ -39,7 +39,6 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "Warehouse SQL", "python-modules": ["airflow_osds.sensors.path"]}],
         "connection-types": [_superset_connection(), _http_destination_connection()],
-        "plugins": [{"name": "osds", "plugin-class": "airflow_osds.plugins.OsdsPlugin"}],
         "config": _config(),
     }
 

@@ -13,12 +13,12 @@ from airflow.sdk import BaseOperator
 
 from airflow_osds.assets import parse_table, table_asset_uri
 from airflow_osds.dbt.artifacts import RunResults, render_table
+from airflow_osds.dbt.runner import DbtRunError, DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_osds.dbt.runner import DbtRunResult
 
 __all__ = [
     "DbtBuildOperator",
@@ -123,14 +123,17 @@ class DbtOperator(BaseOperator):
 
     def _finish(self, result: DbtRunResult, key: list[str], context: Context) -> dict[str, Any]:
         summary: dict[str, Any] = {"command": result.command, "success": result.success}
-        if result.run_results:
-            parsed = RunResults.from_dict(result.run_results)
+        parsed = RunResults.from_dict(result.run_results) if result.run_results else None
+        if parsed is not None:
             self.log.info("dbt %s results:\n%s", result.command, render_table(parsed))
             summary["status_counts"] = parsed.status_counts()
             self._record_rows(parsed, context)
         if not result.success:
             if result.run_results and self.resume_with_retry:
                 self.hook.save_run_results(key, result.run_results)
+            failures = [f"{node.unique_id} ({node.status}): {node.message}" for node in parsed.failed()] if parsed else []
+            if failures:
+                raise DbtRunError(f"dbt {result.command} failed:\n" + "\n".join(failures), result=result)
             result.raise_for_status()
         if self.resume_with_retry:
             self.hook.forget_run_results(key)

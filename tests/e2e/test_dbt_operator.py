@@ -100,3 +100,29 @@ def _asset_event_extras(uri: str) -> list[dict]:
             select(AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(AssetModel.uri == uri)
         ).all()
     return [r[0] for r in rows]
+
+
+def test_failure_names_the_failing_test_and_its_message(warehouse, run_dag, tmp_path: Path, capfd) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    project = tmp_path / "web_analytics"
+    shutil.copytree(REPO_DBT, project, ignore=shutil.ignore_patterns("target", "logs"))
+    dag_file = DAGS_FOLDER / "dbt_fail_dag.py"
+    dag_file.write_text(textwrap.dedent(f"""\
+        # airflow dag file written by the test
+        from airflow.sdk import DAG
+        from airflow_osds.operators.dbt import DbtBuildOperator
+
+        with DAG("dbt_fail", schedule=None):
+            DbtBuildOperator(task_id="build", project_dir={str(project)!r},
+                             vars={{"use_seed_events": True, "fail_test": True}})
+    """))
+    try:
+        result = run_dag(DagBag(dag_folder=str(dag_file)).dags["dbt_fail"])
+    finally:
+        dag_file.unlink()
+    assert result.task_states == {"build": "failed"}
+    output = capfd.readouterr()
+    assert "test.web_analytics.assert_no_future_sessions (fail): Got 7 results, configured to fail if != 0" in (
+        output.out + output.err
+    )
