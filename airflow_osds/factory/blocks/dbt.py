@@ -77,19 +77,37 @@ def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
     return project, manifest
 
 
+# The planner (reads/writes) and the builder both need the rendering: do it once per process
+# while the manifest, the project's files and the block stay the same.
+_RENDERED: dict[tuple[Any, ...], RenderedDbt] = {}
+
+
 def render(block: DbtBlock, pipeline_dir: Path) -> RenderedDbt:
     """Read the manifest (cached per process) and render the selection; errors are ``OSError``/``ValueError``."""
-    from airflow_osds.dbt.artifacts import load_manifest
     from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
-    from airflow_osds.dbt.graph import group_nodes, render_nodes
-    from airflow_osds.dbt.selection import select_nodes
 
     project, manifest_path = _paths(block, pipeline_dir)
     fix = f"run `osds dbt-parse {project}`"
     if not manifest_path.is_file():
         raise FileNotFoundError(errno.ENOENT, f"no dbt manifest; {fix}", str(manifest_path))
-    if read_fingerprint(manifest_path.parent) != project_fingerprint(project):
+    fingerprint = project_fingerprint(project)
+    if read_fingerprint(manifest_path.parent) != fingerprint:
         raise ValueError(f"the dbt manifest {manifest_path} is older than the project's files; {fix}")
+    stat = manifest_path.stat()
+    key = (str(manifest_path), stat.st_mtime_ns, stat.st_size, fingerprint, block.model_dump_json())
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        if len(_RENDERED) > 64:
+            _RENDERED.clear()
+        rendered = _RENDERED[key] = _render(block, project, manifest_path)
+    return rendered
+
+
+def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
+    from airflow_osds.dbt.artifacts import load_manifest
+    from airflow_osds.dbt.graph import group_nodes, render_nodes
+    from airflow_osds.dbt.selection import select_nodes
+
     manifest = load_manifest(project, manifest_path.parent)
     try:
         selected = select_nodes(manifest, block.select or None, block.exclude or None)
@@ -140,9 +158,10 @@ def build(block: DbtBlock, env: BuildEnv) -> Any:
     project, _ = _paths(block, env.pipeline_dir)
     common = {k: v for k, v in env.task_kwargs.items() if k not in ("outlets", "inlets")}
     tasks: dict[str, Any] = {}
+    used_ids: set[str] = set()
     with TaskGroup(group_id=env.task_id) as group:
         for gid, unit in rendered.groups.items():
-            task_id = _task_id(gid, rendered, tasks)
+            task_id = _task_id(gid, rendered, used_ids)
             select, extra = _selection(block, unit, rendered)
             tasks[gid] = DbtBuildOperator(
                 task_id=task_id,
@@ -175,12 +194,14 @@ def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[
     return files + tests, "cautious"
 
 
-def _task_id(gid: str, rendered: RenderedDbt, taken: dict[str, Any]) -> str:
+def _task_id(gid: str, rendered: RenderedDbt, used: set[str]) -> str:
+    """The model's name (a folder's path for folder groups), prefixed by its kind if taken."""
     node = rendered.nodes.get(gid)
     base = node.name if node is not None else gid
     task_id = re.sub(r"[^A-Za-z0-9_]+", "_", base).strip("_") or "dbt"
-    if node is not None and any(t.task_id.endswith(f".{task_id}") or t.task_id == task_id for t in taken.values()):
+    if task_id in used and node is not None:
         task_id = f"{node.kind}_{task_id}"
+    used.add(task_id)
     return task_id
 
 
