@@ -2,6 +2,7 @@
 
     make bench                      # = .venv/bin/python bench/run.py
     .venv/bin/python bench/run.py --reps 7 --shapes B --no-derive
+    make bench BENCH_ARGS=--dbt     # also the dbt rendering benchmark (bench/dbt_bench.py, ≈ +3 min)
 
 Generates equivalent inputs into bench/.work/, parses each variant's DAG folder with
 Airflow's DagBag in fresh subprocesses (verifying the result every time), profiles one
@@ -179,6 +180,27 @@ NOTES = [
 ]
 
 
+DBT_SECTION_TITLE = "## dbt rendering: ours vs Cosmos 1.15"  # = dbt_bench.SECTION_TITLE
+
+
+def _with_dbt_section(text: str, args: argparse.Namespace, command: str) -> str:
+    """``text`` plus the dbt section: a fresh one with ``--dbt``, else the previous report's (if any)."""
+    if args.dbt:
+        # Imported here: the dbt benchmark (and its Cosmos venv) is never needed by a plain `make bench`.
+        from dbt_bench import run_dbt_benchmark
+
+        try:
+            section = run_dbt_benchmark(args.reps, 3, command)
+        except Exception as exc:  # noqa: BLE001 — the parse-time results above are still worth writing
+            _log(f"dbt benchmark failed, section left out: {_summary(exc)}")
+            return text
+        return text.rstrip() + "\n\n" + section
+    previous = args.output.read_text() if args.output.exists() else ""
+    if "\n" + DBT_SECTION_TITLE in previous:
+        return text.rstrip() + "\n\n" + DBT_SECTION_TITLE + previous.split("\n" + DBT_SECTION_TITLE, 1)[1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="measured runs per variant and shape (default 5)")
@@ -186,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-derive", dest="derive", action="store_false",
                         help="skip the variant of ours whose reads/writes are derived from the SQL")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--dbt", action="store_true",
+                        help="also run the dbt rendering benchmark (ours vs Cosmos; bench/dbt_bench.py) and append "
+                             "its section; without it, the dbt section of the previous RESULTS.md is kept")
     args = parser.parse_args(argv)
     names = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
     unknown = [n for n in names if n not in SHAPES]
@@ -226,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     except ChildFailed as exc:
         _log(f"profiling failed, left out of the report: {_summary(exc)}")
 
-    command = "make bench" if os.environ.get("MAKELEVEL") and argv is None and len(sys.argv) == 1 \
-        else ".venv/bin/python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cli = tuple(sys.argv[1:] if argv is None else argv)
+    make_commands = {(): "make bench", ("--dbt",): "make bench BENCH_ARGS=--dbt"}
+    command = make_commands[cli] if os.environ.get("MAKELEVEL") and argv is None and cli in make_commands \
+        else ".venv/bin/python bench/run.py " + " ".join(cli)
     text = render(
         meta=_meta(df_python, args.reps, time.monotonic() - started),
         command=command.strip(),
@@ -237,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=profile,
         notes=NOTES,
     )
+    text = _with_dbt_section(text, args, command.strip())
     args.output.write_text(text)
     raw = {name: {"runs": m.runs, "not_available": m.not_available} for name, m in measured.items()}
     (WORK / "results.json").write_text(json.dumps(raw, indent=1))
