@@ -18,7 +18,7 @@ from airflow_osds.dbt.errors import DbtGraphError
 
 __all__ = ["Granularity", "RenderedGroup", "RenderedNode", "group_nodes", "render_nodes"]
 
-Granularity = Literal["model", "folder", "project"]
+Granularity = Literal["model", "folder", "selector", "project"]
 _RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot"})
 
 
@@ -183,13 +183,18 @@ def _folder_of(node: RenderedNode, depth: int) -> str:
 
 
 def group_nodes(
-    rendered: Mapping[str, RenderedNode], granularity: Granularity, *, folder_depth: int = 1
+    rendered: Mapping[str, RenderedNode],
+    granularity: Granularity,
+    *,
+    folder_depth: int = 1,
+    assignment: Mapping[str, str] | None = None,
 ) -> dict[str, RenderedGroup]:
     """Group rendered nodes into the units that become tasks, in dependency order.
 
     :param granularity: ``model`` (one group per node), ``folder`` (nodes grouped by the first
         ``folder_depth`` directories under their resource path, e.g. ``models/marts``) or
-        ``project`` (everything in one group).
+        ``project`` (everything in one group), or ``selector`` (the groups ``assignment`` gives:
+        unique id → group name).
     :raises DbtGraphError: when folder groups depend on each other in a cycle (``a/x → b/y →
         a/z``); a deeper ``folder_depth`` or ``model`` granularity avoids it.
     """
@@ -201,8 +206,13 @@ def group_nodes(
         key = {uid: _folder_of(node, folder_depth) for uid, node in rendered.items()}
     elif granularity == "project":
         key = {uid: "project" for uid in rendered}
+    elif granularity == "selector":
+        missing = [uid for uid in rendered if uid not in (assignment or {})]
+        if missing:
+            raise DbtGraphError(f"nodes in no selector group: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+        key = {uid: (assignment or {})[uid] for uid in rendered}
     else:
-        raise ValueError(f"granularity must be 'model', 'folder' or 'project', got {granularity!r}")
+        raise ValueError(f"granularity must be 'model', 'folder', 'selector' or 'project', got {granularity!r}")
 
     members: dict[str, list[str]] = {}
     for uid in rendered:  # rendered is in dependency order, so members are too
@@ -215,10 +225,10 @@ def group_nodes(
     try:
         topo = _toposort(list(members), upstream, order)
     except DbtGraphError as exc:
-        raise DbtGraphError(
-            f"{granularity} groups depend on each other in a cycle ({exc}); "
+        fix = "regroup the selectors so dependencies run one way" if granularity == "selector" else (
             "use granularity 'model' or a larger folder_depth"
-        ) from None
+        )
+        raise DbtGraphError(f"{granularity} groups depend on each other in a cycle ({exc}); {fix}") from None
     return {
         gid: RenderedGroup(
             group_id=gid,

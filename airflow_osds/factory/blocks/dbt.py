@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.factory.blocks import BlockType, BuildEnv, DataIO, StepEnv
@@ -29,9 +29,14 @@ class DbtBlock(Strict):
     project: str = Field(description="dbt project directory, relative to the pipeline file.", examples=["../dbt/web_analytics"])
     select: list[str] = Field(default_factory=list, description="dbt selectors (`path:`, `tag:`, `+model`, `model+`…).")
     exclude: list[str] = Field(default_factory=list, description="dbt selectors to leave out.")
-    granularity: Literal["model", "folder", "project"] = Field(
+    granularity: Literal["model", "folder", "selector", "project"] = Field(
         "model", description="`model`: a task per model/seed/snapshot with its tests; `folder`: a task per folder; "
-        "`project`: one `dbt build`."
+        "`selector`: a task per entry of `groups`; `project`: one `dbt build`."
+    )
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="With `selector`: task name → dbt selectors; a node goes to the first group selecting it.",
+        examples=[{"web": ["tag:web"], "crm": ["tag:crm"], "rest": ["path:models"]}],
     )
     folder_depth: int = Field(2, ge=1, description="With `folder`: how many path parts make a folder (`models/marts`).")
     vars: dict[str, Any] = Field(default_factory=dict, description="dbt `--vars` (templated).")
@@ -50,14 +55,33 @@ class DbtBlock(Strict):
     @field_validator("select", "exclude")
     @classmethod
     def _selector_syntax(cls, value: list[str]) -> list[str]:
-        from airflow_osds.dbt.errors import DbtSelectionError
-        from airflow_osds.dbt.selection import parse_selectors
-
-        try:
-            parse_selectors(value)
-        except DbtSelectionError as exc:
-            raise ValueError(str(exc)) from None
+        _check_selectors(value)
         return value
+
+    @field_validator("groups")
+    @classmethod
+    def _group_selectors(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, selectors in value.items():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
+                raise ValueError(f"group name {name!r} must start with a letter and use only letters, digits and _")
+            _check_selectors(selectors)
+        return value
+
+    @model_validator(mode="after")
+    def _groups_with_selector(self) -> DbtBlock:
+        if (self.granularity == "selector") != bool(self.groups):
+            raise ValueError("`granularity: selector` goes with `groups: {name: [selectors]}` (and only with it)")
+        return self
+
+
+def _check_selectors(selectors: list[str]) -> None:
+    from airflow_osds.dbt.errors import DbtSelectionError
+    from airflow_osds.dbt.selection import parse_selectors
+
+    try:
+        parse_selectors(selectors)
+    except DbtSelectionError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class RenderedDbt:
@@ -112,7 +136,8 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
     try:
         selected = select_nodes(manifest, block.select or None, block.exclude or None)
         nodes = render_nodes(manifest, selected)
-        groups = group_nodes(nodes, block.granularity, folder_depth=block.folder_depth)
+        assignment = _assignment(block, manifest, nodes) if block.granularity == "selector" else None
+        groups = group_nodes(nodes, block.granularity, folder_depth=block.folder_depth, assignment=assignment)
     except OsdsError as exc:  # selection matching nothing, folder cycles: the spec's problem
         raise ValueError(str(exc)) from None
     writes = {
@@ -120,6 +145,18 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
         for gid, g in groups.items()
     }
     return RenderedDbt(manifest, groups, nodes, _reads(block, manifest, nodes), writes)
+
+
+def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, str]:
+    """Rendered node → the first group (in YAML order) whose selectors pick it."""
+    from airflow_osds.dbt.selection import select_nodes
+
+    assignment: dict[str, str] = {}
+    for name, selectors in block.groups.items():
+        for uid in select_nodes(manifest, selectors):
+            if uid in nodes:
+                assignment.setdefault(uid, name)
+    return assignment
 
 
 def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
@@ -187,7 +224,8 @@ def build(block: DbtBlock, env: BuildEnv) -> Any:
 def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[str], str | None]:
     if block.granularity == "project":
         return list(block.select), None
-    # Exactly this unit's files, plus the tests assigned to it by name; `cautious` keeps dbt
+    # Exactly this unit's files (for selector groups too: a node claimed by an earlier group
+    # must not run twice), plus the tests assigned to it by name; `cautious` keeps dbt
     # from also running a multi-parent test whose other parent another task builds.
     files = [f"path:{rendered.nodes[uid].original_file_path}" for uid in unit.nodes]
     tests = [rendered.manifest.nodes[t].name for t in unit.tests]

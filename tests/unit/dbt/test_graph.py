@@ -131,4 +131,13 @@ class TestGroups:
 
     def test_unknown_granularity(self, manifest: Manifest) -> None:
         with pytest.raises(ValueError, match="granularity"):
-            group_nodes({}, "selector")  # type: ignore[arg-type]
+            group_nodes({}, "schema")  # type: ignore[arg-type]
+
+    def test_selector_groups_follow_the_assignment(self, manifest: Manifest) -> None:
+        rendered = render_nodes(manifest, select_nodes(manifest))
+        assignment = {uid: ("loading" if uid.startswith("seed.") else "models") for uid in rendered}
+        groups = group_nodes(rendered, "selector", assignment=assignment)
+        assert list(groups) == ["loading", "models"]
+        assert groups["models"].upstream == frozenset({"loading"})
+        with pytest.raises(DbtGraphError, match="nodes in no selector group"):
+            group_nodes(rendered, "selector", assignment={})

@@ -118,3 +118,34 @@ def test_selector_matching_nothing_says_so(write, project, dbt_project) -> None:
     write("shop.yml", PIPELINE.format(granularity="model").replace("granularity: model", "select: [tag:nope]"))
     (error,) = errors_of(project())
     assert "tag:nope" in error
+
+
+def test_selector_granularity_makes_a_task_per_group(write, project, dbt_project) -> None:
+    write("shop.yml", PIPELINE.format(granularity="selector").replace(
+        "      sources:", "      groups: {loading: ['path:seeds'], staging: ['path:models/staging'], marts: ['path:models', 'path:snapshots']}\n      sources:"
+    ))
+    proj = project()
+    assert not proj.errors, errors_of(proj)
+    dag = build_dag(proj.plans["shop"], proj, register=False)
+    assert sorted(t for t in dag.task_dict if t.startswith("transform.")) == [
+        "transform.loading", "transform.marts", "transform.staging",
+    ]
+    staging = dag.task_dict["transform.staging"]
+    assert all(s.startswith("path:models/staging/") for s in staging.select if s.startswith("path:"))
+    assert staging.upstream_task_ids == {"transform.loading"}
+    assert "transform.staging" in dag.task_dict["transform.marts"].upstream_task_ids
+    assert _asset("staging.stg_orders") in staging.outlets
+
+
+def test_selector_groups_in_a_cycle_are_an_error(write, project, dbt_project) -> None:
+    write("shop.yml", PIPELINE.format(granularity="selector").replace(
+        "      sources:", "      groups: {staging: ['path:models/staging'], rest: ['path:models', 'path:seeds', 'path:snapshots']}\n      sources:"
+    ))
+    (error,) = errors_of(project())
+    assert "selector groups depend on each other in a cycle" in error and "regroup the selectors" in error
+
+
+def test_selector_granularity_needs_groups(write, project, dbt_project) -> None:
+    write("shop.yml", PIPELINE.format(granularity="selector"))
+    (error,) = errors_of(project())
+    assert "`granularity: selector` goes with `groups: {name: [selectors]}`" in error and error.startswith("shop.yml:7:7:")
