@@ -132,3 +132,19 @@ def run_dag(airflow_db: None) -> Any:
     from airflow_osds.localrun import run_dag as _run_dag
 
     return _run_dag
+
+
+@pytest.fixture(scope="session")
+def repo_dbt_manifests() -> None:
+    """The repository's dbt projects parsed, as `osds demo` or a deployment's `osds dbt-parse` does.
+
+    A fresh clone has no `target/` (it is git-ignored); tests that load `include/pipelines`
+    need the manifests the factory reads.
+    """
+    from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
+    from airflow_osds.dbt.manifest_build import parse_project
+
+    for project_file in sorted((REPO_ROOT / "include" / "dbt").glob("*/dbt_project.yml")):
+        project = project_file.parent
+        if read_fingerprint(project / "target") != project_fingerprint(project):
+            parse_project(project)

@@ -11,7 +11,7 @@ from airflow_osds.factory.loader import find_pipeline_files, parse_pipeline_file
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_dags_folder_imports_every_pipeline() -> None:
+def test_dags_folder_imports_every_pipeline(repo_dbt_manifests: None) -> None:
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
     expected = {parse_pipeline_file(p).spec.pipeline for p in find_pipeline_files(REPO_ROOT / "include" / "pipelines")}

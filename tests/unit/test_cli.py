@@ -25,7 +25,7 @@ def test_version() -> None:
     assert (result.returncode, result.stdout.strip()) == (0, __version__)
 
 
-def test_validate_accepts_the_demo_pipelines() -> None:
+def test_validate_accepts_the_demo_pipelines(repo_dbt_manifests: None) -> None:
     result = _osds("validate", str(REPO_PIPELINES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 error(s)" in result.stdout

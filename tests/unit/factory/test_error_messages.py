@@ -11,9 +11,9 @@ BASE = "pipeline: p\nsteps:\n  a:\n    sql: SELECT 1\n"
 CASES = [
     # (file text, expected error, rendered as <file>:<line>:<col>: <message> (<location>))
     ("pipeline: p\nsteps:\n  a: {retries: 1}\n",
-     "p.yml:3:6: a step needs exactly one block among `sql`, `python`, `operator`, `sensor`, `group` (found none) (steps.a)"),
+     "p.yml:3:6: a step needs exactly one block among `sql`, `python`, `operator`, `sensor`, `dbt`, `group` (found none) (steps.a)"),
     ("pipeline: p\nsteps:\n  a: {sql: SELECT 1, python: {callable: json.dumps}}\n",
-     "p.yml:3:6: a step needs exactly one block among `sql`, `python`, `operator`, `sensor`, `group` (found sql, python) (steps.a)"),
+     "p.yml:3:6: a step needs exactly one block among `sql`, `python`, `operator`, `sensor`, `dbt`, `group` (found sql, python) (steps.a)"),
     ("pipeline: p\nsteps:\n  a: {sql: {file: q.txt}}\n",
      "p.yml:3:12: `file` must name a .sql file, got 'q.txt' (steps.a.sql)"),
     ("pipeline: p\nsteps:\n  a: {sql: {}}\n",
