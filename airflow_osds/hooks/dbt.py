@@ -98,8 +98,7 @@ class DbtHook(BaseHook):
     def load_run_results(self, key: Sequence[str]) -> dict[str, Any] | None:
         """The ``run_results.json`` a previous try saved, or ``None``."""
         hook = self._sql()
-        exists = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_TABLE,))
-        if not exists or not exists[0]:
+        if not _state_table_exists(hook):
             return None
         row = hook.get_first(f"SELECT run_results FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))
         if row is None:
@@ -109,11 +108,15 @@ class DbtHook(BaseHook):
 
     def forget_run_results(self, key: Sequence[str]) -> None:
         hook = self._sql()
-        exists = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_TABLE,))
-        if exists and exists[0]:
+        if _state_table_exists(hook):
             hook.run(f"DELETE FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))
 
     def _sql(self) -> Any:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         return PostgresHook(postgres_conn_id=self.warehouse_conn_id)
+
+
+def _state_table_exists(hook: Any) -> bool:
+    row = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_TABLE,))
+    return bool(row and row[0])
