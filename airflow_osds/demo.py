@@ -46,7 +46,10 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
 
-    _parse_dbt_projects(console, stack.dags_folder.parent / "include" / "dbt")
+    from airflow_osds.dbt.manifest_build import parse_stale_projects
+
+    for project in parse_stale_projects(stack.dags_folder.parent / "include" / "dbt"):
+        console.print(f"dbt parse {project.name}: manifest written")
     bag = DagBag(dag_folder=str(stack.dags_folder))
     for path, error in bag.import_errors.items():
         console.print(f"[red]import error[/] in {path}:\n{error}")
@@ -67,18 +70,6 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
         return 1
     console.print(f"[green]{len(results)} pipeline(s) succeeded[/]")
     return 0
-
-
-def _parse_dbt_projects(console: Console, dbt_dir: Path) -> None:
-    """Write the manifest of every dbt project whose files changed since its last parse."""
-    from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
-    from airflow_osds.dbt.manifest_build import parse_project
-
-    for project_file in sorted(dbt_dir.glob("*/dbt_project.yml")):
-        project = project_file.parent
-        if read_fingerprint(project / "target") != project_fingerprint(project):
-            console.print(f"dbt parse {project.name} …")
-            parse_project(project)
 
 
 def _run_order(pipelines_dir: Path, dag_ids: list[str]) -> list[tuple[str, set[str]]]:

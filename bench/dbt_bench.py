@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from dbt_envs import COSMOS_REQUIREMENTS, ensure_cosmos_venv
-from dbt_inputs import DAG_ID, write_dbt_inputs
-from dbt_project import DBT, DbtProject, ensure_project
-from envs import PROJECT_PYTHON, REPO, WORK, ChildFailed, child_env, package_versions
+from dbt_inputs import write_dbt_inputs
+from dbt_project import DbtProject, ensure_project
+from envs import PROJECT_PYTHON, REPO, WORK, ChildFailed, child_env, package_versions, run_child
 
 __all__ = ["SECTION_TITLE", "main", "replace_section", "run_dbt_benchmark"]
 
@@ -60,22 +60,6 @@ def _env(home: Path, folder: Path) -> dict[str, str]:
     env = child_env(home, folder)
     env.update(COSMOS_ENV, AIRFLOW_CONN_WAREHOUSE=WAREHOUSE_CONN, DBT_SEND_ANONYMOUS_USAGE_STATS="false")
     return env
-
-
-def run_child(python: Path, folder: Path, expected: Path, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [str(python), str(CHILD), str(folder), str(expected)]
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=str(WORK))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ChildFailed(f"{python} {CHILD.name} {folder}: {exc}") from exc
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ChildFailed(f"{python} {CHILD.name} {folder} exited {proc.returncode}:\n{tail}")
-    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
-    result["whole_s"] = result["done_mono"] - start
-    return result
 
 
 def ours_available(pipelines: Path) -> tuple[bool, str]:
@@ -121,7 +105,7 @@ def measure_parse(project: DbtProject, reps: int, pythons: dict[str, Path]) -> t
 
     def once(v: str) -> dict[str, Any] | None:
         try:
-            return run_child(pythons[v], folders[v], folders[v].parent / "expected.json", envs[v])
+            return run_child(pythons[v], folders[v], folders[v].parent / "expected.json", envs[v], child=CHILD)
         except ChildFailed as exc:
             if v != "ours":  # the other engineer's block may still be in flux: ours never stops the run
                 raise

@@ -14,7 +14,6 @@ import sys
 sys.path.pop(0)
 
 import json  # noqa: E402
-import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402

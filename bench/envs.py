@@ -20,6 +20,7 @@ __all__ = [
     "WORK",
     "child_env",
     "ensure_dagfactory_venv",
+    "ensure_venv",
     "package_versions",
     "run_child",
 ]
@@ -46,32 +47,35 @@ class ChildFailed(RuntimeError):
     """A measured subprocess failed or did not report a result."""
 
 
-def ensure_dagfactory_venv() -> Path:
-    """The dag-factory venv's python, (re)installing only when the requirements or constraints changed.
+def ensure_venv(venv: Path, requirements: tuple[str, ...], label: str) -> Path:
+    """A benchmark venv's python, (re)installing only when the requirements or constraints changed.
 
-    dag-factory needs apache-airflow in its own environment; a separate venv keeps it out
-    of the project's .venv. The marker holds a hash of everything that decides the
-    install, so a fresh machine installs once and later runs skip pip entirely.
+    Installed with ``-c constraints.txt`` so Airflow, the providers and every shared
+    dependency are the versions the project .venv runs. The marker holds a hash of
+    everything that decides the install, so a fresh machine installs once and later runs
+    skip pip entirely.
     """
-    python = DAGFACTORY_VENV / "bin" / "python"
+    python = venv / "bin" / "python"
     # The project venv's base interpreter: same Python version on both sides of the comparison.
     base_python = getattr(sys, "_base_executable", None) or sys.executable
-    key = hashlib.sha256(
-        json.dumps([DAGFACTORY_REQUIREMENTS, CONSTRAINTS.read_text(), sys.version]).encode()
-    ).hexdigest()
-    marker = DAGFACTORY_VENV / _MARKER
+    key = hashlib.sha256(json.dumps([requirements, CONSTRAINTS.read_text(), sys.version]).encode()).hexdigest()
+    marker = venv / _MARKER
     if python.exists() and marker.exists() and marker.read_text() == key:
         return python
-    print(f"bench: installing dag-factory venv in {DAGFACTORY_VENV} (once)…", file=sys.stderr, flush=True)
+    print(f"bench: installing {label} venv in {venv} (once)…", file=sys.stderr, flush=True)
     if not python.exists():
-        subprocess.run([base_python, "-m", "venv", str(DAGFACTORY_VENV)], check=True)
+        subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "-c", str(CONSTRAINTS), *DAGFACTORY_REQUIREMENTS],
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", str(CONSTRAINTS), *requirements],
         check=True,
     )
     marker.write_text(key)
     return python
+
+
+def ensure_dagfactory_venv() -> Path:
+    """The dag-factory venv: dag-factory needs apache-airflow in its own environment."""
+    return ensure_venv(DAGFACTORY_VENV, DAGFACTORY_REQUIREMENTS, "dag-factory")
 
 
 def child_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:
@@ -98,10 +102,16 @@ def child_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:
 
 
 def run_child(
-    python: Path, dags_folder: Path, expected: Path, env: dict[str, str], *, profile_out: Path | None = None
+    python: Path,
+    dags_folder: Path,
+    expected: Path,
+    env: dict[str, str],
+    *,
+    profile_out: Path | None = None,
+    child: Path = CHILD,
 ) -> dict[str, Any]:
-    """Parse ``dags_folder`` in a fresh ``python``; the child's result plus ``whole_s``."""
-    cmd = [str(python), str(CHILD), str(dags_folder), str(expected)]
+    """Parse ``dags_folder`` in a fresh ``python`` running ``child``; its result plus ``whole_s``."""
+    cmd = [str(python), str(child), str(dags_folder), str(expected)]
     if profile_out is not None:
         cmd += ["--profile", str(profile_out)]
     # CLOCK_MONOTONIC is system-wide on Linux: comparable with the child's reading.
@@ -109,11 +119,11 @@ def run_child(
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=str(WORK))
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ChildFailed(f"{python} {CHILD.name} {dags_folder}: {exc}") from exc
+        raise ChildFailed(f"{python} {child.name} {dags_folder}: {exc}") from exc
     lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ChildFailed(f"{python} {CHILD.name} {dags_folder} exited {proc.returncode}:\n{tail}")
+        raise ChildFailed(f"{python} {child.name} {dags_folder} exited {proc.returncode}:\n{tail}")
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
     result["whole_s"] = result["done_mono"] - start
     return result

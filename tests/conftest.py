@@ -141,10 +141,6 @@ def repo_dbt_manifests() -> None:
     A fresh clone has no `target/` (it is git-ignored); tests that load `include/pipelines`
     need the manifests the factory reads.
     """
-    from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
-    from airflow_osds.dbt.manifest_build import parse_project
+    from airflow_osds.dbt.manifest_build import parse_stale_projects
 
-    for project_file in sorted((REPO_ROOT / "include" / "dbt").glob("*/dbt_project.yml")):
-        project = project_file.parent
-        if read_fingerprint(project / "target") != project_fingerprint(project):
-            parse_project(project)
+    parse_stale_projects(REPO_ROOT / "include" / "dbt")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow_osds.dbt.fingerprint import project_fingerprint, write_fingerprint
+from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint, write_fingerprint
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.runner import run_dbt
 
-__all__ = ["parse_project"]
+__all__ = ["parse_project", "parse_stale_projects"]
 
 
 def parse_project(
@@ -33,3 +33,17 @@ def parse_project(
     run_dbt("parse", project_dir=project, target=offline, target_path=target, dbt_executable=dbt_executable).raise_for_status()
     write_fingerprint(target, fingerprint)
     return target / "manifest.json"
+
+
+def parse_stale_projects(dbt_dir: str | os.PathLike[str]) -> list[Path]:
+    """Parse every project under ``dbt_dir`` (``*/dbt_project.yml``) whose files changed since its last parse.
+
+    :return: the projects that were parsed.
+    """
+    parsed = []
+    for project_file in sorted(Path(dbt_dir).glob("*/dbt_project.yml")):
+        project = project_file.parent
+        if read_fingerprint(project / "target") != project_fingerprint(project):
+            parse_project(project)
+            parsed.append(project)
+    return parsed

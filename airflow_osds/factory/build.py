@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_osds.assets import TableRef, parse_table, table_asset
 from airflow_osds.factory.blocks import BLOCKS, BuildEnv
 from airflow_osds.factory.imports import import_dotted
-from airflow_osds.factory.plan import PipelinePlan, StepPlan
+from airflow_osds.factory.plan import PipelinePlan, StepPlan, resolve_step_name
 from airflow_osds.factory.spec import DataCondition, ParamSpec, PipelineSpec
 from airflow_osds.factory.types import NotifierSpec
 
@@ -81,9 +81,7 @@ def _build_task(plan: PipelinePlan, step: StepPlan, nodes: dict[str, Any], asset
 
 
 def _resolve(name: str, step: StepPlan, plan: PipelinePlan) -> str:
-    from airflow_osds.factory.plan import _resolve_name
-
-    resolved = _resolve_name(name, step.parent, plan.steps)
+    resolved = resolve_step_name(name, step.parent, plan.steps)
     assert resolved is not None  # checked while planning
     return resolved
 

@@ -20,7 +20,7 @@ from airflow_osds.factory.loader import ParsedPipeline
 from airflow_osds.factory.spec import DataCondition, StepSpec, TaskSettings
 from airflow_osds.factory.types import NotifierSpec
 
-__all__ = ["PipelinePlan", "StepPlan", "plan_pipeline"]
+__all__ = ["PipelinePlan", "StepPlan", "plan_pipeline", "resolve_step_name"]
 
 _SETTING_FIELDS = tuple(TaskSettings.model_fields)
 
@@ -212,7 +212,7 @@ def _resolve_after(parsed: ParsedPipeline, steps: dict[str, StepPlan], problems:
     for step in steps.values():
         names = list(step.spec.after) + BLOCKS[step.spec.block_name].mapped_from(step.spec.block)
         for i, name in enumerate(names):
-            target = _resolve_name(name, step.parent, steps)
+            target = resolve_step_name(name, step.parent, steps)
             if target is None or target == step.id or step.id.startswith(f"{target}."):
                 where = (*step.location, "after", i) if i < len(step.spec.after) else (*step.location, step.spec.block_name, "expand")
                 known = ", ".join(s for s in steps if s != step.id)
@@ -222,7 +222,7 @@ def _resolve_after(parsed: ParsedPipeline, steps: dict[str, StepPlan], problems:
                 step.after.add(target)
 
 
-def _resolve_name(name: str, parent: str | None, steps: dict[str, StepPlan]) -> str | None:
+def resolve_step_name(name: str, parent: str | None, steps: dict[str, StepPlan]) -> str | None:
     """A sibling's short id first, then the enclosing groups', then a full id."""
     scope = parent
     while scope is not None:

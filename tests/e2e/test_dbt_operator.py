@@ -46,7 +46,7 @@ def test_failed_build_resumes_with_dbt_retry(warehouse, run_dag, tmp_path: Path)
     assert retry_counts.get("success") == 1, retry_counts  # high_value_users, nothing rebuilt
     assert "fail" not in retry_counts and sum(retry_counts.values()) < 10, retry_counts
     assert warehouse.scalar("SELECT count(*) FROM marts.sessions") > 0
-    assert warehouse.scalar("SELECT count(*) FROM marts.high_value_users") >= 0
+    assert warehouse.scalar("SELECT to_regclass('marts.high_value_users') IS NOT NULL") is True  # built on try 2
     assert warehouse.scalar("SELECT count(*) FROM osds_state.dbt_run_results") == 0, "state is dropped on success"
 
 

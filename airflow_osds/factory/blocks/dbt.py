@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,15 +85,15 @@ def _check_selectors(selectors: list[str]) -> None:
         raise ValueError(str(exc)) from None
 
 
+@dataclass(frozen=True)
 class RenderedDbt:
-    """What a ``dbt`` step becomes: task groups, their selectors, tables read and written."""
+    """What a ``dbt`` step becomes: task groups, their nodes, tables read and written."""
 
-    def __init__(self, manifest: Any, groups: dict[str, Any], nodes: dict[str, Any], reads: set[str], writes: dict[str, set[str]]) -> None:
-        self.manifest = manifest
-        self.groups = groups
-        self.nodes = nodes
-        self.reads = reads
-        self.writes = writes  # group id → tables
+    manifest: Any
+    groups: dict[str, Any]
+    nodes: dict[str, Any]
+    reads: set[str]
+    writes: dict[str, set[str]]  # group id → tables
 
 
 def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
