@@ -1,4 +1,4 @@
-"""The ``osds`` command line: ``demo``, ``validate``, ``schema``, ``graph``, ``dbt-parse``, ``version``.
+"""The ``osds`` command line: ``demo``, ``validate``, ``compile``, ``schema``, ``graph``, ``dbt-parse``, ``version``.
 
 Airflow is imported lazily (``osds demo`` must set Airflow's environment first).
 """
@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
     validate.set_defaults(handler=_validate)
 
+    compile_ = sub.add_parser(
+        "compile", help="validate, compile and build-check pipeline folders into the compiled cache (for images)"
+    )
+    compile_.add_argument("paths", nargs="+", type=Path, help="pipeline folders, as the DAG files name them")
+    compile_.add_argument("--warehouse", default=None, help="default warehouse connection id (default: [osds] config)")
+    compile_.set_defaults(handler=_compile)
+
     schema = sub.add_parser("schema", help="write the JSON Schema of pipeline files (for editors)")
     schema.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     schema.add_argument("--defaults", action="store_true", help="the schema of defaults.yml files instead")
@@ -69,30 +76,63 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from airflow_osds.factory.project import load_project
-
-    files = 0
-    pipelines: list[str] = []
-    errors: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
-    for path in args.paths:
-        if not path.exists():
-            errors.append({"file": str(path), "line": None, "column": None, "location": "", "message": "no such file or folder"})
-            continue
-        project = load_project(path, default_warehouse=args.warehouse)
-        files += len(project.files)
-        pipelines.extend(project.plans)
-        errors.extend(p.as_dict(e.path) for e in project.errors for p in e.problems)
-        warnings.extend(p.as_dict(file) for file, p in project.warnings)
+    report = _check_folders(args.paths, args.warehouse, persist=False)
     if args.format == "json":
-        print(json.dumps({"files": files, "pipelines": sorted(pipelines), "errors": errors, "warnings": warnings}, indent=2))
+        print(json.dumps({k: report[k] for k in ("files", "pipelines", "errors", "warnings")}, indent=2))
     else:
-        for item in errors:
-            print(_render(item, "error"))
-        for item in warnings:
-            print(_render(item, "warning"))
-        print(f"{files} file(s) checked: {len(pipelines)} valid pipeline(s), {len(errors)} error(s), {len(warnings)} warning(s)")
-    return 1 if errors or not files else 0
+        _print_report(report)
+    return 1 if report["errors"] or not report["files"] else 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from airflow_osds.factory.cache import CACHE_DIR_ENV
+
+    report = _check_folders(args.paths, args.warehouse or _configured_warehouse(), persist=True)
+    _print_report(report)
+    for folder, written in report["written"]:
+        where = written or f"nowhere: no writable cache folder (set {CACHE_DIR_ENV})"
+        print(f"compiled {folder} → {where}")
+    return 1 if report["errors"] or not report["files"] or not all(w for _, w in report["written"]) else 0
+
+
+def _check_folders(paths: list[Path], warehouse: str, *, persist: bool) -> dict[str, Any]:
+    """Every rule, across files, plus a trial build of each DAG: what Airflow would report."""
+    from airflow_osds.factory import compile_folder
+
+    report: dict[str, Any] = {"files": 0, "pipelines": [], "errors": [], "warnings": [], "written": []}
+    for path in paths:
+        if not path.exists():
+            report["errors"].append(
+                {"file": str(path), "line": None, "column": None, "location": "", "message": "no such file or folder"}
+            )
+            continue
+        cache = compile_folder(path.resolve(), default_warehouse=warehouse, trial_build=True, persist=persist)
+        build_errors = cache.build_errors()
+        report["files"] += len(cache.files)
+        report["pipelines"].extend(p for p in cache.pipeline_ids if p not in build_errors)
+        for error in [*cache.errors, *build_errors.values()]:
+            report["errors"].extend(p.as_dict(error.path) for p in error.problems)
+        report["warnings"].extend(p.as_dict(file) for file, p in cache.warnings)
+        report["written"].append((str(path), str(cache.path) if cache.path else None))
+    report["pipelines"].sort()
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    for item in report["errors"]:
+        print(_render(item, "error"))
+    for item in report["warnings"]:
+        print(_render(item, "warning"))
+    print(
+        f"{report['files']} file(s) checked: {len(report['pipelines'])} valid pipeline(s), "
+        f"{len(report['errors'])} error(s), {len(report['warnings'])} warning(s)"
+    )
+
+
+def _configured_warehouse() -> str:
+    from airflow.sdk import conf
+
+    return str(conf.get("osds", "default_warehouse_conn_id", fallback="warehouse"))
 
 
 def _render(item: dict[str, Any], level: str) -> str:

@@ -40,6 +40,9 @@ class PipelineSpecError(PipelineError):
         self.problems = problems
         super().__init__("\n".join(p.render(path) for p in problems))
 
+    def __reduce__(self) -> tuple[object, ...]:  # kept in the compiled cache
+        return (type(self), (self.path, self.problems))
+
 
 class PipelineFolderError(PipelineError):
     """One or more pipeline files in a folder are invalid; ``errors`` holds one error per file."""
@@ -50,6 +53,9 @@ class PipelineFolderError(PipelineError):
         files = "file" if len(errors) == 1 else "files"
         details = "\n".join(str(e) for e in errors)
         super().__init__(f"{len(errors)} invalid pipeline {files} in {folder}:\n{details}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.folder, self.errors))
 
 
 class SpecProblem:

@@ -32,6 +32,9 @@ SESSION_DIR.chmod(0o755)  # the embedded server may run as another system user
 DAGS_FOLDER = SESSION_DIR / "dags"
 DAGS_FOLDER.mkdir()
 
+# The compiled cache of every pipelines folder the tests load (never the repository's own folders).
+os.environ["OSDS_CACHE_DIR"] = str(SESSION_DIR / "osds-cache")
+
 STACK = LocalStack(state_dir=SESSION_DIR, dags_folder=DAGS_FOLDER, warehouse_db="warehouse_session").start()
 apply_environ(STACK.environ(extra={"AIRFLOW__CORE__UNIT_TEST_MODE": "False"}))
 

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["FINGERPRINT_FILE", "project_fingerprint", "read_fingerprint", "write_fingerprint"]
+__all__ = ["FINGERPRINT_FILE", "project_files", "project_fingerprint", "read_fingerprint", "write_fingerprint"]
 
 FINGERPRINT_FILE = "osds_fingerprint.json"
 _SUFFIXES = frozenset({".sql", ".yml", ".yaml", ".csv", ".py", ".md", ".jinja", ".j2"})
@@ -28,15 +28,20 @@ def project_fingerprint(project_dir: str | os.PathLike[str]) -> str:
     """A digest of every file of the project that can change the manifest."""
     root = Path(project_dir).resolve()
     outer = hashlib.sha256()
+    for path in project_files(root):
+        outer.update(str(path.relative_to(root)).encode())
+        outer.update(_digest(path).encode())
+    return outer.hexdigest()
+
+
+def project_files(project_dir: str | os.PathLike[str]) -> list[Path]:
+    """The files the fingerprint covers, in a stable order."""
+    root = Path(project_dir).resolve()
+    files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.suffix not in _SUFFIXES:
-                continue
-            outer.update(str(path.relative_to(root)).encode())
-            outer.update(_digest(path).encode())
-    return outer.hexdigest()
+        files.extend(Path(dirpath) / name for name in sorted(filenames) if Path(name).suffix in _SUFFIXES)
+    return files
 
 
 def _digest(path: Path) -> str:

@@ -8,22 +8,27 @@ Two thin DAG files in Airflow's DAG folder use this module:
 
 Airflow drops all DAGs of a DAG file that raises, so the two jobs need two files: a
 broken pipeline is never silent and never hides the healthy ones.
+
+Both read the folder's compiled form from the compiled cache (:mod:`.cache`); only the
+first process after a change validates, plans and compiles (:func:`compile_folder`).
+In steady state the DAG file builds Airflow objects and nothing else, and a task start
+builds only its own pipeline.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_osds.exceptions import PipelineFolderError
-from airflow_osds.factory.project import Project, load_project
+from airflow_osds.exceptions import PipelineFolderError, PipelineSpecError
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["load_pipelines", "load_project", "report_pipeline_errors"]
+    from airflow_osds.factory.cache import CompiledCache
+
+__all__ = ["compile_folder", "load_pipelines", "report_pipeline_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
     """Build a DAG for each valid pipeline file under ``folder`` and bind it into ``globals_dict``.
 
     When Airflow parses the file to run one task (``get_parsing_context().dag_id`` is set),
-    only that pipeline's DAG is built.
+    only that pipeline's DAG is built. A pipeline whose DAG fails to build is left out and
+    its error recorded, so ``report_pipeline_errors`` shows it.
 
     :param folder: folder of pipeline files; default ``[osds] pipelines_folder``, else
         ``<dags_folder>/../include/pipelines``.
@@ -42,14 +48,23 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
 
     from airflow_osds.factory.build import build_dag
 
-    project = _project(folder)
-    for error in project.errors:
-        log.warning("Skipping invalid pipeline file (see report_pipeline_errors):\n%s", error)
+    compiled = _compiled(folder)
+    for error in compiled.errors:
+        log.warning("Skipping invalid pipeline file (see report_pipeline_errors): %s", error.path)
     wanted = get_parsing_context().dag_id
+    if wanted is None:
+        pipelines = compiled.pipelines()
+    else:  # a task start: only its own pipeline is read and built
+        pipelines = {wanted: compiled.pipeline(wanted)} if wanted in compiled.pipeline_ids else {}
     dags: dict[str, DAG] = {}
-    for plan in project.plans.values():
-        if wanted is None or wanted == plan.id:
-            dags[plan.id] = build_dag(plan, project)
+    failed: dict[str, PipelineSpecError] = {}
+    for pipeline_id, pipeline in pipelines.items():
+        try:
+            dags[pipeline_id] = build_dag(pipeline)
+        except PipelineSpecError as exc:
+            log.error("Pipeline %s left out: its DAG does not build:\n%s", pipeline_id, exc)
+            failed[pipeline_id] = exc
+    compiled.record_build_outcomes(built=dags, failed=failed)
     if globals_dict is not None:
         globals_dict.update(dags)
     return dags
@@ -58,59 +73,59 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
 def report_pipeline_errors(folder: str | Path | None = None) -> None:
     """Raise ``PipelineFolderError`` if any pipeline file under ``folder`` is invalid or does not build.
 
-    Every rule of the language is checked; DAGs are built only for pipelines with blocks
-    whose arguments only Airflow can check (``operator``), without registering them.
+    Every rule of the language is checked when the folder is compiled; a DAG that fails to
+    build is reported once a process building it (the other DAG file, a worker,
+    ``osds compile``) has recorded the failure. Nothing is built here.
     """
-    from airflow_osds.exceptions import PipelineSpecError
-    from airflow_osds.factory.blocks import BLOCKS
-    from airflow_osds.factory.build import build_dag
-
-    project = _project(folder)
-    errors = list(project.errors)
-    for plan in project.plans.values():
-        # Validation vouches for every block but the ones handing arbitrary arguments to
-        # Airflow; only pipelines using those are built here, to keep this file cheap to parse.
-        if not any(BLOCKS[step.spec.block_name].build_can_fail for step in plan.tasks()):
-            continue
-        try:
-            build_dag(plan, project, register=False)
-        except Exception as exc:  # what Airflow itself rejects (operator arguments, …)
-            errors.append(PipelineSpecError(str(plan.parsed.path), [plan.parsed.problem(f"{type(exc).__name__}: {exc}")]))
+    compiled = _compiled(folder)
+    errors = list(compiled.errors) + list(compiled.build_errors().values())
     if errors:
-        raise PipelineFolderError(str(project.folder), errors)
+        raise PipelineFolderError(str(compiled.folder), sorted(errors, key=lambda e: e.path))
 
 
-# Both DAG files read the same folder; when one process parses both (a DagBag over the
-# DAG folder, `airflow dags test`), the second reuses the first's work while nothing changed.
-_PROJECTS: dict[tuple[Any, ...], Project] = {}
+def compile_folder(
+    folder: Path, *, default_warehouse: str, trial_build: bool = False, persist: bool = True
+) -> CompiledCache:
+    """Validate, plan and compile ``folder`` and write it to the compiled cache (unless ``persist`` is false).
+
+    With ``trial_build``, every pipeline's DAG is also built once (not registered) and the
+    failures recorded: what ``osds compile`` and ``osds validate`` do, so build errors are
+    known before any DAG processor runs.
+    """
+    from airflow_osds.factory.cache import CompiledCache, make_key
+    from airflow_osds.factory.compile import compile_project
+    from airflow_osds.factory.project import load_project
+
+    project = load_project(folder, default_warehouse=default_warehouse)
+    compiled = compile_project(project)
+    key = make_key(
+        folder, default_warehouse=default_warehouse, dependencies=project.dependencies, env_names=project.env_names
+    )
+    cache = CompiledCache.write(compiled, key, folder, persist=persist)
+    if trial_build:
+        from airflow_osds.factory.build import build_dag
+
+        failed: dict[str, PipelineSpecError] = {}
+        for pipeline_id, pipeline in compiled.pipelines.items():
+            try:
+                build_dag(pipeline, register=False)
+            except PipelineSpecError as exc:
+                failed[pipeline_id] = exc
+        cache.record_build_outcomes(built=[p for p in compiled.pipelines if p not in failed], failed=failed)
+    return cache
 
 
-def _project(folder: str | Path | None) -> Project:
+def _compiled(folder: str | Path | None) -> CompiledCache:
     from airflow.sdk import conf
+
+    from airflow_osds.factory.cache import CompiledCache
 
     pipelines_dir = (Path(folder) if folder else _default_folder(conf)).resolve()
     default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
-    key = (pipelines_dir, default_warehouse, _folder_signature(pipelines_dir), hash(frozenset(os.environ.items())))
-    project = _PROJECTS.get(key)
-    if project is None:
-        _PROJECTS.clear()
-        project = _PROJECTS[key] = load_project(pipelines_dir, default_warehouse=default_warehouse)
-    return project
-
-
-def _folder_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    """Every file under ``folder`` (pipelines, defaults, SQL) with its mtime and size."""
-    if folder.is_file():
-        stat = folder.stat()
-        return ((str(folder), stat.st_mtime_ns, stat.st_size),)
-    signature = []
-    for path in sorted(folder.rglob("*")):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        signature.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(signature)
+    cached = CompiledCache.read(pipelines_dir, default_warehouse)
+    if cached is not None:
+        return cached
+    return compile_folder(pipelines_dir, default_warehouse=default_warehouse)
 
 
 def _default_folder(conf: Any) -> Path:
@@ -118,3 +133,13 @@ def _default_folder(conf: Any) -> Path:
     if configured:
         return Path(configured)
     return Path(conf.get("core", "dags_folder")).parent / "include" / "pipelines"
+
+
+def __getattr__(name: str) -> Any:
+    # `from airflow_osds.factory import load_project` kept working; importing it eagerly would
+    # pull the YAML, pydantic and planner modules into every steady-state parse.
+    if name == "load_project":
+        from airflow_osds.factory.project import load_project
+
+        return load_project
+    raise AttributeError(name)

@@ -27,10 +27,40 @@ class UndefinedVariable:
         self.message = message
 
 
-def substitute_env(data: Any, environ: Mapping[str, str]) -> tuple[Any, list[UndefinedVariable]]:
-    """Return ``data`` with references replaced, and the references that could not be."""
+def substitute_env(
+    data: Any, environ: Mapping[str, str], referenced: set[str] | None = None
+) -> tuple[Any, list[UndefinedVariable]]:
+    """Return ``data`` with references replaced, and the references that could not be.
+
+    The names of every variable referenced (set or not) are added to ``referenced``: the
+    compiled cache must be recompiled when one of them changes.
+    """
     problems: list[UndefinedVariable] = []
-    return _walk(data, (), environ, problems), problems
+    tracking = _Tracking(environ, referenced if referenced is not None else set())
+    return _walk(data, (), tracking, problems), problems
+
+
+class _Tracking(Mapping[str, str]):
+    """``environ`` that remembers which names were looked up."""
+
+    def __init__(self, environ: Mapping[str, str], referenced: set[str]) -> None:
+        self._environ = environ
+        self.referenced = referenced
+
+    def __getitem__(self, name: str) -> str:
+        self.referenced.add(name)
+        return self._environ[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.referenced.add(name)
+        return name in self._environ
+
+    def __iter__(self) -> Any:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
 
 
 def _walk(value: Any, location: tuple[Any, ...], environ: Mapping[str, str], problems: list[UndefinedVariable]) -> Any:

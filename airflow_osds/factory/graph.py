@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from airflow_osds.assets import TableRef, table_asset_name
+from airflow_osds.assets import DataRef
 from airflow_osds.factory.project import Project
 
 __all__ = ["mermaid"]
@@ -15,24 +15,25 @@ def _node_id(prefix: str, name: str) -> str:
 
 
 def mermaid(project: Project) -> str:
-    """Pipelines are boxes, tables cylinders; `==>` marks a read that triggers a data-scheduled pipeline."""
+    """Pipelines are boxes, tables cylinders, other data rounded; `==>` marks a read that triggers a
+    data-scheduled pipeline."""
     lines = ["flowchart LR"]
-    tables: set[TableRef] = set()
+    tables: set[DataRef] = set()
     for plan in sorted(project.plans.values(), key=lambda p: p.id):
         schedule = plan.parsed.spec.schedule
         label = plan.id if schedule is None else f"{plan.id}<br/><small>{_schedule_label(schedule)}</small>"
         lines.append(f'  {_node_id("p", plan.id)}["{label}"]')
         tables |= plan.writes | plan.reads
     for ref in sorted(tables):
-        lines.append(f'  {_node_id("t", table_asset_name(ref))}[("{table_asset_name(ref)}")]')
+        lines.append(f'  {_node_id("t", ref.name)}{_shape(ref)}')
     for plan in sorted(project.plans.values(), key=lambda p: p.id):
         pipeline_node = _node_id("p", plan.id)
         triggers = set(project.upstream_tables(plan)) if plan.is_data_scheduled else set()
         for ref in sorted(plan.writes):
-            lines.append(f"  {pipeline_node} --> {_node_id('t', table_asset_name(ref))}")
+            lines.append(f"  {pipeline_node} --> {_node_id('t', ref.name)}")
         for ref in sorted(plan.external_reads):
             arrow = "==>" if ref in triggers else "-.->"
-            lines.append(f"  {_node_id('t', table_asset_name(ref))} {arrow} {pipeline_node}")
+            lines.append(f"  {_node_id('t', ref.name)} {arrow} {pipeline_node}")
     return "\n".join(lines) + "\n"
 
 
@@ -43,3 +44,8 @@ def _schedule_label(schedule: object) -> str:
         if value is not None:
             parts.append(f"{key}: {value if isinstance(value, str) else type(value).__name__ if key == 'data' else value}")
     return ", ".join(parts)
+
+
+def _shape(ref: DataRef) -> str:
+    label = ref.name.replace('"', "'")
+    return f'[("{label}")]' if ref.kind == "table" else f'("{label}")'

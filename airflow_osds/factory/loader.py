@@ -11,6 +11,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 from airflow_osds.factory.envvars import substitute_env
 from airflow_osds.factory.spec import FolderDefaults, PipelineSpec
-from airflow_osds.factory.yaml_source import locate, locate_key, read_yaml
+from airflow_osds.factory.yaml_source import Locator, locate, locate_key, read_yaml
 
 __all__ = [
     "DEFAULTS_FILE_NAMES",
@@ -42,9 +43,14 @@ class ParsedPipeline:
     path: Path
     text: str
     spec: PipelineSpec
+    env_names: frozenset[str] = frozenset()  # environment variables it (or its defaults) references
+
+    @cached_property
+    def locator(self) -> Locator:
+        return Locator(self.text)
 
     def problem(self, message: str, location: tuple[Any, ...] = (), *, key: bool = False) -> SpecProblem:
-        line, column = (locate_key if key else locate)(self.text, list(location))
+        line, column = (self.locator.locate_key if key else self.locator.locate)(list(location))
         return SpecProblem(message, line=line, column=column, location=".".join(map(str, location)))
 
 
@@ -52,7 +58,7 @@ class ParsedPipeline:
 class DefaultsCache:
     """Folder defaults already read while loading one folder (each file is read once)."""
 
-    by_path: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    by_path: dict[Path, tuple[dict[str, Any], frozenset[str]]] = field(default_factory=dict)
 
 
 def find_pipeline_files(folder: Path) -> list[Path]:
@@ -75,37 +81,53 @@ def parse_pipeline_file(
     root: Path | None = None,
     environ: Mapping[str, str] | None = None,
     cache: DefaultsCache | None = None,
+    env_names: set[str] | None = None,
 ) -> ParsedPipeline:
-    """Read, merge with folder defaults, substitute environment variables and validate one file."""
+    """Read, merge with folder defaults, substitute environment variables and validate one file.
+
+    :param env_names: collects the environment variables referenced, even when the file
+        turns out invalid (setting one of them may fix it).
+    """
     environ = os.environ if environ is None else environ
     cache = cache or DefaultsCache()
     merged: dict[str, Any] = {}
+    env_names = set() if env_names is None else env_names
     for defaults_path in _defaults_chain(path, root):
         if defaults_path not in cache.by_path:
-            cache.by_path[defaults_path] = _read_defaults(defaults_path, environ)
-        merged = _merge(merged, cache.by_path[defaults_path])
-    text, data = _read_document(path, environ, "a pipeline file must be a mapping that starts with `pipeline: <id>`")
+            cache.by_path[defaults_path] = _read_defaults(defaults_path, environ, env_names)
+        defaults, names = cache.by_path[defaults_path]
+        merged = _merge(merged, defaults)
+        env_names |= names
+    text, data = _read_document(
+        path, environ, "a pipeline file must be a mapping that starts with `pipeline: <id>`", env_names
+    )
     try:
         spec = PipelineSpec.model_validate(_merge(merged, data))
     except ValidationError as exc:
         raise PipelineSpecError(str(path), validation_problems(text, data, exc, PipelineSpec)) from None
-    return ParsedPipeline(path=path, text=text, spec=spec)
+    return ParsedPipeline(path=path, text=text, spec=spec, env_names=frozenset(env_names))
 
 
-def _read_defaults(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
-    text, data = _read_document(path, environ, "a defaults file must be a mapping, e.g. `defaults: {retries: 2}`")
+def _read_defaults(path: Path, environ: Mapping[str, str], seen: set[str]) -> tuple[dict[str, Any], frozenset[str]]:
+    names: set[str] = set()
+    try:
+        text, data = _read_document(path, environ, "a defaults file must be a mapping, e.g. `defaults: {retries: 2}`", names)
+    finally:
+        seen |= names
     try:
         FolderDefaults.model_validate(data)
     except ValidationError as exc:
         raise PipelineSpecError(str(path), validation_problems(text, data, exc, FolderDefaults)) from None
-    return data
+    return data, frozenset(names)
 
 
-def _read_document(path: Path, environ: Mapping[str, str], not_a_mapping: str) -> tuple[str, dict[str, Any]]:
+def _read_document(
+    path: Path, environ: Mapping[str, str], not_a_mapping: str, env_names: set[str]
+) -> tuple[str, dict[str, Any]]:
     text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise PipelineSpecError(str(path), [SpecProblem(not_a_mapping, line=1, column=1)])
-    data, undefined = substitute_env(data, environ)
+    data, undefined = substitute_env(data, environ, env_names)
     if undefined:
         problems = []
         for ref in undefined:

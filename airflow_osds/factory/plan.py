@@ -12,15 +12,17 @@ import graphlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_osds.assets import TableRef, parse_table
+from pathlib import Path
+
+from airflow_osds.assets import DataRef, data_ref_from_yaml, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
-from airflow_osds.factory.blocks import BLOCKS, DataIO, StepEnv
-from airflow_osds.factory.imports import import_dotted
+from airflow_osds.factory.blocks import BLOCKS, DataIO, StepContext
+from airflow_osds.factory.imports import check_dotted
 from airflow_osds.factory.loader import ParsedPipeline
 from airflow_osds.factory.spec import DataCondition, StepSpec, TaskSettings
 from airflow_osds.factory.types import NotifierSpec
 
-__all__ = ["PipelinePlan", "StepPlan", "plan_pipeline", "resolve_step_name"]
+__all__ = ["PipelinePlan", "StepPlan", "plan_pipeline", "resolve_step_name", "step_context"]
 
 _SETTING_FIELDS = tuple(TaskSettings.model_fields)
 
@@ -34,8 +36,8 @@ class StepPlan:
     location: tuple[Any, ...]  # where the step sits in the YAML document
     parent: str | None
     settings: dict[str, Any]  # effective task settings: step > enclosing groups > pipeline defaults
-    reads: frozenset[TableRef] = frozenset()
-    writes: frozenset[TableRef] = frozenset()
+    reads: frozenset[DataRef] = frozenset()
+    writes: frozenset[DataRef] = frozenset()
     after: set[str] = field(default_factory=set)
     children: list[str] = field(default_factory=list)
 
@@ -54,6 +56,7 @@ class PipelinePlan:
     steps: dict[str, StepPlan]
     upstream: dict[str, set[str]]  # node id → node ids it runs after (nodes are tasks or groups)
     default_warehouse: str
+    warnings: list[SpecProblem] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -74,30 +77,40 @@ class PipelinePlan:
         return [s for s in self.steps.values() if not s.is_group]
 
     @property
-    def writes(self) -> frozenset[TableRef]:
+    def writes(self) -> frozenset[DataRef]:
         return frozenset(ref for s in self.tasks() for ref in s.writes)
 
     @property
-    def reads(self) -> frozenset[TableRef]:
+    def reads(self) -> frozenset[DataRef]:
         return frozenset(ref for s in self.tasks() for ref in s.reads)
 
     @property
-    def external_reads(self) -> frozenset[TableRef]:
-        """Tables read here that no step of this pipeline writes."""
+    def external_reads(self) -> frozenset[DataRef]:
+        """Data read here that no step of this pipeline writes."""
         return self.reads - self.writes
 
 
-def plan_pipeline(parsed: ParsedPipeline, *, default_warehouse: str) -> PipelinePlan:
-    """Plan a parsed pipeline; raise ``PipelineSpecError`` with every located problem."""
+def plan_pipeline(
+    parsed: ParsedPipeline, *, default_warehouse: str, dependencies: set[Path] | None = None
+) -> PipelinePlan:
+    """Plan a parsed pipeline; raise ``PipelineSpecError`` with every located problem.
+
+    :param dependencies: collects the files planning reads (SQL files, dbt manifests), even
+        when the pipeline turns out invalid: a change to one of them may fix it.
+    """
     problems: list[SpecProblem] = []
     spec = parsed.spec
     base = {name: getattr(spec.defaults, name) for name in _SETTING_FIELDS}
     base["warehouse"] = base["warehouse"] or default_warehouse
     steps: dict[str, StepPlan] = {}
     _flatten(spec.steps, ("steps",), None, base, steps)
-    env_dir = parsed.path.parent
+    warnings: list[SpecProblem] = []
+    dependencies = set() if dependencies is None else dependencies
     for step in steps.values():
-        _derive_io(parsed, step, env_dir, problems)
+        if step.is_group:
+            continue
+        _check_files(parsed, step, dependencies, problems)
+        _step_data(parsed, step, dependencies, problems, warnings)
         _check_imports(parsed, step, problems)
     _resolve_after(parsed, steps, problems)
     _check_callbacks(parsed, problems)
@@ -107,7 +120,7 @@ def plan_pipeline(parsed: ParsedPipeline, *, default_warehouse: str) -> Pipeline
         _check_cycles(parsed, steps, upstream, problems)
     if problems:
         raise PipelineSpecError(str(parsed.path), problems)
-    return PipelinePlan(parsed=parsed, steps=steps, upstream=upstream, default_warehouse=default_warehouse)
+    return PipelinePlan(parsed=parsed, steps=steps, upstream=upstream, default_warehouse=default_warehouse, warnings=warnings)
 
 
 def _flatten(
@@ -116,7 +129,7 @@ def _flatten(
 ) -> None:
     for local_id, spec in specs.items():
         settings = {name: getattr(spec, name) if getattr(spec, name) is not None else inherited[name] for name in _SETTING_FIELDS}
-        block_warehouse = getattr(spec.block, "warehouse", None)
+        block_warehouse = BLOCKS[spec.block_name].warehouse_of(spec.block)
         if block_warehouse:
             settings["warehouse"] = block_warehouse
         step_id = f"{parent.id}.{local_id}" if parent else local_id
@@ -128,44 +141,105 @@ def _flatten(
             _flatten(spec.group.steps, (*location, local_id, "group", "steps"), step, settings, out)
 
 
-def _derive_io(parsed: ParsedPipeline, step: StepPlan, env_dir: Any, problems: list[SpecProblem]) -> None:
+def step_context(parsed: ParsedPipeline, step: StepPlan) -> StepContext:
+    """The context a block is planned and compiled in."""
+    return StepContext(
+        step_id=step.id,
+        task_id=step.id.rsplit(".", 1)[-1],
+        warehouse=step.warehouse,
+        pipeline_dir=parsed.path.parent,
+        where=parsed.problem("", step.location, key=True),
+    )
+
+
+def _check_files(parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path], problems: list[SpecProblem]) -> None:
+    """Every path the block names (``file_fields``) must exist; text files must also read as UTF-8."""
+    block_type = BLOCKS[step.spec.block_name]
+    for file_field in block_type.file_fields:
+        value = getattr(step.spec.block, file_field.field, None)
+        if not value:
+            continue
+        path = (parsed.path.parent / value).resolve()
+        where = (*step.location, step.spec.block_name, file_field.field)
+        dependencies.add(path)
+        try:
+            if file_field.text:
+                path.read_bytes().decode("utf-8")
+            elif not path.exists():
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+        except OSError as exc:
+            problems.append(parsed.problem(f"cannot read {path}: {exc.strerror}", where))
+        except UnicodeDecodeError as exc:
+            problems.append(parsed.problem(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8", where))
+
+
+def _step_data(
+    parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path], problems: list[SpecProblem], warnings: list[SpecProblem]
+) -> None:
     spec = step.spec
-    if step.is_group:
-        return
     block_type = BLOCKS[spec.block_name]
     derived = DataIO()
     if spec.reads is None or spec.writes is None:  # both explicit: nothing to derive
+        ctx = step_context(parsed, step)
         try:
-            derived = block_type.derive_io(spec.block, StepEnv(pipeline_dir=env_dir, warehouse=step.warehouse))
-        except OSError as exc:
-            where = (*step.location, spec.block_name, "file" if spec.block_name == "sql" else "project")
-            message = f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror)
-            problems.append(parsed.problem(message, where))
+            derived = block_type.data(spec.block, ctx)
+        except Exception as exc:  # whatever a block raises, it is this step's problem, located
+            problems.append(parsed.problem(_data_failure(exc), _failure_location(step, block_type, exc)))
             return
-    reads = spec.reads if spec.reads is not None else sorted(derived.reads)
-    writes = spec.writes if spec.writes is not None else sorted(derived.writes)
-    step.reads = _tables(parsed, step, reads, "reads", problems)
-    step.writes = _tables(parsed, step, writes, "writes", problems)
+        finally:
+            dependencies |= ctx.dependencies
+        for note in derived.notes:
+            warnings.append(parsed.problem(f"step `{step.id}`: {note}", (*step.location, spec.block_name)))
+    step.reads = _refs(parsed, step, "reads", derived.reads, problems)
+    step.writes = _refs(parsed, step, "writes", derived.writes, problems)
 
 
-def _tables(parsed: ParsedPipeline, step: StepPlan, names: list[str], key: str, problems: list[SpecProblem]) -> frozenset[TableRef]:
+def _data_failure(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot read {exc.filename}: {exc.strerror}"
+    return str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
+
+
+def _failure_location(step: StepPlan, block_type: Any, exc: BaseException) -> tuple[Any, ...]:
+    """The file field the failure names, else the block's first file field, else the block."""
+    fields = [f.field for f in block_type.file_fields]
+    filename = str(getattr(exc, "filename", "") or "")
+    named = [f for f in fields if getattr(step.spec.block, f, None) and str(getattr(step.spec.block, f)) in filename]
+    chosen = (named or [f for f in fields if getattr(step.spec.block, f, None)] or [None])[0]
+    return (*step.location, step.spec.block_name, *([chosen] if chosen else []))
+
+
+def _refs(
+    parsed: ParsedPipeline, step: StepPlan, key: str, derived: frozenset[Any], problems: list[SpecProblem]
+) -> frozenset[DataRef]:
+    """The step's explicit ``reads:``/``writes:`` if given (located per entry), else what its block derived."""
+    explicit = getattr(step.spec, key)
+    entries = list(enumerate(explicit)) if explicit is not None else [(None, item) for item in sorted(derived, key=str)]
     refs = set()
-    for i, name in enumerate(names):
+    for i, item in entries:
         try:
-            refs.add(parse_table(name, conn_id=step.warehouse))
+            refs.add(item if isinstance(item, DataRef) else
+                     data_ref_from_yaml(item, conn_id=step.warehouse, base_dir=parsed.path.parent))
         except ValueError as exc:
-            problems.append(parsed.problem(str(exc), (*step.location, key, i)))
+            problems.append(parsed.problem(str(exc), (*step.location, key, i) if i is not None else step.location))
     return frozenset(refs)
 
 
 def _check_imports(parsed: ParsedPipeline, step: StepPlan, problems: list[SpecProblem]) -> None:
-    if step.is_group:
-        return
-    for key, path in BLOCKS[step.spec.block_name].imports(step.spec.block).items():
+    block_type = BLOCKS[step.spec.block_name]
+    where = (*step.location, step.spec.block_name)
+    failed = False
+    for key, (path, must_be) in block_type.dotted(step.spec.block).items():
+        problem = check_dotted(path, must_be)
+        if problem:
+            failed = True
+            problems.append(parsed.problem(problem, (*where, key)))
+    if not failed:
         try:
-            import_dotted(path)
-        except ImportError as exc:
-            problems.append(parsed.problem(str(exc), (*step.location, step.spec.block_name, key)))
+            checked = block_type.check(step.spec.block)
+        except Exception as exc:  # a block's own check failing is still this step's problem
+            checked = [((), f"checking the block failed: {type(exc).__name__}: {exc}")]
+        problems.extend(parsed.problem(message, (*where, *relative)) for relative, message in checked)
     callbacks = step.spec.callbacks
     if callbacks is not None:
         _check_callback_lists(parsed, callbacks, (*step.location, "callbacks"), problems)
@@ -182,11 +256,10 @@ def _check_callbacks(parsed: ParsedPipeline, problems: list[SpecProblem]) -> Non
 def _check_callback_lists(parsed: ParsedPipeline, callbacks: Any, location: tuple[Any, ...], problems: list[SpecProblem]) -> None:
     for event in type(callbacks).model_fields:
         for i, entry in enumerate(getattr(callbacks, event)):
-            path = entry.notifier if isinstance(entry, NotifierSpec) else entry
-            try:
-                import_dotted(path)
-            except ImportError as exc:
-                problems.append(parsed.problem(str(exc), (*location, event, i)))
+            notifier = isinstance(entry, NotifierSpec)
+            problem = check_dotted(entry.notifier if notifier else entry, "class" if notifier else "callable")
+            if problem:
+                problems.append(parsed.problem(problem, (*location, event, i)))
 
 
 def _check_schedule_tables(parsed: ParsedPipeline, warehouse: str, problems: list[SpecProblem]) -> None:
@@ -233,7 +306,7 @@ def resolve_step_name(name: str, parent: str | None, steps: dict[str, StepPlan])
 
 
 def _edges(steps: dict[str, StepPlan]) -> dict[str, set[str]]:
-    writers: dict[TableRef, list[str]] = {}
+    writers: dict[DataRef, list[str]] = {}
     for step in steps.values():
         for ref in step.writes:
             writers.setdefault(ref, []).append(step.id)

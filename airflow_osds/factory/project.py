@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_osds.assets import TableRef
+from airflow_osds.assets import DataRef
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 from airflow_osds.factory.loader import DefaultsCache, find_pipeline_files, parse_pipeline_file
 from airflow_osds.factory.plan import PipelinePlan, plan_pipeline
@@ -28,17 +28,22 @@ class Project:
     errors: list[PipelineSpecError] = field(default_factory=list)
     warnings: list[tuple[str, SpecProblem]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    default_warehouse: str = "warehouse"
+    # What the result depends on besides the pipeline files, valid or not: the environment
+    # variables they reference and the files planning read (SQL, dbt manifests and projects).
+    env_names: set[str] = field(default_factory=set)
+    dependencies: set[Path] = field(default_factory=set)
 
     @property
-    def writers(self) -> dict[TableRef, list[str]]:
+    def writers(self) -> dict[DataRef, list[str]]:
         """Table → ids of the pipelines that write it."""
-        out: dict[TableRef, list[str]] = {}
+        out: dict[DataRef, list[str]] = {}
         for plan in self.plans.values():
             for ref in sorted(plan.writes):
                 out.setdefault(ref, []).append(plan.id)
         return out
 
-    def upstream_tables(self, plan: PipelinePlan) -> list[TableRef]:
+    def upstream_tables(self, plan: PipelinePlan) -> list[DataRef]:
         """Tables ``plan`` reads that other pipelines write, sorted (the Assets of `schedule: data`)."""
         writers = self.writers
         return sorted(ref for ref in plan.external_reads if any(w != plan.id for w in writers.get(ref, ())))
@@ -51,18 +56,12 @@ class Project:
 def load_project(folder: Path, *, default_warehouse: str = "warehouse", environ: Mapping[str, str] | None = None) -> Project:
     """Read, validate and plan every pipeline file under ``folder``, then apply the cross-file rules."""
     environ = os.environ if environ is None else environ
-    project = Project(folder=folder, files=find_pipeline_files(folder))
+    project = Project(folder=folder, files=find_pipeline_files(folder), default_warehouse=default_warehouse)
     cache = DefaultsCache()
     first_file: dict[str, Path] = {}
     for path in project.files:
         try:
-            parsed = parse_pipeline_file(path, root=folder, environ=environ, cache=cache)
-            if parsed.spec.pipeline in first_file:
-                raise PipelineSpecError(
-                    str(path),
-                    [parsed.problem(f"pipeline id `{parsed.spec.pipeline}` is already used by {first_file[parsed.spec.pipeline]}", ("pipeline",))],
-                )
-            plan = plan_pipeline(parsed, default_warehouse=default_warehouse)
+            plan = _load_file(path, project, environ, cache, first_file)
         except PipelineSpecError as exc:
             # A broken defaults.yml fails every file below it: report it once.
             if not any(e.path == exc.path and str(e) == str(exc) for e in project.errors):
@@ -70,16 +69,34 @@ def load_project(folder: Path, *, default_warehouse: str = "warehouse", environ:
             continue
         first_file[plan.id] = path
         project.plans[plan.id] = plan
+        project.warnings.extend((str(path), w) for w in plan.warnings)
     _check_data_schedules(project)
     _check_pipeline_cycles(project)
     _warn_unproduced_reads(project)
     return project
 
 
+def _load_file(
+    path: Path, project: Project, environ: Mapping[str, str], cache: DefaultsCache, first_file: dict[str, Path]
+) -> PipelinePlan:
+    """Parse and plan one file; any failure, expected or not, is this file's located error."""
+    try:
+        parsed = parse_pipeline_file(path, root=project.folder, environ=environ, cache=cache, env_names=project.env_names)
+        if parsed.spec.pipeline in first_file:
+            message = f"pipeline id `{parsed.spec.pipeline}` is already used by {first_file[parsed.spec.pipeline]}"
+            raise PipelineSpecError(str(path), [parsed.problem(message, ("pipeline",))])
+        return plan_pipeline(parsed, default_warehouse=project.default_warehouse, dependencies=project.dependencies)
+    except PipelineSpecError:
+        raise
+    except Exception as exc:  # a defect of ours or of a block: still this file's problem, never the folder's
+        message = f"internal error while reading this file ({type(exc).__name__}: {exc}); please report it"
+        raise PipelineSpecError(str(path), [SpecProblem(message, line=None, column=None)]) from exc
+
+
 def _check_data_schedules(project: Project) -> None:
     for plan in list(project.plans.values()):
         if plan.is_data_scheduled and not project.upstream_tables(plan):
-            reads = ", ".join(r.qualified for r in sorted(plan.external_reads)) or "nothing"
+            reads = ", ".join(r.label for r in sorted(plan.external_reads)) or "nothing"
             _reject(
                 project,
                 plan,
@@ -115,8 +132,8 @@ def _warn_unproduced_reads(project: Project) -> None:
                         (
                             str(plan.parsed.path),
                             plan.parsed.problem(
-                                f"step `{step.id}` reads {ref.qualified} (connection {ref.conn_id}), which no pipeline "
-                                "writes; fine for tables loaded outside these pipelines",
+                                f"step `{step.id}` reads {ref.label}, which no pipeline writes; fine for data "
+                                "loaded outside these pipelines",
                                 step.location,
                                 key=True,
                             ),

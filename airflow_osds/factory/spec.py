@@ -149,11 +149,15 @@ def _step_model() -> type[Strict]:
 
 class _StepBase(TaskSettings):
     after: list[str] = Field(default_factory=list, description="Steps (or groups) that must finish first.")
-    reads: list[str] | None = Field(
-        None, description="Tables this step reads (`schema.table`); replaces what is derived from its block."
+    reads: list[str | dict[str, str]] | None = Field(
+        None,
+        description="Data this step reads — tables (`schema.table`, `conn:schema.table`) or `{dashboard: key, "
+        "connection: c}`, `{destination: object, connection: c}`, `{files: path-or-url}`; replaces what is "
+        "derived from its block.",
+        examples=[["raw.orders", {"files": "data/incoming/"}]],
     )
-    writes: list[str] | None = Field(
-        None, description="Tables this step writes (`schema.table`); replaces what is derived from its block."
+    writes: list[str | dict[str, str]] | None = Field(
+        None, description="Data this step writes, in the same forms as `reads`; replaces what is derived from its block."
     )
     trigger_rule: TriggerRule | None = Field(None, description="When to run relative to upstream outcomes.")
     doc: str | None = Field(None, description="Markdown shown on the task in Airflow's UI.")

@@ -16,14 +16,36 @@ import yaml
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: yaml.Node, first: yaml.Node) -> None:
+        self.key = key
+        self.first = first
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """libyaml's parser, with duplicate mapping keys refused (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, yaml.Node] = {}
+        for key_node, _value in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                if key_node.value in seen:
+                    raise _DuplicateKey(key_node, seen[key_node.value])
+                seen[key_node.value] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Path) -> tuple[str, Any]:
-    """Return the file's text and its data; a YAML syntax error becomes a located ``PipelineSpecError``."""
-    text = path.read_text(encoding="utf-8")
+    """Return the file's text and its data; unreadable text, YAML syntax and duplicate keys
+    become a located ``PipelineSpecError``."""
+    text = decode_utf8(path, path.read_bytes())
     try:
         return text, yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -31,35 +53,77 @@ def read_yaml(path: Path) -> tuple[str, Any]:
         message = f"YAML syntax error: {exc.problem or exc.context}"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise PipelineSpecError(str(path), [SpecProblem(message, line=line, column=column)]) from None
+    except _DuplicateKey as dup:
+        first = dup.first.start_mark.line + 1
+        message = f"duplicate key `{dup.key.value}` (first given on line {first}): keep one, YAML would silently use the last"
+        mark = dup.key.start_mark
+        raise PipelineSpecError(str(path), [SpecProblem(message, line=mark.line + 1, column=mark.column + 1)]) from None
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """The file's text; anything but UTF-8 is a located error naming the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        message = (
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; save the file as UTF-8 "
+            "(for example `iconv -f latin1 -t utf-8`)"
+        )
+        raise PipelineSpecError(str(path), [SpecProblem(message, line=line, column=column)]) from None
+
+
+class Locator:
+    """Line and column of nodes of one document; its node tree is composed once, on first use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._root: yaml.Node | None = None
+        self._composed = False
+
+    @property
+    def root(self) -> yaml.Node | None:
+        if not self._composed:
+            self._root = yaml.compose(self.text, Loader=_BaseLoader)  # noqa: S506
+            self._composed = True
+        return self._root
+
+    def locate(self, location: Sequence[str | int]) -> tuple[int | None, int | None]:
+        """1-based line and column of the node at ``location`` (keys and list indexes).
+
+        When the location does not exist (a missing key), the closest existing parent is given.
+        """
+        node = self.root
+        if node is None:
+            return 1, 1
+        for part in location:
+            child = _child(node, part)
+            if child is None:
+                break
+            node = child
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def locate_key(self, location: Sequence[str | int]) -> tuple[int | None, int | None]:
+        """Position of the *key* at the end of ``location`` (for unknown keys), else of its value."""
+        if location and isinstance(location[-1], str):
+            parent = self.root
+            for part in location[:-1]:
+                parent = _child(parent, part) if parent is not None else None
+            if isinstance(parent, yaml.MappingNode):
+                for key, _value in parent.value:
+                    if key.value == location[-1]:
+                        return key.start_mark.line + 1, key.start_mark.column + 1
+        return self.locate(location)
 
 
 def locate(text: str, location: Sequence[str | int]) -> tuple[int | None, int | None]:
-    """1-based line and column of the node at ``location`` (keys and list indexes) in ``text``.
-
-    When the location does not exist (a missing key), the closest existing parent is given.
-    """
-    node = yaml.compose(text, Loader=_Loader)  # noqa: S506
-    if node is None:
-        return 1, 1
-    for part in location:
-        child = _child(node, part)
-        if child is None:
-            break
-        node = child
-    return node.start_mark.line + 1, node.start_mark.column + 1
+    return Locator(text).locate(location)
 
 
 def locate_key(text: str, location: Sequence[str | int]) -> tuple[int | None, int | None]:
-    """Position of the *key* at the end of ``location`` (for unknown keys), else of its value."""
-    if location and isinstance(location[-1], str):
-        parent = yaml.compose(text, Loader=_Loader)  # noqa: S506
-        for part in location[:-1]:
-            parent = _child(parent, part) if parent is not None else None
-        if isinstance(parent, yaml.MappingNode):
-            for key, _value in parent.value:
-                if key.value == location[-1]:
-                    return key.start_mark.line + 1, key.start_mark.column + 1
-    return locate(text, location)
+    return Locator(text).locate_key(location)
 
 
 def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
-from airflow_osds.assets import parse_table, table_asset_uri
-from airflow_osds.factory.sqlscan import scan_sql, split_statements
+from airflow_osds.assets import DEFAULT_SCHEMA, TableRef
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,15 +27,14 @@ class WarehouseSqlOperator(SQLExecuteQueryOperator):
     the row counts PostgreSQL reported for the statements writing it) in its event extra,
     so downstream pipelines can see how much changed.
 
+    Statements are split on top-level semicolons unless ``split_statements=False``.
+
     :param conn_id: warehouse connection id.
     :param sql: SQL text or a path ending in ``.sql`` (templated).
     """
 
-    def __init__(self, *, conn_id: str, sql: str | list[str], **kwargs: Any) -> None:
-        kwargs.setdefault("split_statements", True)
-        kwargs.setdefault("return_last", False)
-        kwargs.setdefault("show_return_value_in_logs", False)
-        super().__init__(conn_id=conn_id, sql=sql, **kwargs)
+    # No __init__ of its own: Airflow wraps every operator class's __init__ (defaults,
+    # params), and a DAG with a thousand of these pays that wrapper per class level.
 
     def execute(self, context: Context) -> None:
         statements = self._statements()
@@ -56,18 +54,22 @@ class WarehouseSqlOperator(SQLExecuteQueryOperator):
         self.log.info("Rows affected per table: %s", rows or "none")
 
     def _statements(self) -> list[str]:
+        from airflow_osds.sql import split_statements
+
         if isinstance(self.sql, str):
-            return split_statements(self.sql) if self.split_statements else [self.sql]
+            return split_statements(self.sql) if self.split_statements is not False else [self.sql]
         return list(self.sql)
 
 
 def rows_affected_by_table(statements: Sequence[str], counts: Sequence[Any], *, conn_id: str) -> dict[str, int]:
     """Asset URI of each table written → total rows reported by the statements that write it."""
+    from airflow_osds.sql import scan_sql
+
     totals: dict[str, int] = {}
     for statement, count in zip(statements, counts, strict=False):
         if not isinstance(count, int) or count < 0:
             continue  # DDL and utility statements report -1
         for name in scan_sql(statement).writes:
-            uri = table_asset_uri(parse_table(name, conn_id=conn_id))
+            uri = TableRef(conn_id, name.schema or DEFAULT_SCHEMA, name.table).uri
             totals[uri] = totals.get(uri, 0) + count
     return totals

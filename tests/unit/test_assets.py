@@ -7,7 +7,7 @@ from airflow_osds.assets import TableRef, parse_table, table_asset, table_asset_
 
 def test_parse_table_defaults_schema_and_lowercases() -> None:
     assert parse_table("Orders", conn_id="dwh") == TableRef("dwh", "public", "orders")
-    assert parse_table('raw."Orders"', conn_id="dwh") == TableRef("dwh", "raw", "orders")
+    assert parse_table('raw."Orders"', conn_id="dwh") == TableRef("dwh", "raw", "Orders")  # quoted: case kept
 
 
 @pytest.mark.parametrize("bad", ["", "a.b.c", ".t", "s."])
@@ -26,6 +26,6 @@ def test_names_are_stable_and_round_trip() -> None:
 
 def test_table_asset_is_an_airflow_asset_with_the_same_identity() -> None:
     ref = TableRef("warehouse", "raw", "orders")
-    a, b = table_asset(ref), table_asset(TableRef("warehouse", "RAW", "Orders"))
+    a, b = table_asset(ref), table_asset(parse_table("RAW.Orders", conn_id="warehouse"))
     assert a == b
     assert (a.name, a.uri, a.group) == ("warehouse.raw.orders", "osds://warehouse/raw/orders", "table")

@@ -38,7 +38,7 @@ def test_validate_reports_errors_and_warnings_and_fails(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert f"{tmp_path / 'bad.yml'}:5:5: error: unknown key `aftr`: did you mean `after`? (steps.a.aftr)" in lines
-    assert any(line.startswith(f"{tmp_path / 'good.yml'}:3:3: warning: step `a` reads raw.x") for line in lines)
+    assert any(line.startswith(f"{tmp_path / 'good.yml'}:3:3: warning: step `a` reads warehouse:raw.x") for line in lines)
     assert lines[-1] == "2 file(s) checked: 1 valid pipeline(s), 1 error(s), 1 warning(s)"
 
     as_json = json.loads(_osds("validate", "--format", "json", str(tmp_path)).stdout)

@@ -17,11 +17,15 @@ ENGINE_MODULES = [
     "airflow_osds.embedded",
     "airflow_osds.exceptions",
     "airflow_osds.factory",
+    "airflow_osds.factory.build",
+    "airflow_osds.factory.cache",
+    "airflow_osds.factory.compile",
+    "airflow_osds.factory.compiled",
     "airflow_osds.factory.loader",
     "airflow_osds.factory.plan",
     "airflow_osds.factory.project",
-    "airflow_osds.factory.sqlscan",
     "airflow_osds.factory.spec",
+    "airflow_osds.sql",
     "airflow_osds.localrun",
 ]
 

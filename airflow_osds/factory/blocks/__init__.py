@@ -1,53 +1,127 @@
 """Step blocks: the one place where step types are registered.
 
-A step holds exactly one block. Each block type declares its model (what YAML may say),
-the data it reads and writes when that can be derived from the block itself (explicit
-``reads:``/``writes:`` on the step override it), the dotted paths it imports, and how it
-becomes an Airflow task. Component blocks (snowplow, singer, dbt, superset, reverse_etl)
-add themselves to ``BLOCKS`` the same way.
+A step holds exactly one block. A block is one module that declares a ``BLOCK =
+BlockType(...)``: its model (what YAML may say), the data it reads and writes, which of its
+fields are file paths, dotted paths or the warehouse connection, whether building it can
+fail on input validation cannot check, the provider modules it contributes, and how it
+compiles into a task (:class:`~airflow_osds.factory.compiled.TaskNode`) or a group of tasks.
+Everything else — the step schema, error messages, the JSON Schema, provider info, the
+planner — is derived from this registry.
+
+Built-in blocks are the modules of this package; other packages add blocks through the
+``airflow_osds.blocks`` entry-point group (``name = package.module:BLOCK``).
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-__all__ = ["BLOCKS", "BlockType", "BuildEnv", "DataIO", "StepEnv"]
+from airflow_osds.assets import DataRef
+
+if TYPE_CHECKING:
+    from airflow_osds.factory.compiled import Node, OutputOf, TaskNode
+
+__all__ = [
+    "BLOCKS",
+    "BLOCK_LOAD_ERRORS",
+    "ENTRY_POINT_GROUP",
+    "BlockType",
+    "DataIO",
+    "DottedField",
+    "FileField",
+    "ProviderModules",
+    "StepContext",
+]
+
+ENTRY_POINT_GROUP = "airflow_osds.blocks"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DataIO:
-    """Tables (``schema.table`` or ``conn:schema.table``) a block reads and writes."""
+    """What a block reads and writes: typed references, or table names (``schema.table``,
+    ``conn:schema.table``) resolved against the step's warehouse."""
 
-    reads: frozenset[str] = frozenset()
-    writes: frozenset[str] = frozenset()
+    reads: frozenset[DataRef | str] = frozenset()
+    writes: frozenset[DataRef | str] = frozenset()
+    # Problems that are not errors (e.g. SQL the scanner could not read): the step's warnings.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class StepEnv:
-    """What a block may look at while its data is derived: no connection, no network."""
+class FileField:
+    """A field holding a path relative to the pipeline file; ``text`` files must also read as UTF-8."""
 
-    pipeline_dir: Path
-    warehouse: str
+    field: str
+    text: bool = False
 
-    def read_file(self, relative: str) -> str:
-        path = (self.pipeline_dir / relative).resolve()
-        return path.read_text(encoding="utf-8")
+
+@dataclass(frozen=True)
+class DottedField:
+    """A field holding an importable dotted path, and what the imported object must be."""
+
+    field: str  # the YAML key
+    must_be: str = "any"  # "callable", "operator" (a BaseOperator subclass), "class", "any"
+
+
+@dataclass(frozen=True)
+class ProviderModules:
+    """Modules a block contributes to the provider info Airflow reads (``get_provider_info``)."""
+
+    integration: str
+    operators: tuple[str, ...] = ()
+    sensors: tuple[str, ...] = ()
+    hooks: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
+    external_doc_url: str = ""
 
 
 @dataclass
-class BuildEnv:
-    """What a block gets to build its task."""
+class StepContext:
+    """What a block sees while it is compiled: no connection, no network, no Airflow object.
 
-    task_id: str
+    Files it reads through :meth:`read_file` or declares with :meth:`depend_on` become
+    part of the compiled cache's key, so editing them recompiles the pipeline.
+    """
+
+    step_id: str  # full id ("group.step")
+    task_id: str  # local id
     warehouse: str
     pipeline_dir: Path
-    task_kwargs: dict[str, Any]
-    output_of: Callable[[str], Any] = field(repr=False)
+    where: Any  # SpecProblem locating the step (for build errors)
+    task_kwargs: dict[str, Any] = field(default_factory=dict)  # retries, callbacks, inlets/outlets, …
+    output_of: Callable[[str], OutputOf] | None = field(default=None, repr=False)
+    dependencies: set[Path] = field(default_factory=set)
+
+    def path(self, relative: str) -> Path:
+        return (self.pipeline_dir / relative).resolve()
+
+    def read_file(self, relative: str) -> str:
+        path = self.path(relative)
+        self.dependencies.add(path)
+        return path.read_bytes().decode("utf-8")
+
+    def depend_on(self, path: Path) -> None:
+        self.dependencies.add(path)
+
+    def task(self, operator: str, kwargs: dict[str, Any], *, expand: dict[str, Any] | None = None) -> TaskNode:
+        """The step's task: ``operator(task_id=…, **kwargs, **task settings)``."""
+        from airflow_osds.factory.compiled import TaskNode, has_deferred
+
+        merged = {**kwargs, **self.task_kwargs}
+        deferred = tuple(k for k, v in (*merged.items(), *(expand or {}).items()) if has_deferred(v))
+        return TaskNode(
+            id=self.step_id, task_id=self.task_id, operator=operator, kwargs=merged, where=self.where, expand=expand,
+            deferred=deferred,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,23 +129,89 @@ class BlockType:
     name: str
     model: type[BaseModel]
     description: str
-    build: Callable[[Any, BuildEnv], Any] | None
-    derive_io: Callable[[Any, StepEnv], DataIO] = lambda block, env: DataIO()
-    imports: Callable[[Any], Mapping[str, str]] = lambda block: {}
-    mapped_from: Callable[[Any], list[str]] = lambda block: []
-    # True when building can fail on input validation cannot check (arbitrary operator kwargs):
-    # report_pipeline_errors then builds those pipelines to surface the error.
+    # The step's task(s); None only for `group`, which the compiler nests itself.
+    compile: Callable[[Any, StepContext], Node] | None
+    data: Callable[[Any, StepContext], DataIO] = lambda block, ctx: DataIO()
+    file_fields: tuple[FileField, ...] = ()  # checked while planning; a change recompiles the pipeline
+    dotted_paths: tuple[DottedField, ...] = ()
+    warehouse_field: str | None = None  # the field that overrides the step's warehouse connection
+    mapped_from: Callable[[Any], list[str]] = lambda block: []  # steps whose output the block maps over
+    # Checks that need the block's imports: (location under the block, message) per problem.
+    check: Callable[[Any], list[tuple[tuple[str, ...], str]]] = lambda block: []
+    # True when building can fail on input validation cannot check (arbitrary operator kwargs).
     build_can_fail: bool = False
+    provides: ProviderModules | None = None
     # A scalar the block also accepts (e.g. `sql: "SELECT 1"`) and how to expand it.
     shorthand_type: type | None = None
     expand_shorthand: Callable[[Any], Any] | None = None
+    package: str = "airflow-osds"  # the distribution that installed it (third-party blocks)
+
+    def dotted(self, block: Any) -> dict[str, tuple[str, str]]:
+        """YAML key → (dotted path, what it must be) for the paths this block instance names."""
+        out = {}
+        for spec in self.dotted_paths:
+            value = getattr(block, spec.field, None)
+            if value is None:
+                value = next((getattr(block, n) for n, f in type(block).model_fields.items() if f.alias == spec.field), None)
+            if value:
+                out[spec.field] = (str(value), spec.must_be)
+        return out
+
+    def warehouse_of(self, block: Any) -> str | None:
+        return getattr(block, self.warehouse_field, None) if self.warehouse_field else None
+
+
+# Blocks that could not be loaded: name → why (shown where a pipeline uses the block).
+BLOCK_LOAD_ERRORS: dict[str, str] = {}
+
+
+def _builtin_blocks() -> list[BlockType]:
+    blocks = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            blocks.append(importlib.import_module(f"{__name__}.{info.name}").BLOCK)
+    return blocks
+
+
+def _entry_point_blocks() -> list[BlockType]:
+    from importlib.metadata import entry_points
+
+    blocks = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        package = ep.dist.name if ep.dist is not None else "?"
+        try:
+            block = ep.load()
+            if not isinstance(block, BlockType):
+                raise TypeError(f"{ep.value} is a {type(block).__name__}, not an airflow_osds BlockType")
+        except Exception as exc:  # a broken plugin package must not take the built-in blocks down
+            BLOCK_LOAD_ERRORS[ep.name] = f"package {package} provides block `{ep.name}` but it failed to load: " \
+                                         f"{type(exc).__name__}: {exc}"
+            log.warning("%s", BLOCK_LOAD_ERRORS[ep.name])
+            continue
+        blocks.append(block if block.package != "airflow-osds" else _with_package(block, package))
+    return blocks
+
+
+def _with_package(block: BlockType, package: str) -> BlockType:
+    from dataclasses import replace
+
+    return replace(block, package=package)
 
 
 def _registry() -> dict[str, BlockType]:
-    from airflow_osds.factory.blocks import dbt, group, operator, python, sensor, sql
+    registry: dict[str, BlockType] = {}
+    # The group block nests other steps: keep it last so the step schema lists real work first.
+    builtins = sorted(_builtin_blocks(), key=lambda b: b.name == "group")
+    for block in [*builtins, *_entry_point_blocks()]:
+        if block.name in registry:
+            BLOCK_LOAD_ERRORS[block.name] = (
+                f"package {block.package} provides block `{block.name}`, which {registry[block.name].package} "
+                "already provides; the first one is used"
+            )
+            log.warning("%s", BLOCK_LOAD_ERRORS[block.name])
+            continue
+        registry[block.name] = block
+    return registry
 
-    blocks = [sql.BLOCK, python.BLOCK, operator.BLOCK, sensor.BLOCK, dbt.BLOCK, group.BLOCK]
-    return {block.name: block for block in blocks}
 
-
-BLOCKS: dict[str, BlockType] = _registry()
+BLOCKS: Mapping[str, BlockType] = _registry()

@@ -18,7 +18,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from airflow_osds.exceptions import OsdsError
-from airflow_osds.factory.blocks import BlockType, BuildEnv, DataIO, StepEnv
+from airflow_osds.assets import parse_table
+from airflow_osds.factory.blocks import BlockType, DataIO, FileField, ProviderModules, StepContext
+from airflow_osds.factory.compiled import AssetOf, GroupNode, TaskNode, has_deferred
 from airflow_osds.factory.types import Strict
 
 __all__ = ["DbtBlock", "RenderedDbt", "render"]
@@ -107,11 +109,19 @@ def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
 _RENDERED: dict[tuple[Any, ...], RenderedDbt] = {}
 
 
-def render(block: DbtBlock, pipeline_dir: Path) -> RenderedDbt:
-    """Read the manifest (cached per process) and render the selection; errors are ``OSError``/``ValueError``."""
-    from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint
+def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) -> RenderedDbt:
+    """Read the manifest (cached per process) and render the selection; errors are ``OSError``/``ValueError``.
+
+    With ``ctx``, the manifest, its fingerprint and the project's files become the step's
+    dependencies (a changed model makes the manifest stale, so the step must be re-checked).
+    """
+    from airflow_osds.dbt.fingerprint import FINGERPRINT_FILE, project_files, project_fingerprint, read_fingerprint
 
     project, manifest_path = _paths(block, pipeline_dir)
+    if ctx is not None:
+        files = project_files(project) if project.is_dir() else []
+        for path in {manifest_path, manifest_path.parent / FINGERPRINT_FILE, project, *files, *(f.parent for f in files)}:
+            ctx.depend_on(path)
     fix = f"run `osds dbt-parse {project}`"
     if not manifest_path.is_file():
         raise FileNotFoundError(errno.ENOENT, f"no dbt manifest; {fix}", str(manifest_path))
@@ -124,7 +134,12 @@ def render(block: DbtBlock, pipeline_dir: Path) -> RenderedDbt:
     if rendered is None:
         if len(_RENDERED) > 64:
             _RENDERED.clear()
-        rendered = _RENDERED[key] = _render(block, project, manifest_path)
+        try:
+            rendered = _RENDERED[key] = _render(block, project, manifest_path)
+        except (OSError, ValueError):
+            raise
+        except Exception as exc:  # a manifest that parses as JSON but is not dbt's shape
+            raise ValueError(f"cannot read the dbt manifest {manifest_path} ({type(exc).__name__}: {exc}); {fix}") from exc
     return rendered
 
 
@@ -178,48 +193,45 @@ def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
     return reads
 
 
-def derive_io(block: DbtBlock, env: StepEnv) -> DataIO:
-    try:
-        rendered = render(block, env.pipeline_dir)
-    except ValueError as exc:  # selection or staleness: a located spec problem, not a file error
-        raise OSError(errno.EINVAL, str(exc)) from None
+def data(block: DbtBlock, ctx: StepContext) -> DataIO:
+    rendered = render(block, ctx.pipeline_dir, ctx)
     return DataIO(reads=frozenset(rendered.reads), writes=frozenset(t for ts in rendered.writes.values() for t in ts))
 
 
-def build(block: DbtBlock, env: BuildEnv) -> Any:
-    from airflow.sdk import TaskGroup
-
-    from airflow_osds.assets import parse_table, table_asset
-    from airflow_osds.operators.dbt import DbtBuildOperator
-
-    rendered = render(block, env.pipeline_dir)
-    project, _ = _paths(block, env.pipeline_dir)
-    common = {k: v for k, v in env.task_kwargs.items() if k not in ("outlets", "inlets")}
-    tasks: dict[str, Any] = {}
+def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
+    """A task group: one ``DbtBuildOperator`` per rendered unit, wired as dbt's graph is."""
+    rendered = render(block, ctx.pipeline_dir, ctx)
+    project, _ = _paths(block, ctx.pipeline_dir)
+    common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
+    group = GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where)
+    ids: dict[str, str] = {}
     used_ids: set[str] = set()
-    with TaskGroup(group_id=env.task_id) as group:
-        for gid, unit in rendered.groups.items():
-            task_id = _task_id(gid, rendered, used_ids)
-            select, extra = _selection(block, unit, rendered)
-            tasks[gid] = DbtBuildOperator(
-                task_id=task_id,
-                project_dir=str(project),
-                warehouse_conn_id=env.warehouse,
-                select=select,
-                exclude=[] if block.granularity != "project" else block.exclude,
-                vars=block.vars or None,
-                full_refresh=block.full_refresh,
-                target_schema=block.target_schema,
-                threads=block.threads,
-                dbt_executable=block.executable,
-                indirect_selection=extra,
-                outlets=[table_asset(parse_table(t, conn_id=env.warehouse)) for t in sorted(rendered.writes[gid])],
-                **common,
-            )
-        for gid, unit in rendered.groups.items():
-            for upstream in sorted(unit.upstream):
-                tasks[upstream] >> tasks[gid]
+    for gid, unit in rendered.groups.items():
+        task_id = _task_id(gid, rendered, used_ids)
+        ids[gid] = f"{ctx.step_id}.{task_id}"
+        select, indirect = _selection(block, unit, rendered)
+        kwargs = {
+            "project_dir": str(project),
+            "warehouse_conn_id": ctx.warehouse,
+            "select": select,
+            "exclude": [] if block.granularity != "project" else block.exclude,
+            "vars": block.vars or None,
+            "full_refresh": block.full_refresh,
+            "target_schema": block.target_schema,
+            "threads": block.threads,
+            "dbt_executable": block.executable,
+            "indirect_selection": indirect,
+            **common,
+            "outlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.writes[gid])],
+        }
+        node = TaskNode(id=ids[gid], task_id=task_id, operator=_OPERATOR, kwargs=kwargs, where=ctx.where,
+                        deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))
+        group.children.append(node)
+    group.edges = [(ids[up], ids[gid]) for gid, unit in rendered.groups.items() for up in sorted(unit.upstream)]
     return group
+
+
+_OPERATOR = "airflow_osds.operators.dbt.DbtBuildOperator"
 
 
 def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[str], str | None]:
@@ -248,6 +260,12 @@ BLOCK = BlockType(
     name="dbt",
     model=DbtBlock,
     description="Run a dbt project rendered from its manifest (a task per model, folder or project).",
-    build=build,
-    derive_io=derive_io,
+    compile=compile_group,
+    data=data,
+    file_fields=(FileField("project"), FileField("manifest")),
+    warehouse_field="warehouse",
+    provides=ProviderModules(
+        integration="dbt Core", operators=("airflow_osds.operators.dbt",), hooks=("airflow_osds.hooks.dbt",),
+        external_doc_url="https://docs.getdbt.com/",
+    ),
 )

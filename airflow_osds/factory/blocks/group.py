@@ -20,5 +20,5 @@ class GroupBlock(Strict):
     steps: dict[str, StepSpec] = Field(min_length=1, description="Steps of the group.")
 
 
-# The builder creates the TaskGroup itself (it has to open a context around the children).
-BLOCK = BlockType(name="group", model=GroupBlock, description="A group of steps.", build=None)
+# The compiler nests the group's steps itself.
+BLOCK = BlockType(name="group", model=GroupBlock, description="A group of steps.", compile=None)

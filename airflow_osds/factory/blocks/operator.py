@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from airflow_osds.factory.blocks import BlockType, BuildEnv
+from airflow_osds.factory.blocks import BlockType, DottedField, StepContext
+from airflow_osds.factory.compiled import TaskNode
 from airflow_osds.factory.types import DottedPath, FromStep, Strict, steps_mapped_from
 
 
@@ -26,24 +29,68 @@ class OperatorBlock(Strict):
     )
 
 
-def build(block: OperatorBlock, env: BuildEnv) -> Any:
+def check(block: OperatorBlock) -> list[tuple[tuple[str, ...], str]]:
+    """Arguments the operator class does not take, and required ones missing, found from its signature.
+
+    Airflow would refuse them only when the DAG is built; found here, they are validation
+    errors at their line (building can still fail on values, which the DAG files report).
+    """
     from airflow_osds.factory.imports import import_dotted
 
-    cls = import_dotted(block.class_)
+    try:
+        cls = import_dotted(block.class_)
+    except ImportError:
+        return []  # reported by the dotted-path check
+    accepted, required = _parameters(cls)
+    problems = []
+    given = {**{k: ("kwargs", k) for k in block.kwargs}, **{k: ("expand", k) for k in block.expand}}
+    for name, where in given.items():
+        if name not in accepted:
+            hint = difflib.get_close_matches(name, sorted(accepted), n=1)
+            suggestion = f"did you mean `{hint[0]}`?" if hint else "see the operator's documentation"
+            problems.append((where, f"{cls.__name__} takes no argument `{name}`: {suggestion}"))
+    missing = sorted(required - set(given) - _SET_BY_THE_FACTORY)
+    if missing:
+        problems.append((("kwargs",), f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)} in `kwargs`"))
+    return problems
+
+
+# Arguments every step gets from the factory (its id, settings, data), never from `kwargs`.
+_SET_BY_THE_FACTORY = frozenset({"task_id"})
+
+
+def _parameters(cls: type) -> tuple[set[str], set[str]]:
+    """Keyword arguments ``cls(...)`` accepts, and those without a default, down its class chain
+    while ``**kwargs`` passes them on (the most derived ``__init__`` decides about defaults)."""
+    has_default: dict[str, bool] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(getattr(init, "__wrapped__", init)).parameters.values()
+        for p in params:
+            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                has_default.setdefault(p.name, p.default is not p.empty)
+        if not any(p.kind is p.VAR_KEYWORD for p in params) or klass.__name__ == "BaseOperator":
+            break
+    return set(has_default), {name for name, default in has_default.items() if not default}
+
+
+def compile_task(block: OperatorBlock, ctx: StepContext) -> TaskNode:
     if not block.expand:
-        return cls(task_id=env.task_id, **block.kwargs, **env.task_kwargs)
-    mapped = {
-        key: env.output_of(value.from_) if isinstance(value, FromStep) else value for key, value in block.expand.items()
-    }
-    return cls.partial(task_id=env.task_id, **block.kwargs, **env.task_kwargs).expand(**mapped)
+        return ctx.task(block.class_, dict(block.kwargs))
+    assert ctx.output_of is not None
+    mapped = {key: ctx.output_of(value.from_) if isinstance(value, FromStep) else value for key, value in block.expand.items()}
+    return ctx.task(block.class_, dict(block.kwargs), expand=mapped)
 
 
 BLOCK = BlockType(
     name="operator",
     model=OperatorBlock,
     description="Any Airflow operator class.",
-    build=build,
-    imports=lambda block: {"class": block.class_},
+    compile=compile_task,
+    dotted_paths=(DottedField("class", must_be="operator"),),
     mapped_from=lambda block: steps_mapped_from(block.expand),
+    check=check,
     build_can_fail=True,
 )

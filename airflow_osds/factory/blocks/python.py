@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from airflow_osds.factory.blocks import BlockType, BuildEnv
+from airflow_osds.factory.blocks import BlockType, DottedField, StepContext
+from airflow_osds.factory.compiled import OutputOf, Ref, TaskNode
 from airflow_osds.factory.types import DottedPath, FromStep, Strict, steps_mapped_from
 
 
@@ -29,36 +30,23 @@ class PythonBlock(Strict):
         return self
 
 
-def kwargs_with(fixed: dict[str, Any], key: str) -> Any:
-    """A function merging each mapped value into the fixed kwargs.
-
-    A plain function, not a callable object: Airflow serialises ``XComArg.map`` callables
-    through ``inspect.getsource`` (workers re-parse the DAG to get the real one).
-    """
-
-    def merge(value: Any) -> dict[str, Any]:
-        return {**fixed, key: value}
-
-    return merge
-
-
-def build(block: PythonBlock, env: BuildEnv) -> Any:
-    from airflow.providers.standard.operators.python import PythonOperator
-
-    from airflow_osds.factory.imports import import_dotted
-
-    func = import_dotted(block.callable)
+def compile_task(block: PythonBlock, ctx: StepContext) -> TaskNode:
+    kwargs: dict[str, Any] = {"python_callable": Ref(block.callable)}
     if not block.expand:
-        return PythonOperator(task_id=env.task_id, python_callable=func, op_kwargs=block.kwargs, **env.task_kwargs)
-    partial = PythonOperator.partial(task_id=env.task_id, python_callable=func, **env.task_kwargs)
-    return partial.expand(op_kwargs=mapped_kwargs(block.kwargs, block.expand, env))
+        return ctx.task(_OPERATOR, {**kwargs, "op_kwargs": block.kwargs})
+    return ctx.task(_OPERATOR, kwargs, expand={"op_kwargs": mapped_kwargs(block.kwargs, block.expand, ctx)})
 
 
-def mapped_kwargs(fixed: dict[str, Any], expand: dict[str, list[Any] | FromStep], env: BuildEnv) -> Any:
+_OPERATOR = "airflow.providers.standard.operators.python.PythonOperator"
+
+
+def mapped_kwargs(fixed: dict[str, Any], expand: dict[str, list[Any] | FromStep], ctx: StepContext) -> Any:
     """The list of kwargs to map over: every combination of literal lists, or another step's output."""
     ((first_key, first),) = list(expand.items())[:1]
     if isinstance(first, FromStep):
-        return env.output_of(first.from_).map(kwargs_with(fixed, first_key))
+        assert ctx.output_of is not None
+        output = ctx.output_of(first.from_)
+        return OutputOf(output.step, merge_into=dict(fixed), merge_key=first_key)
     keys = list(expand)
     combos = itertools.product(*(expand[k] for k in keys))
     return [{**fixed, **dict(zip(keys, combo, strict=True))} for combo in combos]
@@ -68,7 +56,7 @@ BLOCK = BlockType(
     name="python",
     model=PythonBlock,
     description="Call a Python function.",
-    build=build,
-    imports=lambda block: {"callable": block.callable},
+    compile=compile_task,
+    dotted_paths=(DottedField("callable", must_be="callable"),),
     mapped_from=lambda block: steps_mapped_from(block.expand),
 )

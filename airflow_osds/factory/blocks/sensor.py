@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from airflow_osds.factory.blocks import BlockType, BuildEnv, DataIO, StepEnv
-from airflow_osds.factory.sqlscan import scan_sql
+from airflow_osds.factory.blocks import BlockType, DataIO, ProviderModules, StepContext
+from airflow_osds.factory.compiled import TaskNode
+from airflow_osds.factory.blocks.sql import sql_data
 from airflow_osds.factory.types import Duration, Identifier, Strict
 
 
@@ -46,32 +47,35 @@ class SensorBlock(Strict):
         return self
 
 
-def derive_io(block: SensorBlock, env: StepEnv) -> DataIO:
+def data(block: SensorBlock, ctx: StepContext) -> DataIO:
     if block.sql is None:
         return DataIO()
-    return DataIO(reads=frozenset(scan_sql(block.sql).reads))
+    return sql_data(block.sql, ctx.warehouse, reads_only=True)
 
 
-def build(block: SensorBlock, env: BuildEnv) -> Any:
+def compile_task(block: SensorBlock, ctx: StepContext) -> TaskNode:
     common: dict[str, Any] = {
-        "task_id": env.task_id,
         "poke_interval": block.poke_interval.total_seconds(),
         "timeout": block.timeout.total_seconds(),
         "mode": block.mode,
         "soft_fail": block.soft_fail,
-        **env.task_kwargs,
     }
     if block.sql is not None:
-        from airflow.providers.common.sql.sensors.sql import SqlSensor
-
-        return SqlSensor(conn_id=env.warehouse, sql=block.sql, **common)
+        return ctx.task("airflow.providers.common.sql.sensors.sql.SqlSensor", {"conn_id": ctx.warehouse, "sql": block.sql, **common})
     if block.path is not None:
-        from airflow_osds.sensors.path import PathSensor
+        return ctx.task("airflow_osds.sensors.path.PathSensor", {"path": block.path, "base_dir": str(ctx.pipeline_dir), **common})
+    return ctx.task(
+        "airflow.providers.standard.sensors.external_task.ExternalTaskSensor",
+        {"external_dag_id": block.pipeline, "external_task_id": block.step, **common},
+    )
 
-        return PathSensor(path=block.path, base_dir=str(env.pipeline_dir), **common)
-    from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 
-    return ExternalTaskSensor(external_dag_id=block.pipeline, external_task_id=block.step, **common)
-
-
-BLOCK = BlockType(name="sensor", model=SensorBlock, description="Wait for a condition.", build=build, derive_io=derive_io)
+BLOCK = BlockType(
+    name="sensor",
+    model=SensorBlock,
+    description="Wait for a condition.",
+    compile=compile_task,
+    data=data,
+    warehouse_field="warehouse",
+    provides=ProviderModules(integration="Warehouse SQL", sensors=("airflow_osds.sensors.path",)),
+)

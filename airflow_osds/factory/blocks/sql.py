@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from airflow_osds.factory.blocks import BlockType, BuildEnv, DataIO, StepEnv
-from airflow_osds.factory.sqlscan import scan_sql
+from airflow_osds.assets import DEFAULT_SCHEMA, TableRef
+from airflow_osds.factory.blocks import BlockType, DataIO, FileField, ProviderModules, StepContext
+from airflow_osds.factory.compiled import TaskNode
 from airflow_osds.factory.types import Strict
 
 
@@ -35,25 +36,50 @@ class SqlBlock(Strict):
         return self
 
 
-def sql_text(block: SqlBlock, env: StepEnv) -> str:
-    return block.query if block.query is not None else env.read_file(block.file or "")
+def sql_text(block: SqlBlock, ctx: StepContext) -> str:
+    return block.query if block.query is not None else ctx.read_file(block.file or "")
 
 
-def derive_io(block: SqlBlock, env: StepEnv) -> DataIO:
-    io = scan_sql(sql_text(block, env))
-    return DataIO(reads=frozenset(io.reads), writes=frozenset(io.writes))
+def data(block: SqlBlock, ctx: StepContext) -> DataIO:
+    return sql_data(sql_text(block, ctx), ctx.warehouse)
 
 
-def build(block: SqlBlock, env: BuildEnv) -> Any:
-    from airflow_osds.operators.sql import WarehouseSqlOperator
+def sql_data(sql: str, warehouse: str, *, reads_only: bool = False) -> DataIO:
+    """The tables a SQL script reads and writes on ``warehouse``; statements the scanner could
+    not read are notes (the step's warnings), never guessed from."""
+    from airflow_osds.sql import scan_sql
 
-    return WarehouseSqlOperator(
-        task_id=env.task_id,
-        conn_id=env.warehouse,
-        sql=block.file or block.query,
-        parameters=block.parameters,
-        autocommit=block.autocommit,
-        **env.task_kwargs,
+    io = scan_sql(sql)
+    notes = ()
+    if io.unparsed:
+        shown = "; ".join(f"`{_short(s)}`" for s in io.unparsed[:3])
+        notes = (f"could not read {len(io.unparsed)} SQL statement(s) to find their tables ({shown}); "
+                 "list them in `reads:`/`writes:` if they touch tables",)
+    return DataIO(
+        reads=frozenset(_ref(n, warehouse) for n in io.reads),
+        writes=frozenset() if reads_only else frozenset(_ref(n, warehouse) for n in io.writes),
+        notes=notes,
+    )
+
+
+def _ref(name: Any, warehouse: str) -> TableRef:
+    return TableRef(warehouse, name.schema or DEFAULT_SCHEMA, name.table)
+
+
+def _short(statement: str) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= 60 else flat[:57] + "…"
+
+
+def compile_task(block: SqlBlock, ctx: StepContext) -> TaskNode:
+    return ctx.task(
+        "airflow_osds.operators.sql.WarehouseSqlOperator",
+        {
+            "conn_id": ctx.warehouse,
+            "sql": block.file or block.query,
+            "parameters": block.parameters,
+            "autocommit": block.autocommit,
+        },
     )
 
 
@@ -66,8 +92,14 @@ BLOCK = BlockType(
     name="sql",
     model=SqlBlock,
     description="Run SQL on the warehouse: a string (the query) or a mapping.",
-    build=build,
-    derive_io=derive_io,
+    compile=compile_task,
+    data=data,
+    file_fields=(FileField("file", text=True),),
+    warehouse_field="warehouse",
     shorthand_type=str,
     expand_shorthand=_expand_shorthand,
+    provides=ProviderModules(
+        integration="Warehouse SQL", operators=("airflow_osds.operators.sql",),
+        external_doc_url="https://www.postgresql.org/docs/",
+    ),
 )

@@ -11,6 +11,7 @@ from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_osds.factory import load_pipelines
 from airflow_osds.factory.build import build_dag
+from airflow_osds.factory.compile import compile_pipeline
 
 from .conftest import errors_of
 
@@ -20,7 +21,7 @@ MOD = "tests.unit.factory.sample_callables"
 def _dag(project, pipeline_id):
     proj = project()
     assert not proj.errors, errors_of(proj)
-    return build_dag(proj.plans[pipeline_id], proj, register=False)
+    return build_dag(compile_pipeline(proj.plans[pipeline_id], proj), register=False)
 
 
 def test_dag_arguments(write, project) -> None:
@@ -223,20 +224,7 @@ def test_report_pipeline_errors_includes_what_airflow_rejects(write, tmp_path) -
     assert "no_such_argument" in str(info.value)
 
 
-def test_parsed_folder_is_reused_until_a_file_changes(write, tmp_path) -> None:
-    from airflow_osds import factory
-
-    path = write("a.yml", "pipeline: a\nsteps:\n  s: {sql: SELECT 1}\n")
-    first = factory._project(tmp_path / "pipelines")
-    assert factory._project(tmp_path / "pipelines") is first
-    path.write_text("pipeline: a2\nsteps:\n  s: {sql: SELECT 1}\n")
-    second = factory._project(tmp_path / "pipelines")
-    assert second is not first and list(second.plans) == ["a2"]
-    write("sql/x.sql", "SELECT 1")  # any file under the folder counts (SQL files feed the plan)
-    assert factory._project(tmp_path / "pipelines") is not second
-
-
-def test_report_pipeline_errors_builds_only_pipelines_with_operator_blocks(write, tmp_path, monkeypatch) -> None:
+def test_report_pipeline_errors_builds_nothing(write, tmp_path, monkeypatch) -> None:
     from airflow_osds import factory
     from airflow_osds.factory import build as build_module
 
@@ -245,10 +233,12 @@ def test_report_pipeline_errors_builds_only_pipelines_with_operator_blocks(write
     built: list[str] = []
     real = build_module.build_dag
 
-    def spy(plan, project, **kwargs):
-        built.append(plan.id)
-        return real(plan, project, **kwargs)
+    def spy(pipeline, **kwargs):
+        built.append(pipeline.dag_id)
+        return real(pipeline, **kwargs)
 
     monkeypatch.setattr(build_module, "build_dag", spy)  # observes which pipelines get built
     factory.report_pipeline_errors(tmp_path / "pipelines")
-    assert built == ["with_op"]
+    assert built == []
+    factory.load_pipelines(tmp_path / "pipelines")
+    assert sorted(built) == ["only_sql", "with_op"], "the spy does observe builds"

@@ -10,6 +10,7 @@ from airflow.sdk import Asset
 
 from airflow_osds.dbt.fingerprint import project_fingerprint, write_fingerprint
 from airflow_osds.factory.build import build_dag
+from airflow_osds.factory.compile import compile_pipeline
 
 from .conftest import errors_of
 
@@ -68,7 +69,7 @@ def test_without_mapping_the_source_is_its_schema_and_identifier(write, project,
 def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project, dbt_project) -> None:
     write("shop.yml", PIPELINE.format(granularity="model").replace("shop.snowplow.events", "snowplow.events"))
     proj = project()
-    dag = build_dag(proj.plans["shop"], proj, register=False)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     tasks = {t for t in dag.task_dict if t.startswith("transform.")}
     assert "transform.int_order_totals" not in tasks, "ephemeral models run inside their children"
     assert {"transform.stg_orders", "transform.customer_totals", "transform.orders_enriched"} <= tasks
@@ -83,11 +84,12 @@ def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project
 
 def test_project_and_folder_granularity(write, project, dbt_project) -> None:
     write("shop.yml", PIPELINE.format(granularity="project").replace("shop.snowplow.events", "snowplow.events"))
-    dag = build_dag(project().plans["shop"], project(), register=False)
+    proj = project()
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     assert [t for t in dag.task_dict if t.startswith("transform.")] == ["transform.project"]
     write("shop.yml", PIPELINE.format(granularity="folder").replace("shop.snowplow.events", "snowplow.events"))
     proj = project()
-    dag = build_dag(proj.plans["shop"], proj, register=False)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     folder_tasks = sorted(t for t in dag.task_dict if t.startswith("transform."))
     assert "transform.models_marts" in folder_tasks and "transform.models_staging" in folder_tasks
     assert "transform.models_staging" in dag.task_dict["transform.models_marts"].upstream_task_ids
@@ -126,7 +128,7 @@ def test_selector_granularity_makes_a_task_per_group(write, project, dbt_project
     ))
     proj = project()
     assert not proj.errors, errors_of(proj)
-    dag = build_dag(proj.plans["shop"], proj, register=False)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     assert sorted(t for t in dag.task_dict if t.startswith("transform.")) == [
         "transform.loading", "transform.marts", "transform.staging",
     ]

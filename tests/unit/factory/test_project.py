@@ -39,7 +39,7 @@ def test_unproduced_read_is_a_warning(write, project) -> None:
     ((path, warning),) = proj.warnings
     assert Path(path).name == "producer.yml"
     assert warning.render("producer.yml").startswith(
-        "producer.yml:3:3: step `load` reads landing.orders (connection warehouse), which no pipeline writes"
+        "producer.yml:3:3: step `load` reads warehouse:landing.orders, which no pipeline writes"
     )
 
 
@@ -48,7 +48,7 @@ def test_data_schedule_without_producer_is_an_error(write, project) -> None:
     proj = project()
     assert "consumer" not in proj.plans
     (error,) = errors_of(proj)
-    assert error.startswith("consumer.yml:2:11: `schedule: data` but no other pipeline writes what this one reads (shop.orders)")
+    assert error.startswith("consumer.yml:2:11: `schedule: data` but no other pipeline writes what this one reads (warehouse:shop.orders)")
 
 
 def test_duplicate_pipeline_id(write, project) -> None:
