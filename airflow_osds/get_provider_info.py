@@ -3,7 +3,9 @@
 ``package-name`` must be the canonical distribution name ``airflow-osds``: with any
 other spelling Airflow's provider discovery raises for *every* provider.
 Connection forms are declared here (``conn-fields`` / ``ui-field-behaviour``), the
-Airflow 3.2+ way, so the UI can render them without importing the hooks.
+Airflow 3.2+ way, so the UI can render them without importing the hooks. The operator,
+sensor and hook modules of the blocks are generated from the block registry (see
+:mod:`airflow_osds.factory.blocks._provider_info`).
 """
 
 from __future__ import annotations
@@ -22,25 +24,71 @@ def get_provider_info() -> dict[str, Any]:
             "Superset cache refresh and reverse ETL, with Asset dependencies wired from the data."
         ),
         "versions": [__version__],
-        "integrations": [
-            {"integration-name": "Apache Superset", "external-doc-url": "https://superset.apache.org/"},
-            {"integration-name": "Reverse ETL (HTTP API)", "external-doc-url": "https://github.com/grouparoo/grouparoo"},
-            {"integration-name": "dbt Core", "external-doc-url": "https://docs.getdbt.com/"},
-            {"integration-name": "Warehouse SQL", "external-doc-url": "https://www.postgresql.org/docs/"},
-        ],
-        "hooks": [
-            {"integration-name": "Apache Superset", "python-modules": ["airflow_osds.hooks.superset"]},
-            {"integration-name": "Reverse ETL (HTTP API)", "python-modules": ["airflow_osds.hooks.reverse_etl"]},
-            {"integration-name": "dbt Core", "python-modules": ["airflow_osds.hooks.dbt"]},
-        ],
-        "operators": [
-            {"integration-name": "dbt Core", "python-modules": ["airflow_osds.operators.dbt"]},
-            {"integration-name": "Warehouse SQL", "python-modules": ["airflow_osds.operators.sql"]},
-        ],
-        "sensors": [{"integration-name": "Warehouse SQL", "python-modules": ["airflow_osds.sensors.path"]}],
+        "integrations": [*_CONNECTION_INTEGRATIONS, *_BLOCK_MODULES["integrations"]],
+        "hooks": [*_CONNECTION_HOOKS, *_BLOCK_MODULES["hooks"]],
+        "operators": _BLOCK_MODULES["operators"],
+        "sensors": _BLOCK_MODULES["sensors"],
+        **({"triggers": _BLOCK_MODULES["triggers"]} if _BLOCK_MODULES["triggers"] else {}),
         "connection-types": [_superset_connection(), _http_destination_connection()],
         "config": _config(),
     }
+
+
+# Integrations that come with a connection type of their own rather than with a block.
+_CONNECTION_INTEGRATIONS = [
+    {"integration-name": "Apache Superset", "external-doc-url": "https://superset.apache.org/"},
+    {"integration-name": "Reverse ETL (HTTP API)", "external-doc-url": "https://github.com/grouparoo/grouparoo"},
+]
+_CONNECTION_HOOKS = [
+    {"integration-name": "Apache Superset", "python-modules": ["airflow_osds.hooks.superset"]},
+    {"integration-name": "Reverse ETL (HTTP API)", "python-modules": ["airflow_osds.hooks.reverse_etl"]},
+]
+
+# --- generated from the block registry by `python -m airflow_osds.factory.blocks._provider_info --write`; do not edit
+_BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
+    "integrations": [
+        {
+            "integration-name": "Warehouse SQL",
+            "external-doc-url": "https://www.postgresql.org/docs/"
+        },
+        {
+            "integration-name": "dbt Core",
+            "external-doc-url": "https://docs.getdbt.com/"
+        }
+    ],
+    "operators": [
+        {
+            "integration-name": "Warehouse SQL",
+            "python-modules": [
+                "airflow_osds.operators.sql"
+            ]
+        },
+        {
+            "integration-name": "dbt Core",
+            "python-modules": [
+                "airflow_osds.operators.dbt"
+            ]
+        }
+    ],
+    "sensors": [
+        {
+            "integration-name": "Warehouse SQL",
+            "python-modules": [
+                "airflow_osds.sensors.path"
+            ]
+        }
+    ],
+    "hooks": [
+        {
+            "integration-name": "dbt Core",
+            "python-modules": [
+                "airflow_osds.hooks.dbt"
+            ]
+        }
+    ],
+    "triggers": []
+}
+# --- end of generated part
 
 
 def _superset_connection() -> dict[str, Any]:

@@ -37,10 +37,14 @@ def build_dag(pipeline: CompiledPipeline, *, register: bool = True) -> DAG:
     dag_kwargs = {k: resolver.value(v) for k, v in pipeline.dag_kwargs.items()}
     try:
         with DAG(**dag_kwargs, auto_register=register) as dag:
-            for node in pipeline.nodes:
-                _build_node(node, resolver, None)
-            for upstream, downstream in pipeline.edges:
-                resolver.nodes[upstream] >> resolver.nodes[downstream]
+            try:
+                for node in pipeline.nodes:
+                    _build_node(node, resolver, None)
+                for upstream, downstream in pipeline.edges:
+                    resolver.nodes[upstream] >> resolver.nodes[downstream]
+            except BaseException:
+                dag.auto_register = False  # a half-built DAG must never reach the DagBag
+                raise
     except _StepFailed as failed:
         raise PipelineSpecError(pipeline.file, [failed.problem]) from failed.__cause__
     if pipeline.doc_md:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
+from airflow_osds.factory.blocks import BLOCK_LOAD_ERRORS
 from airflow_osds.factory.envvars import substitute_env
 from airflow_osds.factory.spec import FolderDefaults, PipelineSpec
 from airflow_osds.factory.yaml_source import Locator, locate, locate_key, read_yaml
@@ -62,17 +63,24 @@ class DefaultsCache:
 
 
 def find_pipeline_files(folder: Path) -> list[Path]:
-    """Pipeline files under ``folder`` in a stable order; hidden paths and defaults files are skipped."""
+    """Pipeline files under ``folder`` in a stable order.
+
+    Skipped: hidden paths, defaults files, and dbt projects kept beside the pipelines (a
+    folder holding a ``dbt_project.yml``: its YAML files are dbt's, not pipelines).
+    """
     if folder.is_file():
         return [folder]
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix in PIPELINE_SUFFIXES
-        and p.name not in DEFAULTS_FILE_NAMES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
+    found = []
+    for directory, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not (Path(directory) / d / "dbt_project.yml").is_file()
+        )
+        found.extend(
+            Path(directory) / name
+            for name in filenames
+            if Path(name).suffix in PIPELINE_SUFFIXES and name not in DEFAULTS_FILE_NAMES and not name.startswith(".")
+        )
+    return sorted(found)
 
 
 def parse_pipeline_file(
@@ -224,6 +232,9 @@ def _problem(text: str, data: Any, location: list[Any], errors: list[dict[str, A
     extra = next((e for e in errors if e["type"] == "extra_forbidden"), None)
     if extra is not None and location:
         key = str(location[-1])
+        if key in BLOCK_LOAD_ERRORS:
+            line, column = locate_key(text, location)
+            return SpecProblem(f"unknown key `{key}`: {BLOCK_LOAD_ERRORS[key]}", line=line, column=column, location=dotted)
         allowed = _allowed_keys(location[:-1], model)
         hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         suggestion = f"did you mean `{hint[0]}`?" if hint else f"allowed keys: {', '.join(sorted(allowed))}"

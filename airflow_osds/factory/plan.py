@@ -109,8 +109,8 @@ def plan_pipeline(
     for step in steps.values():
         if step.is_group:
             continue
-        _check_files(parsed, step, dependencies, problems)
-        _step_data(parsed, step, dependencies, problems, warnings)
+        if _check_files(parsed, step, dependencies, problems):  # no use reading what cannot be read
+            _step_data(parsed, step, dependencies, problems, warnings)
         _check_imports(parsed, step, problems)
     _resolve_after(parsed, steps, problems)
     _check_callbacks(parsed, problems)
@@ -152,9 +152,10 @@ def step_context(parsed: ParsedPipeline, step: StepPlan) -> StepContext:
     )
 
 
-def _check_files(parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path], problems: list[SpecProblem]) -> None:
+def _check_files(parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path], problems: list[SpecProblem]) -> bool:
     """Every path the block names (``file_fields``) must exist; text files must also read as UTF-8."""
     block_type = BLOCKS[step.spec.block_name]
+    before = len(problems)
     for file_field in block_type.file_fields:
         value = getattr(step.spec.block, file_field.field, None)
         if not value:
@@ -171,6 +172,7 @@ def _check_files(parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path]
             problems.append(parsed.problem(f"cannot read {path}: {exc.strerror}", where))
         except UnicodeDecodeError as exc:
             problems.append(parsed.problem(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8", where))
+    return len(problems) == before
 
 
 def _step_data(
@@ -239,7 +241,7 @@ def _check_imports(parsed: ParsedPipeline, step: StepPlan, problems: list[SpecPr
             checked = block_type.check(step.spec.block)
         except Exception as exc:  # a block's own check failing is still this step's problem
             checked = [((), f"checking the block failed: {type(exc).__name__}: {exc}")]
-        problems.extend(parsed.problem(message, (*where, *relative)) for relative, message in checked)
+        problems.extend(parsed.problem(message, (*where, *relative), key=True) for relative, message in checked)
     callbacks = step.spec.callbacks
     if callbacks is not None:
         _check_callback_lists(parsed, callbacks, (*step.location, "callbacks"), problems)

@@ -68,3 +68,17 @@ def test_entry_points_are_installed() -> None:
 
 def test_version_listed() -> None:
     assert get_provider_info()["versions"] == [__version__]
+
+
+def test_block_modules_are_derived_from_the_registry() -> None:
+    # get_provider_info.py holds a generated copy (it must not import the blocks' models).
+    from airflow_osds.factory.blocks import BLOCKS
+    from airflow_osds.factory.blocks._provider_info import derived_modules
+    from airflow_osds.get_provider_info import _BLOCK_MODULES
+
+    assert _BLOCK_MODULES == derived_modules(BLOCKS.values()), (
+        "regenerate with: python -m airflow_osds.factory.blocks._provider_info --write"
+    )
+    assert {"airflow_osds.operators.sql", "airflow_osds.operators.dbt"} <= {
+        m for group in get_provider_info()["operators"] for m in group["python-modules"]
+    }

@@ -115,6 +115,7 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
     With ``ctx``, the manifest, its fingerprint and the project's files become the step's
     dependencies (a changed model makes the manifest stale, so the step must be re-checked).
     """
+    from airflow_osds.dbt.errors import DbtArtifactError
     from airflow_osds.dbt.fingerprint import FINGERPRINT_FILE, project_files, project_fingerprint, read_fingerprint
 
     project, manifest_path = _paths(block, pipeline_dir)
@@ -136,10 +137,8 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
             _RENDERED.clear()
         try:
             rendered = _RENDERED[key] = _render(block, project, manifest_path)
-        except (OSError, ValueError):
-            raise
-        except Exception as exc:  # a manifest that parses as JSON but is not dbt's shape
-            raise ValueError(f"cannot read the dbt manifest {manifest_path} ({type(exc).__name__}: {exc}); {fix}") from exc
+        except DbtArtifactError as exc:  # not JSON, or not dbt's shape
+            raise ValueError(f"{exc}; {fix}") from exc
     return rendered
 
 

@@ -43,13 +43,15 @@ def check(block: OperatorBlock) -> list[tuple[tuple[str, ...], str]]:
         return []  # reported by the dotted-path check
     accepted, required = _parameters(cls)
     problems = []
+    suggested: set[str] = set()  # a typo's correction is not also reported as missing
     given = {**{k: ("kwargs", k) for k in block.kwargs}, **{k: ("expand", k) for k in block.expand}}
     for name, where in given.items():
         if name not in accepted:
             hint = difflib.get_close_matches(name, sorted(accepted), n=1)
+            suggested.update(hint)
             suggestion = f"did you mean `{hint[0]}`?" if hint else "see the operator's documentation"
             problems.append((where, f"{cls.__name__} takes no argument `{name}`: {suggestion}"))
-    missing = sorted(required - set(given) - _SET_BY_THE_FACTORY)
+    missing = sorted(required - set(given) - suggested - _SET_BY_THE_FACTORY)
     if missing:
         problems.append((("kwargs",), f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)} in `kwargs`"))
     return problems

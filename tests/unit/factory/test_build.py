@@ -242,3 +242,32 @@ def test_report_pipeline_errors_builds_nothing(write, tmp_path, monkeypatch) -> 
     assert built == []
     factory.load_pipelines(tmp_path / "pipelines")
     assert sorted(built) == ["only_sql", "with_op"], "the spy does observe builds"
+
+
+def test_operator_arguments_are_checked_against_the_class(write, project) -> None:
+    write("p.yml", """\
+        pipeline: p
+        steps:
+          typo:
+            operator:
+              class: airflow.providers.standard.operators.bash.BashOperator
+              kwargs: {bash_command: echo, retires: 2}
+          missing:
+            operator: {class: airflow.providers.standard.operators.bash.BashOperator}
+          mapped:
+            operator:
+              class: airflow.providers.standard.operators.bash.BashOperator
+              expand: {bash_comand: [a, b]}
+          fine:
+            operator:
+              class: airflow.providers.standard.operators.bash.BashOperator
+              kwargs: {bash_command: echo, env: {A: "1"}, retries: 1}
+          not_an_operator:
+            operator: {class: pathlib.Path}
+    """)
+    assert errors_of(project()) == [
+        "p.yml:6:36: BashOperator takes no argument `retires`: did you mean `retries`? (steps.typo.operator.kwargs.retires)",
+        "p.yml:8:15: BashOperator needs `bash_command` in `kwargs` (steps.missing.operator.kwargs)",
+        "p.yml:12:16: BashOperator takes no argument `bash_comand`: did you mean `bash_command`? (steps.mapped.operator.expand.bash_comand)",
+        "p.yml:18:23: `pathlib.Path` is not an Airflow operator (a subclass of airflow.sdk.BaseOperator) (steps.not_an_operator.operator.class)",
+    ]
