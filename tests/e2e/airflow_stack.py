@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from airflow_osds.embedded import free_port
 from airflow_osds.localrun import LocalStack, airflow_environ
 
 __all__ = ["AirflowStack", "StackError"]
@@ -49,12 +49,6 @@ class _Component:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -88,7 +82,7 @@ class AirflowStack:
         self.log_dir = self.root / "component-logs"
         self.metadata_db = metadata_db
         self.warehouse_db = warehouse_db
-        self.api_port = _free_port()
+        self.api_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         # The CLI next to this interpreter: the venv's, whatever PATH says.
         self.airflow_bin = str(Path(sys.executable).parent / "airflow")
@@ -116,8 +110,8 @@ class AirflowStack:
                 # Tasks talk to the api-server; the default (localhost:8080) makes every task fail.
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 # serve-logs of scheduler and triggerer bind fixed ports on all interfaces by default.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 # Defaults (300 s / 30 s / 5 s) would make every wait below minutes long.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",

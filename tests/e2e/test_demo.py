@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,7 +21,10 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         shutil.copytree(REPO_ROOT / "dags", project / "dags")
         # As in a fresh clone: no dbt target/ (the demo must write the manifest itself).
         shutil.copytree(REPO_ROOT / "include", project / "include", ignore=shutil.ignore_patterns("target", "logs"))
-        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AIRFLOW")}
+        # A home of its own: the demo must leave it untouched (no ~/airflow, no cache).
+        home = project / "home"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OSDS_"))} | {"HOME": str(home)}
         result = subprocess.run(
             [OSDS, "demo", "--project-dir", str(project)], capture_output=True, text=True, env=env, timeout=300
         )
@@ -36,8 +40,10 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert "dbt parse web_analytics" in output, "the demo writes the dbt manifest first"
         assert re.search(r"warehouse:marts\.high_value_users\s+│\s+5 │", output), output
         assert "3 pipeline(s) succeeded" in output
-        # Airflow's home and the database live in the project, never in the user's home.
-        assert (project / ".osds" / "airflow" / "airflow.cfg").exists() or (project / ".osds" / "airflow").is_dir()
+        # Airflow's home, the compiled pipelines and the database live in the project, never in the user's home.
+        assert list(home.iterdir()) == [], "Airflow or the cache wrote into the user's home"
+        assert list((project / ".osds" / "cache").glob("*.osdsc")), "the compiled pipelines are in .osds/cache"
+        assert not (project / "include" / "pipelines" / ".osds_cache").exists()
         assert (project / ".osds" / "postgres" / "data" / "PG_VERSION").exists()
         # The server was stopped at the end.
         assert not (project / ".osds" / "postgres" / "data" / "postmaster.pid").exists()
