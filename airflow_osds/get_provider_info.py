@@ -169,6 +169,17 @@ def _config() -> dict[str, Any]:
                     "example": "warehouse",
                     "default": "warehouse",
                 },
+                "cache_dir": {
+                    "description": (
+                        "Folder of the compiled cache shared by every process parsing the pipelines "
+                        "(the environment variable OSDS_CACHE_DIR wins). Empty: <pipelines folder>/.osds_cache, "
+                        "or $AIRFLOW_HOME/osds_cache when that folder is read-only."
+                    ),
+                    "version_added": "0.1.0",
+                    "type": "string",
+                    "example": "/usr/local/airflow/osds_cache",
+                    "default": "",
+                },
                 "pipelines_folder": {
                     "description": (
                         "Folder of pipeline YAML files read by a DAG file that calls "

@@ -67,7 +67,24 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
     compiled.record_build_outcomes(built=dags, failed=failed)
     if globals_dict is not None:
         globals_dict.update(dags)
+        _warn_if_safe_mode_skips(globals_dict.get("__file__"))
     return dags
+
+
+def _warn_if_safe_mode_skips(dag_file: str | None) -> None:
+    """Airflow's safe mode only parses files holding the words "airflow" and "dag" (or "asset"):
+    a loader file without them works in tests and silently shows no DAG in a deployment."""
+    if not dag_file or not dag_file.endswith(".py"):
+        return
+    try:
+        content = Path(dag_file).read_bytes().lower()
+    except OSError:
+        return
+    if b"airflow" not in content or not (b"dag" in content or b"asset" in content):
+        log.warning(
+            "%s does not contain the words 'airflow' and 'dag': Airflow's DAG processor (safe mode) will skip it "
+            "and show no DAG. Add a comment such as `# Airflow DAG file`.", dag_file,
+        )
 
 
 def report_pipeline_errors(folder: str | Path | None = None) -> None:

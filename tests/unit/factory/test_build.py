@@ -271,3 +271,24 @@ def test_operator_arguments_are_checked_against_the_class(write, project) -> Non
         "p.yml:12:16: BashOperator takes no argument `bash_comand`: did you mean `bash_command`? (steps.mapped.operator.expand.bash_comand)",
         "p.yml:18:23: `pathlib.Path` is not an Airflow operator (a subclass of airflow.sdk.BaseOperator) (steps.not_an_operator.operator.class)",
     ]
+
+
+def test_a_loader_file_safe_mode_would_skip_is_warned_about(write, tmp_path, caplog) -> None:
+    write("a.yml", "pipeline: a\nsteps:\n  s: {sql: SELECT 1}\n")
+    quiet, fine = tmp_path / "quiet.py", tmp_path / "fine.py"
+    quiet.write_text("from airflow_osds.factory import load_pipelines\nload_pipelines('x', globals())\n")
+    fine.write_text("# Airflow DAG file\nfrom airflow_osds.factory import load_pipelines\n")
+    load_pipelines(tmp_path / "pipelines", {"__file__": str(fine)})
+    assert "safe mode" not in caplog.text
+    load_pipelines(tmp_path / "pipelines", {"__file__": str(quiet)})
+    assert f"{quiet} does not contain the words 'airflow' and 'dag'" in caplog.text
+
+
+def test_the_shipped_dag_files_pass_airflows_safe_mode() -> None:
+    from pathlib import Path
+
+    from airflow.utils.file import might_contain_dag_via_default_heuristic
+
+    dags = Path(__file__).resolve().parents[3] / "dags"
+    files = sorted(dags.glob("*.py"))
+    assert len(files) == 2 and all(might_contain_dag_via_default_heuristic(str(f)) for f in files)
