@@ -105,9 +105,11 @@ def compile_folder(
 ) -> CompiledCache:
     """Validate, plan and compile ``folder`` and write it to the compiled cache (unless ``persist`` is false).
 
-    With ``trial_build``, every pipeline's DAG is also built once (not registered) and the
-    failures recorded: what ``osds compile`` and ``osds validate`` do, so build errors are
-    known before any DAG processor runs.
+    With ``trial_build``, the DAG of every pipeline using a block whose build can fail on
+    input validation cannot check (``BlockType.build_can_fail``: arbitrary operator
+    arguments) is built once, not registered, and the failures recorded: what ``osds
+    compile`` and ``osds validate`` do, so build errors are known before any DAG processor
+    runs. Validation vouches for the other blocks.
     """
     from airflow_osds.factory.cache import CompiledCache, make_key
     from airflow_osds.factory.compile import compile_project
@@ -120,15 +122,20 @@ def compile_folder(
     )
     cache = CompiledCache.write(compiled, key, folder, persist=persist)
     if trial_build:
+        from airflow_osds.factory.blocks import BLOCKS
         from airflow_osds.factory.build import build_dag
 
         failed: dict[str, PipelineSpecError] = {}
+        built: list[str] = []
         for pipeline_id, pipeline in compiled.pipelines.items():
+            if not any(BLOCKS[step.spec.block_name].build_can_fail for step in project.plans[pipeline_id].tasks()):
+                continue
             try:
                 build_dag(pipeline, register=False)
+                built.append(pipeline_id)
             except PipelineSpecError as exc:
                 failed[pipeline_id] = exc
-        cache.record_build_outcomes(built=[p for p in compiled.pipelines if p not in failed], failed=failed)
+        cache.record_build_outcomes(built=built, failed=failed)
     return cache
 
 
