@@ -17,7 +17,10 @@ builds only its own pipeline.
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,12 +61,13 @@ def load_pipelines(folder: str | Path | None = None, globals_dict: dict[str, Any
         pipelines = {wanted: compiled.pipeline(wanted)} if wanted in compiled.pipeline_ids else {}
     dags: dict[str, DAG] = {}
     failed: dict[str, PipelineSpecError] = {}
-    for pipeline_id, pipeline in pipelines.items():
-        try:
-            dags[pipeline_id] = build_dag(pipeline)
-        except PipelineSpecError as exc:
-            log.error("Pipeline %s left out: its DAG does not build:\n%s", pipeline_id, exc)
-            failed[pipeline_id] = exc
+    with gc_paused():
+        for pipeline_id, pipeline in pipelines.items():
+            try:
+                dags[pipeline_id] = build_dag(pipeline)
+            except PipelineSpecError as exc:
+                log.error("Pipeline %s left out: its DAG does not build:\n%s", pipeline_id, exc)
+                failed[pipeline_id] = exc
     compiled.record_build_outcomes(built=dags, failed=failed)
     if globals_dict is not None:
         globals_dict.update(dags)
@@ -146,10 +150,30 @@ def _compiled(folder: str | Path | None) -> CompiledCache:
 
     pipelines_dir = (Path(folder) if folder else _default_folder(conf)).resolve()
     default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
-    cached = CompiledCache.read(pipelines_dir, default_warehouse)
-    if cached is not None:
-        return cached
-    return compile_folder(pipelines_dir, default_warehouse=default_warehouse)
+    with gc_paused():
+        cached = CompiledCache.read(pipelines_dir, default_warehouse)
+        if cached is not None:
+            return cached
+        return compile_folder(pipelines_dir, default_warehouse=default_warehouse)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the factory allocates.
+
+    After ``import airflow`` the heap holds about a million objects, so each full
+    collection the allocations of a compile or a build trigger costs ~90 ms. What the
+    factory allocates is kept (the DAGs) or freed by reference counting; the collector runs
+    again afterwards.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _default_folder(conf: Any) -> Path:
