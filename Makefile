@@ -15,15 +15,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Parse-time benchmark (ours vs dag-factory vs plain Python); writes bench/RESULTS.md.
-# `make bench BENCH_ARGS=--dbt` also runs the dbt rendering benchmark (ours vs Cosmos 1.15).
+# Parse-time benchmark, every shape (A–D: ours vs dag-factory vs plain Python; E: dbt vs Cosmos 1.15),
+# ≈ 15–20 min on 2 cores; writes bench/RESULTS.md and bench/results.json.
+# Faster while developing: make bench BENCH_ARGS="--reps 1 --shapes C --import-reps 0" (--help: all flags).
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# Only the dbt rendering benchmark (ours vs Cosmos 1.15); replaces its section of bench/RESULTS.md.
+# Only shape E (dbt rendering, ours vs Cosmos); replaces its section and ids, keeps the rest.
 bench-dbt: $(STAMP)
-	$(BIN)/python bench/dbt_bench.py
+	$(BIN)/python bench/run.py --shapes E $(BENCH_ARGS)
 
 venv: $(STAMP)
 

@@ -1,4 +1,4 @@
-"""DAG folders for the dbt rendering benchmark: airflow-osds ``dbt`` block vs Cosmos 1.15 ``DbtDag``."""
+"""DAG folders for shape E (dbt): the airflow-osds ``dbt`` block vs Cosmos 1.15 ``DbtDag`` (TestBehavior BUILD and AFTER_EACH)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import shutil
 from pathlib import Path
 
 from dbt_project import DBT, PROFILE_NAME, PROJECT_NAME, DbtProject
+from writers import OURS_FILES, write_ours_dag_files
 
-__all__ = ["DAG_ID", "write_dbt_inputs"]
+__all__ = ["COSMOS_BEHAVIORS", "DAG_ID", "write_dbt_inputs"]
+
+# Cosmos variant → its TestBehavior. BUILD does what ours does per task: one `dbt build` per node.
+COSMOS_BEHAVIORS = {"cosmos-build": "BUILD", "cosmos-after-each": "AFTER_EACH"}
 
 DAG_ID = "dbt_bench"
 
@@ -23,24 +27,6 @@ steps:
       project: {project}
       granularity: model
 """
-
-_OURS_LOADER = '''"""Airflow DAG file (benchmark): one DAG per YAML pipeline in ../pipelines, built by airflow-osds."""
-
-from pathlib import Path
-
-from airflow_osds.factory import load_pipelines
-
-load_pipelines(Path(__file__).resolve().parent.parent / "pipelines", globals())
-'''
-
-_OURS_ERRORS = '''"""Airflow DAG file (benchmark): reports invalid pipeline files as an import error."""
-
-from pathlib import Path
-
-from airflow_osds.factory import report_pipeline_errors
-
-report_pipeline_errors(Path(__file__).resolve().parent.parent / "pipelines")
-'''
 
 _COSMOS = '''"""Airflow DAG file (benchmark): the dbt project rendered by Cosmos from its manifest."""
 
@@ -60,8 +46,8 @@ dag = DbtDag(
         target_name="dev",
         profile_mapping=PostgresUserPasswordProfileMapping(conn_id="warehouse", profile_args={{"schema": "public"}}),
     ),
-    execution_config=ExecutionConfig(dbt_executable_path="{dbt}"{extra_exec}),
-    render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
+    execution_config=ExecutionConfig(dbt_executable_path="{dbt}", dbt_project_path="{project}"),
+    render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.{behavior}),
 )
 '''
 
@@ -75,15 +61,22 @@ def _expected_counts(project: DbtProject) -> dict[str, list[int]]:
             tested.update(node.get("depends_on", {}).get("nodes", []))
     runnable = [uid for uid, n in nodes.items() if n["resource_type"] in ("model", "seed", "snapshot")]
     models = [uid for uid in runnable if nodes[uid]["resource_type"] == "model"]
-    # Cosmos AFTER_EACH: a node with tests is a TaskGroup of <node>.run/.seed + <node>.test, else one task.
-    cosmos = sum(2 if uid in tested else 1 for uid in runnable)
+    # Cosmos AFTER_EACH: a node with tests is a TaskGroup of <node>.run/.seed + <node>.test, else one task;
+    # BUILD: one `dbt build` task per node, its tests included.
+    after_each = sum(2 if uid in tested else 1 for uid in runnable)
     # Ours, granularity model: one `dbt build` per model (tests included), seeds/snapshots a task
     # each; accept also the variant without seed tasks.
-    return {"cosmos": [cosmos], "ours": sorted({len(runnable), len(models)})}
+    return {"cosmos-build": [len(runnable)], "cosmos-after-each": [after_each],
+            "ours": sorted({len(runnable), len(models)})}
 
 
-def write_dbt_inputs(root: Path, project: DbtProject, *, cosmos_project_path: bool = False) -> dict[str, Path]:
-    """Write both variants' DAG folders under ``root``; return variant → DAG folder (plus expected.json files)."""
+def _write_expected(variant_dir: Path, files: dict[str, list[str]], task_count: list[int]) -> None:
+    spec = {"files": files, "dags": {DAG_ID: {"task_count": task_count}}}
+    (variant_dir / "expected.json").write_text(json.dumps(spec))
+
+
+def write_dbt_inputs(root: Path, project: DbtProject) -> dict[str, Path]:
+    """Write every variant's DAG folder under ``root``; return variant → DAG folder (expected.json beside it)."""
     if root.exists():
         shutil.rmtree(root)
     counts = _expected_counts(project)
@@ -92,19 +85,18 @@ def write_dbt_inputs(root: Path, project: DbtProject, *, cosmos_project_path: bo
     dags, pipelines = root / "ours" / "dags", root / "ours" / "pipelines"
     dags.mkdir(parents=True)
     pipelines.mkdir()
-    (dags / "osds_pipelines.py").write_text(_OURS_LOADER)
-    (dags / "osds_pipeline_errors.py").write_text(_OURS_ERRORS)
+    write_ours_dag_files(dags)
     (pipelines / f"{DAG_ID}.yml").write_text(_OURS_YAML.format(dag_id=DAG_ID, project=project.path))
+    _write_expected(root / "ours", {OURS_FILES[0]: [], OURS_FILES[1]: [DAG_ID]}, counts["ours"])
     folders["ours"] = dags
 
-    dags = root / "cosmos" / "dags"
-    dags.mkdir(parents=True)
-    extra = f', dbt_project_path="{project.path}"' if cosmos_project_path else ""
-    (dags / "cosmos_dbt.py").write_text(_COSMOS.format(
-        dag_id=DAG_ID, manifest=project.manifest, project_name=PROJECT_NAME, profile_name=PROFILE_NAME,
-        dbt=DBT, extra_exec=extra))
-    folders["cosmos"] = dags
-
-    for name in folders:
-        (root / name / "expected.json").write_text(json.dumps({"dag_id": DAG_ID, "tasks": counts[name]}))
+    for variant, behavior in COSMOS_BEHAVIORS.items():
+        dags = root / variant / "dags"
+        dags.mkdir(parents=True)
+        # Cosmos 1.15.1 refuses the DAG without dbt_project_path even in manifest mode.
+        (dags / "cosmos_dbt.py").write_text(_COSMOS.format(
+            dag_id=DAG_ID, manifest=project.manifest, project_name=PROJECT_NAME, profile_name=PROFILE_NAME,
+            dbt=DBT, project=project.path, behavior=behavior))
+        _write_expected(root / variant, {"cosmos_dbt.py": [DAG_ID]}, counts[variant])
+        folders[variant] = dags
     return folders

@@ -1,4 +1,4 @@
-"""A generated dbt project for the rendering benchmark, and its manifest from a real ``dbt parse``.
+"""A generated dbt project for shape E (2,000 models by default), and its manifest from a real ``dbt parse``.
 
 Layout (``n_models`` models, ``n_seeds`` seeds, no packages.yml):
 
@@ -131,29 +131,30 @@ def write_project(root: Path, n_models: int, n_seeds: int) -> list[tuple[str, st
     return models
 
 
-def _fingerprint(root: Path) -> str | None:
-    """airflow-osds refuses a manifest without the fingerprint `osds dbt-parse` writes beside it
-    (a stale-manifest check); the plain `dbt parse` here writes the same file with the same function."""
+def _refresh_fingerprint(root: Path, target: Path) -> None:
+    """airflow-osds refuses a manifest without the fingerprint `osds dbt-parse` writes beside it (a
+    stale-manifest check); written here with the factory's own functions, on every run, so a change to
+    how the factory fingerprints a project never leaves the benchmark with a stale one."""
     try:
-        from airflow_osds.dbt.fingerprint import project_fingerprint
+        from airflow_osds.dbt.fingerprint import project_fingerprint, write_fingerprint
     except ImportError:
-        return None
-    return project_fingerprint(root)
+        return
+    write_fingerprint(target, project_fingerprint(root))
 
 
-def _fingerprint_supported() -> bool:
-    import importlib.util
+def _dbt_parse(root: Path) -> float:
+    import time
 
-    try:
-        return importlib.util.find_spec("airflow_osds.dbt.fingerprint") is not None
-    except ImportError:
-        return False
-
-
-def _write_fingerprint(target: Path, fingerprint: str) -> None:
-    from airflow_osds.dbt.fingerprint import write_fingerprint
-
-    write_fingerprint(target, fingerprint)
+    with tempfile.TemporaryDirectory(prefix="bench-dbt-profile-") as profiles:
+        Path(profiles, "profiles.yml").write_text(_PROFILE)
+        env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
+        t0 = time.monotonic()
+        proc = subprocess.run([str(DBT), "parse", "--project-dir", str(root), "--profiles-dir", profiles],
+                              env=env, capture_output=True, text=True)
+        parse_s = time.monotonic() - t0
+    if proc.returncode != 0 or not (root / "target" / "manifest.json").exists():
+        raise RuntimeError(f"dbt parse failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return parse_s
 
 
 def _dbt_version() -> str:
@@ -165,36 +166,20 @@ def _dbt_version() -> str:
         return "unknown"
 
 
-def ensure_project(root: Path, n_models: int = 1000, n_seeds: int = 20, *, parse: bool = True) -> DbtProject:
+def ensure_project(root: Path, n_models: int = 2000, n_seeds: int = 40, *, parse: bool = True) -> DbtProject:
     """Generate the project into ``root`` and ``dbt parse`` it, unless the same inputs already did."""
     models = _models(n_models, n_seeds)
-    key = hashlib.sha256(
-        json.dumps([Path(__file__).read_text(), n_models, n_seeds, _dbt_version(), parse,
-                    _fingerprint_supported()]).encode()
-    ).hexdigest()
+    key = hashlib.sha256(json.dumps([Path(__file__).read_text(), n_models, n_seeds, _dbt_version(), parse]).encode()).hexdigest()
     stamp = root / _STAMP
     manifest = root / "target" / "manifest.json"
     parse_s = None
     if not (stamp.exists() and stamp.read_text() == key and (manifest.exists() or not parse)):
         write_project(root, n_models, n_seeds)
-        fingerprint = _fingerprint(root)  # before parsing, as `osds dbt-parse` does
         if parse:
-            import time
-
-            with tempfile.TemporaryDirectory(prefix="bench-dbt-profile-") as profiles:
-                Path(profiles, "profiles.yml").write_text(_PROFILE)
-                env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
-                t0 = time.monotonic()
-                proc = subprocess.run(
-                    [str(DBT), "parse", "--project-dir", str(root), "--profiles-dir", profiles],
-                    env=env, capture_output=True, text=True,
-                )
-                parse_s = time.monotonic() - t0
-            if proc.returncode != 0 or not manifest.exists():
-                raise RuntimeError(f"dbt parse failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-            if fingerprint is not None:
-                _write_fingerprint(manifest.parent, fingerprint)
+            parse_s = _dbt_parse(root)
         stamp.write_text(key)
+    if parse:
+        _refresh_fingerprint(root, manifest.parent)
     n_tests = sum(2 if unique else 1 for *_, unique in models)
     return DbtProject(path=root, manifest=manifest, models=len(models), seeds=n_seeds, tests=n_tests,
                       model_files=[rel for rel, *_ in models], parse_s=parse_s)

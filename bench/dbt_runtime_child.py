@@ -1,6 +1,6 @@
 """Runtime overhead of ``granularity: model``: one ``dbt build`` vs one ``dbt build --select path:<file>`` per model.
 
-Usage (project .venv): dbt_runtime.py PROJECT_DIR MODEL_FILES_JSON REPS OUT_JSON
+Usage (project .venv): dbt_runtime_child.py PROJECT_DIR MODEL_FILES_JSON REPS OUT_JSON
 
 Runs in process through ``airflow_osds.dbt.runner.run_dbt`` against a throw-away embedded
 PostgreSQL: ``dbt seed`` once, one untimed warm-up ``dbt build``, then REPS rounds of

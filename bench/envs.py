@@ -1,4 +1,4 @@
-"""Interpreters and subprocess environments: the dag-factory venv, the isolated Airflow env, one child run."""
+"""Interpreters and subprocess environments: the benchmark venvs and the isolated Airflow environment."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "BENCH_DIR",
-    "CHILD",
     "ChildFailed",
+    "DAGFACTORY_VENV",
     "PROJECT_PYTHON",
     "REPO",
     "WORK",
@@ -22,13 +20,11 @@ __all__ = [
     "ensure_dagfactory_venv",
     "ensure_venv",
     "package_versions",
-    "run_child",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work"  # git-ignored: generated inputs, Airflow homes, the dag-factory venv
-CHILD = BENCH_DIR / "child.py"
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
 CONSTRAINTS = REPO / "constraints.txt"
 DAGFACTORY_VENV = WORK / "venv-dagfactory"
@@ -99,34 +95,6 @@ def child_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:
         AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY="False",
     )
     return env
-
-
-def run_child(
-    python: Path,
-    dags_folder: Path,
-    expected: Path,
-    env: dict[str, str],
-    *,
-    profile_out: Path | None = None,
-    child: Path = CHILD,
-) -> dict[str, Any]:
-    """Parse ``dags_folder`` in a fresh ``python`` running ``child``; its result plus ``whole_s``."""
-    cmd = [str(python), str(child), str(dags_folder), str(expected)]
-    if profile_out is not None:
-        cmd += ["--profile", str(profile_out)]
-    # CLOCK_MONOTONIC is system-wide on Linux: comparable with the child's reading.
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=str(WORK))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ChildFailed(f"{python} {child.name} {dags_folder}: {exc}") from exc
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ChildFailed(f"{python} {child.name} {dags_folder} exited {proc.returncode}:\n{tail}")
-    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
-    result["whole_s"] = result["done_mono"] - start
-    return result
 
 
 def package_versions(python: Path, packages: tuple[str, ...]) -> dict[str, str]:

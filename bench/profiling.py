@@ -16,13 +16,15 @@ __all__ = ["FuncTime", "ProfileSummary", "summarize"]
 # (file suffix, function, nesting level, description). A phase not found (renamed by a
 # later refactor) is left out of the summary rather than failing the benchmark.
 PHASES: tuple[tuple[str, str, int, str], ...] = (
-    ("airflow_osds/factory/project.py", "load_project", 0,
-     "read, validate and plan every file (no Airflow); done once, shared by both DAG files"),
-    ("airflow_osds/factory/yaml_source.py", "read_yaml", 1, "PyYAML, C loader"),
-    ("pydantic/main.py", "model_validate", 1, "pydantic validation of the spec"),
-    ("airflow_osds/factory/plan.py", "plan_pipeline", 1, "reads/writes, edges, checks"),
-    ("airflow_osds/factory/blocks/sql.py", "derive_io", 2, "SQL scan (skipped where the YAML lists reads/writes)"),
-    ("airflow_osds/factory/build.py", "build_dag", 0, "Airflow DAG, operators, Assets, edges (osds_pipelines.py)"),
+    ("airflow_osds/factory/cache.py", "read", 0, "compiled cache: read and check the cache file (steady)"),
+    ("airflow_osds/factory/__init__.py", "compile_folder", 0, "no usable cache: validate, plan and compile the folder"),
+    ("airflow_osds/factory/project.py", "load_project", 1, "read, validate and plan every file (no Airflow)"),
+    ("airflow_osds/factory/yaml_source.py", "read_yaml", 2, "PyYAML, C loader"),
+    ("pydantic/main.py", "model_validate", 2, "pydantic validation of the spec"),
+    ("airflow_osds/factory/plan.py", "plan_pipeline", 2, "reads/writes, edges, checks"),
+    ("airflow_osds/factory/compile.py", "compile_project", 1, "plans → the compiled form the cache stores"),
+    ("airflow_osds/factory/cache.py", "write", 1, "compiled cache: write"),
+    ("airflow_osds/factory/build.py", "build_dag", 0, "compiled pipeline → Airflow DAG, operators, Assets, edges"),
     ("airflow/sdk/bases/operator.py", "_get_parent_defaults", 1,
      "Airflow: deep copy of DAG default_args/params, per `__init__` level of the operator class"),
 )
@@ -59,8 +61,9 @@ def _short(filename: str) -> str:
     return filename.removeprefix(repo)
 
 
-def summarize(path: Path, top: int = 8) -> ProfileSummary:
-    stats = pstats.Stats(str(path))
+def summarize(paths: list[Path], top: int = 8) -> ProfileSummary:
+    """One summary of the cProfile dumps ``paths`` taken together (e.g. both DAG files of a loop)."""
+    stats = pstats.Stats(*(str(p) for p in paths))
     raw = stats.stats  # type: ignore[attr-defined]  # {(file, line, func): (cc, nc, tt, ct, callers)}
     rows = [
         FuncTime(label=f"{_short(f)}:{line}({func})", cumulative_s=ct, own_s=tt, calls=nc, key=f"{_short(f)}:{func}")
