@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs import WORK, child_env
+from envs import WORK, ChildFailed, child_env
 from runners import ForkServer, spawn
 from writers import OURS_FILES
 
@@ -149,7 +149,7 @@ class _Shape:
             proc = subprocess.run([str(v.python.parent / "osds"), "compile", str(pipelines)], env=env,
                                   capture_output=True, text=True, timeout=1800)
             if proc.returncode != 0:
-                raise RuntimeError(f"osds compile {pipelines} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+                raise ChildFailed(f"osds compile {pipelines} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
             return "`osds compile <pipelines>` into the cache directory"
         self.loop(run, Series(v, "steady"), steady)
         return "one unmeasured parse of both DAG files into the cache directory (no `osds compile` command yet)"
@@ -230,7 +230,7 @@ def _pick_task(task_ids: dict[str, list[str]], wanted: tuple[str, str]) -> tuple
         return dag_id, task
     matches = [t for t in ids if task in t]  # dbt renderers name a model's task each their own way
     if not matches:
-        raise RuntimeError(f"no task like {task!r} in DAG {dag_id!r} (tasks: {ids[:5]}…)")
+        raise ChildFailed(f"no task like {task!r} in DAG {dag_id!r} (tasks: {ids[:5]}…)")
     return dag_id, matches[0]
 
 
