@@ -204,6 +204,8 @@ def _ident(part: str) -> str:
 
 def _split_name(name: str) -> list[str]:
     """Split ``schema.table`` on dots outside double quotes."""
+    if '"' not in name:
+        return name.split(".")
     parts, current, quoted = [], "", False
     for char in name:
         if char == '"':

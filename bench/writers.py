@@ -81,7 +81,11 @@ def _ours_steps(steps: tuple[Step, ...], indent: str, explicit_io: bool) -> list
         else:
             lines += [f"{indent}  operator:", f"{indent}    class: {OPERATORS[s.kind]}",
                       f'{indent}    kwargs: {{bash_command: "{s.command}"}}']
-        if explicit_io or s.kind != "sql":  # only SQL has reads/writes the factory can find itself
+        if explicit_io and s.kind == "sql":
+            # Explicit means both, even when empty: a missing key asks the factory to derive it.
+            lines.append(f"{indent}  reads: {_list(s.reads)}")
+            lines.append(f"{indent}  writes: {_list(s.writes)}")
+        elif s.kind != "sql":  # only SQL has reads/writes the factory can find itself
             if s.reads:
                 lines.append(f"{indent}  reads: {_list(s.reads)}")
             if s.writes:

@@ -66,12 +66,7 @@ def _build_node(node: Node, resolver: Resolver, group: Any) -> Any:
     except _StepFailed:
         raise
     except Exception as exc:  # an operator constructor (or a callable it was given) refused its arguments
-        where = node.where
-        problem = type(where)(
-            f"building the task failed: {type(exc).__name__}: {exc}", line=where.line, column=where.column,
-            location=where.location,
-        )
-        raise _StepFailed(problem) from exc
+        raise _StepFailed(node.where.problem(f"building the task failed: {type(exc).__name__}: {exc}")) from exc
     resolver.nodes[node.id] = built
     return built
 

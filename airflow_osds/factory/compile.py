@@ -22,6 +22,7 @@ from airflow_osds.factory.compiled import (
     Node,
     OutputOf,
     Ref,
+    StepLocation,
 )
 from airflow_osds.factory.plan import PipelinePlan, StepPlan, resolve_step_name, step_context
 from airflow_osds.factory.project import Project
@@ -70,7 +71,7 @@ def compile_pipeline(plan: PipelinePlan, project: Project) -> CompiledPipeline:
 def _group_node(plan: PipelinePlan, step: StepPlan) -> GroupNode:
     return GroupNode(
         id=step.id, group_id=step.id.rsplit(".", 1)[-1], tooltip=step.spec.group.tooltip,
-        where=plan.parsed.problem("", step.location, key=True),
+        where=StepLocation(str(plan.parsed.path), step.location),
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "OutputOf",
     "Record",
     "Ref",
+    "StepLocation",
     "TaskNode",
     "has_deferred",
     "import_object",
@@ -113,6 +114,26 @@ class OutputOf(Deferred):
     merge_key: str | None
 
 
+class StepLocation(Record):
+    """Where a step is in its pipeline file; line and column are only worked out for an error."""
+
+    __slots__ = ("file", "path")
+    file: str
+    path: tuple[str | int, ...]  # keys and indexes from the document root to the step
+
+    def problem(self, message: str) -> SpecProblem:
+        """``message`` located at the step's key (the file is read again: this is the error path)."""
+        from pathlib import Path
+
+        from airflow_osds.factory.yaml_source import Locator
+
+        try:
+            line, column = Locator(Path(self.file).read_text(encoding="utf-8")).locate_key(list(self.path))
+        except Exception:  # the file changed or went away since it was compiled: still say what failed
+            line = column = None
+        return SpecProblem(message, line=line, column=column, location=".".join(map(str, self.path)))
+
+
 class TaskNode(Record):
     """One operator: ``operator(task_id=task_id, **kwargs)``, or ``.partial(...).expand(**expand)``."""
 
@@ -122,7 +143,7 @@ class TaskNode(Record):
     task_id: str  # local id (Airflow prefixes the group ids itself)
     operator: str  # dotted path of the operator class
     kwargs: dict[str, Any]
-    where: SpecProblem  # the step in its file: build errors are reported there
+    where: StepLocation  # the step in its file: build errors are reported there
     expand: dict[str, Any] | None
     # Keys of kwargs/expand that hold Deferred values: the only ones the builder looks into.
     deferred: tuple[str, ...]
@@ -135,7 +156,7 @@ class GroupNode(Record):
     _defaults = {"tooltip": "", "children": list, "edges": list}
     id: str
     group_id: str
-    where: SpecProblem
+    where: StepLocation
     tooltip: str
     children: list[TaskNode | GroupNode]
     edges: list[tuple[str, str]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import traceback
 from typing import Any
@@ -26,6 +27,7 @@ def import_dotted(path: str) -> Any:
         raise ImportError(f"module `{module_name}` has no attribute `{attr}` (from `{path}`)") from None
 
 
+@functools.cache  # a project names the same classes and callables in many steps
 def check_dotted(path: str, must_be: str = "any") -> str | None:
     """Why ``path`` is unusable as a ``must_be`` ("callable", "class", "operator", "any"), or ``None``."""
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from airflow_osds.assets import DataRef, data_ref_from_yaml, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 from airflow_osds.factory.blocks import BLOCKS, DataIO, StepContext
+from airflow_osds.factory.compiled import StepLocation
 from airflow_osds.factory.imports import check_dotted
 from airflow_osds.factory.loader import ParsedPipeline
 from airflow_osds.factory.spec import DataCondition, StepSpec, TaskSettings
@@ -148,7 +149,7 @@ def step_context(parsed: ParsedPipeline, step: StepPlan) -> StepContext:
         task_id=step.id.rsplit(".", 1)[-1],
         warehouse=step.warehouse,
         pipeline_dir=parsed.path.parent,
-        where=parsed.problem("", step.location, key=True),
+        where=StepLocation(str(parsed.path), step.location),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from airflow_osds.assets import DataRef
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
+from airflow_osds.factory.imports import check_dotted
 from airflow_osds.factory.loader import DefaultsCache, find_pipeline_files, parse_pipeline_file
 from airflow_osds.factory.plan import PipelinePlan, plan_pipeline
 
@@ -56,6 +57,7 @@ class Project:
 def load_project(folder: Path, *, default_warehouse: str = "warehouse", environ: Mapping[str, str] | None = None) -> Project:
     """Read, validate and plan every pipeline file under ``folder``, then apply the cross-file rules."""
     environ = os.environ if environ is None else environ
+    check_dotted.cache_clear()  # user modules may have changed since an earlier load in this process
     project = Project(folder=folder, files=find_pipeline_files(folder), default_warehouse=default_warehouse)
     cache = DefaultsCache()
     first_file: dict[str, Path] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
@@ -171,11 +172,11 @@ class _StepBase(TaskSettings):
             raise ValueError(f"a step needs exactly one block among {names} ({found})")
         return self
 
-    @property
+    @cached_property
     def block_name(self) -> str:
         return next(name for name in BLOCKS if getattr(self, name, None) is not None)
 
-    @property
+    @cached_property
     def block(self) -> Any:
         return getattr(self, self.block_name)
 

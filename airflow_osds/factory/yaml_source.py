@@ -82,6 +82,7 @@ class Locator:
         self.text = text
         self._root: yaml.Node | None = None
         self._composed = False
+        self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}  # mapping node → its entries
 
     @property
     def root(self) -> yaml.Node | None:
@@ -99,22 +100,39 @@ class Locator:
         if node is None:
             return 1, 1
         for part in location:
-            child = _child(node, part)
+            child = self._child(node, part)
             if child is None:
                 break
             node = child
         return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def _child(self, node: yaml.Node, part: str | int) -> yaml.Node | None:
+        entry = self._entry(node, part)
+        if entry is not None:
+            return entry[1]
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            return node.value[part]
+        return None
+
+    def _entry(self, node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        entries = self._keys.get(id(node))
+        if entries is None:
+            entries = self._keys[id(node)] = {}
+            for key, value in node.value:
+                entries.setdefault(str(key.value), (key, value))
+        return entries.get(str(part))
 
     def locate_key(self, location: Sequence[str | int]) -> tuple[int | None, int | None]:
         """Position of the *key* at the end of ``location`` (for unknown keys), else of its value."""
         if location and isinstance(location[-1], str):
             parent = self.root
             for part in location[:-1]:
-                parent = _child(parent, part) if parent is not None else None
-            if isinstance(parent, yaml.MappingNode):
-                for key, _value in parent.value:
-                    if key.value == location[-1]:
-                        return key.start_mark.line + 1, key.start_mark.column + 1
+                parent = self._child(parent, part) if parent is not None else None
+            entry = self._entry(parent, location[-1]) if parent is not None else None
+            if entry is not None:
+                return entry[0].start_mark.line + 1, entry[0].start_mark.column + 1
         return self.locate(location)
 
 
@@ -124,13 +142,3 @@ def locate(text: str, location: Sequence[str | int]) -> tuple[int | None, int | 
 
 def locate_key(text: str, location: Sequence[str | int]) -> tuple[int | None, int | None]:
     return Locator(text).locate_key(location)
-
-
-def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if key.value == str(part):
-                return value
-    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        return node.value[part]
-    return None

@@ -96,7 +96,7 @@ class StepContext:
     task_id: str  # local id
     warehouse: str
     pipeline_dir: Path
-    where: Any  # SpecProblem locating the step (for build errors)
+    where: Any  # StepLocation of the step (build errors are reported there)
     task_kwargs: dict[str, Any] = field(default_factory=dict)  # retries, callbacks, inlets/outlets, …
     output_of: Callable[[str], OutputOf] | None = field(default=None, repr=False)
     dependencies: set[Path] = field(default_factory=set)

@@ -89,9 +89,12 @@ def _check_selectors(selectors: list[str]) -> None:
 
 @dataclass(frozen=True)
 class RenderedDbt:
-    """What a ``dbt`` step becomes: task groups, their nodes, tables read and written."""
+    """What a ``dbt`` step becomes: task groups, their nodes, tables read and written.
 
-    manifest: Any
+    It keeps no reference to the manifest, so a large one is freed before the DAG is built.
+    """
+
+    test_names: dict[str, str]  # unique id → name of the tests the groups run
     groups: dict[str, Any]
     nodes: dict[str, Any]
     reads: set[str]
@@ -143,11 +146,12 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
 
 
 def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
-    from airflow_osds.dbt.artifacts import load_manifest
+    from airflow_osds.dbt.artifacts import Manifest
     from airflow_osds.dbt.graph import group_nodes, render_nodes
     from airflow_osds.dbt.selection import select_nodes
 
-    manifest = load_manifest(project, manifest_path.parent)
+    # Not the in-process manifest cache: the compiled cache is what spares re-reading it.
+    manifest = Manifest.from_path(manifest_path)
     try:
         selected = select_nodes(manifest, block.select or None, block.exclude or None)
         nodes = render_nodes(manifest, selected)
@@ -159,7 +163,8 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
         gid: {f"{n.relation[0]}.{n.relation[1]}" for uid in g.nodes if (n := nodes[uid]).relation and n.relation[0]}
         for gid, g in groups.items()
     }
-    return RenderedDbt(manifest, groups, nodes, _reads(block, manifest, nodes), writes)
+    test_names = {t: manifest.nodes[t].name for g in groups.values() for t in g.tests}
+    return RenderedDbt(test_names, groups, nodes, _reads(block, manifest, nodes), writes)
 
 
 def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, str]:
@@ -240,7 +245,7 @@ def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[
     # must not run twice), plus the tests assigned to it by name; `cautious` keeps dbt
     # from also running a multi-parent test whose other parent another task builds.
     files = [f"path:{rendered.nodes[uid].original_file_path}" for uid in unit.nodes]
-    tests = [rendered.manifest.nodes[t].name for t in unit.tests]
+    tests = [rendered.test_names[t] for t in unit.tests]
     return files + tests, "cautious"
 
 

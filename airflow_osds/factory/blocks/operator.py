@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from typing import Any
 
@@ -61,7 +62,8 @@ def check(block: OperatorBlock) -> list[tuple[tuple[str, ...], str]]:
 _SET_BY_THE_FACTORY = frozenset({"task_id"})
 
 
-def _parameters(cls: type) -> tuple[set[str], set[str]]:
+@functools.cache  # one signature walk per class, not per step (a DAG repeats its operator classes)
+def _parameters(cls: type) -> tuple[frozenset[str], frozenset[str]]:
     """Keyword arguments ``cls(...)`` accepts, and those without a default, down its class chain
     while ``**kwargs`` passes them on (the most derived ``__init__`` decides about defaults)."""
     has_default: dict[str, bool] = {}
@@ -75,7 +77,7 @@ def _parameters(cls: type) -> tuple[set[str], set[str]]:
                 has_default.setdefault(p.name, p.default is not p.empty)
         if not any(p.kind is p.VAR_KEYWORD for p in params) or klass.__name__ == "BaseOperator":
             break
-    return set(has_default), {name for name, default in has_default.items() if not default}
+    return frozenset(has_default), frozenset(name for name, default in has_default.items() if not default)
 
 
 def compile_task(block: OperatorBlock, ctx: StepContext) -> TaskNode:
