@@ -197,7 +197,7 @@ def _data_condition(data: Any, plan: PipelinePlan, project: Project) -> Call:
             for item in items or []
         ]
         return Call("airflow.sdk.AssetAll" if data.all_of is not None else "airflow.sdk.AssetAny", tuple(parts))
-    assets = [_asset(ref) for ref in project.upstream_tables(plan)]
+    assets = [_asset(ref) for ref in project.upstream_data(plan)]
     return Call("airflow.sdk.AssetAll" if data == "all" else "airflow.sdk.AssetAny", tuple(assets))
 
 

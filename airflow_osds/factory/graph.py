@@ -28,7 +28,7 @@ def mermaid(project: Project) -> str:
         lines.append(f'  {_node_id("t", ref.name)}{_shape(ref)}')
     for plan in sorted(project.plans.values(), key=lambda p: p.id):
         pipeline_node = _node_id("p", plan.id)
-        triggers = set(project.upstream_tables(plan)) if plan.is_data_scheduled else set()
+        triggers = set(project.upstream_data(plan)) if plan.is_data_scheduled else set()
         for ref in sorted(plan.writes):
             lines.append(f"  {pipeline_node} --> {_node_id('t', ref.name)}")
         for ref in sorted(plan.external_reads):

@@ -37,21 +37,21 @@ class Project:
 
     @property
     def writers(self) -> dict[DataRef, list[str]]:
-        """Table → ids of the pipelines that write it."""
+        """Data (tables, dashboards, …) → ids of the pipelines that write it."""
         out: dict[DataRef, list[str]] = {}
         for plan in self.plans.values():
             for ref in sorted(plan.writes):
                 out.setdefault(ref, []).append(plan.id)
         return out
 
-    def upstream_tables(self, plan: PipelinePlan) -> list[DataRef]:
-        """Tables ``plan`` reads that other pipelines write, sorted (the Assets of `schedule: data`)."""
+    def upstream_data(self, plan: PipelinePlan) -> list[DataRef]:
+        """Data ``plan`` reads that other pipelines write, sorted (the Assets of `schedule: data`)."""
         writers = self.writers
         return sorted(ref for ref in plan.external_reads if any(w != plan.id for w in writers.get(ref, ())))
 
     def upstream_pipelines(self, plan: PipelinePlan) -> set[str]:
         writers = self.writers
-        return {w for ref in self.upstream_tables(plan) for w in writers[ref] if w != plan.id}
+        return {w for ref in self.upstream_data(plan) for w in writers[ref] if w != plan.id}
 
 
 def load_project(folder: Path, *, default_warehouse: str = "warehouse", environ: Mapping[str, str] | None = None) -> Project:
@@ -97,7 +97,7 @@ def _load_file(
 
 def _check_data_schedules(project: Project) -> None:
     for plan in list(project.plans.values()):
-        if plan.is_data_scheduled and not project.upstream_tables(plan):
+        if plan.is_data_scheduled and not project.upstream_data(plan):
             reads = ", ".join(r.label for r in sorted(plan.external_reads)) or "nothing"
             _reject(
                 project,

@@ -27,7 +27,7 @@ def test_data_schedule_reads_what_other_pipelines_write(write, project) -> None:
     write("consumer.yml", CONSUMER)
     proj = project()
     assert not proj.errors
-    assert proj.upstream_tables(proj.plans["consumer"]) == [TableRef("warehouse", "shop", "orders")]
+    assert proj.upstream_data(proj.plans["consumer"]) == [TableRef("warehouse", "shop", "orders")]
     assert proj.upstream_pipelines(proj.plans["consumer"]) == {"producer"}
     assert proj.writers[TableRef("warehouse", "shop", "counts")] == ["consumer"]
 
