@@ -35,8 +35,9 @@ import traceback  # noqa: E402
 
 START_MONO = time.monotonic()
 KINDS = {
-    "sql": ("airflow.providers.common.sql.operators.sql", "SQLExecuteQueryOperator", (("conn_id", "warehouse"),), "sql"),
-    "bash": ("airflow.providers.standard.operators.bash", "BashOperator", (), "bash_command"),
+    "sql": ({"airflow.providers.common.sql.operators.sql": "SQLExecuteQueryOperator",
+             "airflow_osds.operators.sql": "WarehouseSqlOperator"}, (("conn_id", "warehouse"),), "sql"),
+    "bash": ({"airflow.providers.standard.operators.bash": "BashOperator"}, (), "bash_command"),
 }
 
 
@@ -151,9 +152,9 @@ def _verify_dag(dag, spec: dict) -> list[str]:
         return problems + [f"{dag.dag_id}: {len(dag.task_dict)} tasks, expected {len(spec['tasks'])} (differ: {diff})"]
     for task_id, t in spec["tasks"].items():
         task, where = dag.task_dict[task_id], f"{dag.dag_id}.{task_id}"
-        module, cls_name, fixed, command_attr = KINDS[t["kind"]]
-        if not isinstance(task, getattr(importlib.import_module(module), cls_name)):
-            problems.append(f"{where}: {type(task).__name__} is not a {cls_name}")
+        classes, fixed, command_attr = KINDS[t["kind"]]
+        if not any(isinstance(task, getattr(importlib.import_module(m), c)) for m, c in classes.items()):
+            problems.append(f"{where}: {type(task).__name__} is not one of {sorted(classes.values())}")
         if getattr(task, command_attr, None) != t["command"] or any(getattr(task, k, None) != v for k, v in fixed):
             problems.append(f"{where}: {command_attr}={getattr(task, command_attr, None)!r}")
         for key in ("outlets", "inlets"):

@@ -47,7 +47,7 @@ METHOD = [
     "unmeasured warm-up each; medians with (min–max).",
     "**Verified every parse**: no import errors; per DAG file exactly the expected DAG ids (a task start: its DAG "
     "present, others only if the file defines them); per DAG the schedule's Assets, every task id, its operator "
-    "class (ours' SQL operator is a subclass of `SQLExecuteQueryOperator`), SQL or bash command, connection, "
+    "class (`SQLExecuteQueryOperator`; ours: `airflow_osds.operators.sql.WarehouseSqlOperator`), SQL or bash command, connection, "
     "outlet and inlet Assets `(name, uri, group)` and upstream task ids; shape E: the task count of each renderer. "
     "A mismatch stops the run.",
     "Same DAGs in every variant (bench/shapes.py → bench/writers.py): hand-written and dag-factory declare the same "

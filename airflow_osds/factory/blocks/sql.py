@@ -72,15 +72,12 @@ def _short(statement: str) -> str:
 
 
 def compile_task(block: SqlBlock, ctx: StepContext) -> TaskNode:
-    return ctx.task(
-        "airflow_osds.operators.sql.WarehouseSqlOperator",
-        {
-            "conn_id": ctx.warehouse,
-            "sql": block.file or block.query,
-            "parameters": block.parameters,
-            "autocommit": block.autocommit,
-        },
-    )
+    kwargs: dict[str, Any] = {"conn_id": ctx.warehouse, "sql": block.file or block.query}
+    if block.parameters is not None:
+        kwargs["parameters"] = block.parameters
+    if block.autocommit:
+        kwargs["autocommit"] = True
+    return ctx.task("airflow_osds.operators.sql.WarehouseSqlOperator", kwargs)
 
 
 def _expand_shorthand(value: Any) -> Any:
