@@ -96,8 +96,8 @@ ROWS: list[tuple[str, bytes | str, Callable[[Path], None] | None, str]] = [
      "4:20: cannot read {dbt}/target/manifest.json: no dbt manifest; run `osds dbt-parse {dbt}` "
      "(steps.transform.dbt.project)"),
     ("dbt-manifest-corrupt", DBT_STEP, lambda root: _dbt_project(root, manifest="{not json"),
-     "4:20: {dbt}/target/manifest.json: cannot read manifest: Expecting property name enclosed in double quotes: "
-     "line 1 column 2 (char 1); run `osds dbt-parse {dbt}` (steps.transform.dbt.project)"),
+     "4:20: {dbt}/target/manifest.json: cannot read manifest: JSON is malformed: object keys must be strings "
+     "(byte 1); run `osds dbt-parse {dbt}` (steps.transform.dbt.project)"),
     ("dbt-manifest-stale", DBT_STEP, lambda root: _dbt_project(root, stale=True),
      "4:20: the dbt manifest {dbt}/target/manifest.json is older than the project's files; run "
      "`osds dbt-parse {dbt}` (steps.transform.dbt.project)"),

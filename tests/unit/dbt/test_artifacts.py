@@ -86,7 +86,7 @@ class TestManifest:
         ("content", "message"),
         [
             ("{not json", "cannot read manifest"),
-            ("[]", "must hold a JSON object"),
+            ("[]", "not a dbt manifest: Expected `object`, got `array`"),
             ("{}", "no 'nodes' object"),
             ('{"nodes": {"model.a.b": {"resource_type": "model"}}}', "malformed manifest node"),
         ],
