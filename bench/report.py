@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from unmet import reasons_for
 from sections import targets_table
 
 __all__ = ["SECTION_ORDER", "render"]
@@ -94,6 +95,9 @@ def render(*, environment: dict[str, str], entries: list[dict[str, Any]], new_se
     out += ["", "## Targets", "", f"{met} of {len(entries)} comparisons met (all of `bench/results.json`; "
             "each shape's section has the numbers behind them).", ""]
     out += targets_table(sorted(entries, key=_shape_rank), "measured", lambda e: e["date"][:16].replace("T", " "))
+    unmet = reasons_for(entries)
+    if unmet:
+        out += ["", "Why the unmet targets are not met:", ""] + unmet
     out += ["", "Ratio definitions:", ""] + [f"- {r}" for r in RATIOS] + [""]
     for name in [*SECTION_ORDER, *sorted(set(sections) - set(SECTION_ORDER))]:
         if name in sections:
