@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     dbt_parse.add_argument("--target-schema", default="public", help="schema models without a custom schema go to")
     dbt_parse.add_argument("--target-path", type=Path, help="where manifest.json goes (default: <project>/target)")
     dbt_parse.add_argument("--executable", help="a dbt executable or virtualenv (default: dbt in this Python)")
+    dbt_parse.add_argument(
+        "--vars", type=_json_object, default=None,
+        help="dbt --vars as a JSON or YAML mapping, e.g. '{enable_web: true}'; steps must use the same vars",
+    )
     dbt_parse.set_defaults(handler=_dbt_parse)
 
     version = sub.add_parser("version", help="print the airflow-osds version")
@@ -171,10 +175,23 @@ def _dbt_parse(args: argparse.Namespace) -> int:
     from airflow_osds.dbt.manifest_build import parse_project
 
     manifest = parse_project(
-        args.project, target_schema=args.target_schema, target_path=args.target_path, dbt_executable=args.executable
+        args.project, target_schema=args.target_schema, target_path=args.target_path, dbt_executable=args.executable,
+        vars=args.vars,
     )
     print(f"wrote {manifest}")
     return 0
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)  # JSON is YAML; dbt itself takes --vars as YAML
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"not a YAML/JSON mapping: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{key: value}}', got {text!r}")
+    return value
 
 
 def _version(_args: argparse.Namespace) -> int:

@@ -139,7 +139,7 @@ def _refresh_fingerprint(root: Path, target: Path) -> None:
         from airflow_osds.dbt.fingerprint import project_fingerprint, write_fingerprint
     except ImportError:
         return
-    write_fingerprint(target, project_fingerprint(root))
+    write_fingerprint(target, project_fingerprint(root), target_schema="public")  # _PROFILE's schema
 
 
 def _dbt_parse(root: Path) -> float:

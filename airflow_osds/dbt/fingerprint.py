@@ -1,10 +1,20 @@
-"""Is a project's ``manifest.json`` current? A fingerprint of the files ``dbt parse`` reads.
+"""Is a project's ``manifest.json`` current, and how was it parsed? The parse record beside it.
 
 The DAG is rendered from the manifest at parse time, where running dbt is not allowed.
-``osds dbt-parse`` writes the manifest and, next to it, the fingerprint of the project it
-parsed; the factory compares it with the project as it is now and reports a stale manifest
-instead of rendering yesterday's models. The fingerprint hashes file *contents* (not
-mtimes), so a fresh checkout of the same commit matches a manifest built in CI.
+``osds dbt-parse`` writes the manifest and, next to it, a :class:`ParseRecord`: a
+fingerprint of the files ``dbt parse`` reads, and the settings that decided the manifest —
+the target schema (it names every model's relation), the ``--vars`` (they enable models and
+feed dbt's partial-parse check), the profile and target names and the dbt version. The
+factory compares the fingerprint with the project as it is now and reports a stale
+manifest instead of rendering yesterday's models; the step runs with the recorded schema.
+The fingerprint hashes file *contents* (not mtimes), so a fresh checkout of the same commit
+matches a manifest built in CI.
+
+What dbt reads is what ``dbt_project.yml`` points it at (``model-paths``, ``seed-paths``,
+``macro-paths`` …, with dbt's defaults), the project's own YAML files (``dbt_project.yml``,
+``packages.yml``, ``dependencies.yml``, ``selectors.yml``), and the same for every installed
+package under ``packages-install-path``. Anything else — a ``profiles.yml`` kept in the
+project, scripts, notebooks — does not change the manifest and does not make it stale.
 """
 
 from __future__ import annotations
@@ -12,20 +22,54 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["FINGERPRINT_FILE", "project_files", "project_fingerprint", "read_fingerprint", "write_fingerprint"]
+__all__ = [
+    "FINGERPRINT_FILE",
+    "ParseRecord",
+    "project_files",
+    "project_fingerprint",
+    "read_fingerprint",
+    "read_parse_record",
+    "write_fingerprint",
+]
 
 FINGERPRINT_FILE = "osds_fingerprint.json"
 _SUFFIXES = frozenset({".sql", ".yml", ".yaml", ".csv", ".py", ".md", ".jinja", ".j2"})
-_SKIP_DIRS = frozenset({"target", "logs", "dbt_packages", "dbt_modules", ".git", "__pycache__"})
-# (path, mtime_ns, size) → content digest: a DAG processor re-parsing an unchanged project
-# hashes nothing twice.
+_PROJECT_FILES = ("dbt_project.yml", "packages.yml", "dependencies.yml", "selectors.yml")
+# dbt-core 1.11's defaults (dbt/config/project.py); docs-paths defaults to all of them.
+_DEFAULT_PATHS = {
+    "model-paths": ["models"],
+    "seed-paths": ["seeds"],
+    "snapshot-paths": ["snapshots"],
+    "macro-paths": ["macros"],
+    "analysis-paths": ["analyses"],
+    "test-paths": ["tests"],
+    "function-paths": ["functions"],
+}
+# (path, mtime_ns, size) → content digest: re-checking an unchanged project hashes nothing twice.
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
+@dataclass(frozen=True)
+class ParseRecord:
+    """How ``osds dbt-parse`` made the manifest beside it."""
+
+    fingerprint: str
+    target_schema: str | None = None  # None: an older record, or a manifest from plain `dbt parse`
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    profile_name: str = "osds"
+    target_name: str = "osds"
+    dbt_version: str = ""
+    # Non-secret connection fields of the parse's profile (dbt's partial-parse check hashes them).
+    connection: Mapping[str, Any] = field(default_factory=dict)
+
+
 def project_fingerprint(project_dir: str | os.PathLike[str]) -> str:
-    """A digest of every file of the project that can change the manifest."""
+    """A digest of every file of the project (and its installed packages) that ``dbt parse`` reads."""
     root = Path(project_dir).resolve()
     outer = hashlib.sha256()
     for path in project_files(root):
@@ -37,11 +81,45 @@ def project_fingerprint(project_dir: str | os.PathLike[str]) -> str:
 def project_files(project_dir: str | os.PathLike[str]) -> list[Path]:
     """The files the fingerprint covers, in a stable order."""
     root = Path(project_dir).resolve()
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        files.extend(Path(dirpath) / name for name in sorted(filenames) if Path(name).suffix in _SUFFIXES)
-    return files
+    files: set[Path] = set()
+    config = _project_config(root)
+    _add_project(root, config, files)
+    install = root / str(config.get("packages-install-path") or "dbt_packages")
+    if install.is_dir():
+        for package in sorted(p for p in install.iterdir() if (p / "dbt_project.yml").is_file()):
+            _add_project(package, _project_config(package), files)
+    return sorted(files)
+
+
+def _add_project(root: Path, config: Mapping[str, Any], files: set[Path]) -> None:
+    files.update(root / name for name in _PROJECT_FILES if (root / name).is_file())
+    folders = {p for key, default in _DEFAULT_PATHS.items() for p in _paths(config, key, default)}
+    folders |= set(_paths(config, "docs-paths", sorted(folders)))
+    for folder in sorted(folders):
+        base = (root / folder).resolve()
+        if not base.is_dir() or not base.is_relative_to(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            files.update(Path(dirpath) / name for name in filenames if Path(name).suffix in _SUFFIXES)
+
+
+def _paths(config: Mapping[str, Any], key: str, default: list[str]) -> list[str]:
+    value = config.get(key)
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else list(default)
+
+
+def _project_config(root: Path) -> dict[str, Any]:
+    """``dbt_project.yml`` as data; {} (dbt's default paths) when it cannot be read as plain YAML."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((root / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _digest(path: Path) -> str:
@@ -53,12 +131,24 @@ def _digest(path: Path) -> str:
     return digest
 
 
-def write_fingerprint(target_dir: str | os.PathLike[str], fingerprint: str) -> None:
-    (Path(target_dir) / FINGERPRINT_FILE).write_text(json.dumps({"fingerprint": fingerprint}))
+def write_fingerprint(
+    target_dir: str | os.PathLike[str], fingerprint: str, *, target_schema: str | None = None, **settings: Any
+) -> ParseRecord:
+    """Write the parse record beside the manifest; ``settings`` are :class:`ParseRecord` fields."""
+    record = ParseRecord(fingerprint=fingerprint, target_schema=target_schema, **settings)
+    (Path(target_dir) / FINGERPRINT_FILE).write_text(json.dumps(asdict(record), sort_keys=True, default=str))
+    return record
+
+
+def read_parse_record(target_dir: str | os.PathLike[str]) -> ParseRecord | None:
+    try:
+        data = json.loads((Path(target_dir) / FINGERPRINT_FILE).read_text())
+        known = {k: v for k, v in data.items() if k in ParseRecord.__dataclass_fields__}
+        return ParseRecord(**known)
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def read_fingerprint(target_dir: str | os.PathLike[str]) -> str | None:
-    try:
-        return str(json.loads((Path(target_dir) / FINGERPRINT_FILE).read_text())["fingerprint"])
-    except (OSError, ValueError, KeyError):
-        return None
+    record = read_parse_record(target_dir)
+    return record.fingerprint if record is not None else None

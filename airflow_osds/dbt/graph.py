@@ -16,7 +16,7 @@ from typing import Literal
 from airflow_osds.dbt.artifacts import Manifest, ManifestNode
 from airflow_osds.dbt.errors import DbtGraphError
 
-__all__ = ["Granularity", "RenderedGroup", "RenderedNode", "group_nodes", "render_nodes"]
+__all__ = ["Granularity", "RenderedGroup", "RenderedNode", "group_nodes", "node_selector", "render_nodes"]
 
 Granularity = Literal["model", "folder", "selector", "project"]
 _RUNNABLE_TYPES = frozenset({"model", "seed", "snapshot"})
@@ -30,7 +30,8 @@ class RenderedNode:
     :ivar relation: ``(schema, identifier)`` of the relation it writes.
     :ivar tests: unique ids of the selected tests to run after it.
     :ivar upstream: unique ids of the rendered nodes it must run after.
-    :ivar selector: a dbt selector naming exactly this node (its fully qualified name).
+    :ivar selector: a dbt selector naming exactly this node, whatever package it is in (see
+        :func:`node_selector`).
     """
 
     unique_id: str
@@ -159,9 +160,27 @@ def render_nodes(manifest: Manifest, selected: Collection[str]) -> dict[str, Ren
             original_file_path=n.original_file_path,
             tags=n.tags,
             materialized=n.materialized,
-            selector=".".join(n.fqn) if n.fqn else n.name,
+            selector=node_selector(n),
         )
     return result
+
+
+def node_selector(node: ManifestNode) -> str:
+    """A dbt selector that matches exactly ``node``, in the root project or an installed package.
+
+    ``path:`` resolves against the root project (a package's model matches nothing, or the
+    root's file of the same path) and a bare name or ``fqn:`` also matches nodes in folders of
+    that name, so three methods are intersected: the fully qualified name, the file name and
+    the package.
+    """
+    fqn = ".".join(node.fqn) if node.fqn else f"{node.package_name}.{node.name}"
+    file_name = PurePosixPath(node.original_file_path).name
+    parts = [f"fqn:{fqn}"]
+    if file_name:
+        parts.append(f"file:{file_name}")
+    if node.package_name:
+        parts.append(f"package:{node.package_name}")
+    return ",".join(parts)
 
 
 def _test_owner(test: ManifestNode, rendered: set[str], position: Mapping[str, int]) -> str | None:

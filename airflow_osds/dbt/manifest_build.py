@@ -8,7 +8,11 @@ nowhere; only the target schema matters (it names the schema of models without a
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from airflow_osds.dbt.artifacts import Manifest
 
 from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint, write_fingerprint
 from airflow_osds.dbt.profiles import PostgresTarget
@@ -23,16 +27,29 @@ def parse_project(
     target_schema: str = "public",
     target_path: str | os.PathLike[str] | None = None,
     dbt_executable: str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Run ``dbt parse``; return the path of the manifest written (with its fingerprint beside it)."""
+    """Run ``dbt parse``; return the path of the manifest written (with its parse record beside it).
+
+    :param target_schema: the schema models without a custom schema build into; it names
+        their relations, so steps using this manifest run with it.
+    :param vars: dbt ``--vars`` the project needs to parse (e.g. to enable models); steps
+        must run with the same values.
+    """
     project = Path(project_dir).resolve()
     target = Path(target_path).resolve() if target_path else project / "target"
     target.mkdir(parents=True, exist_ok=True)
     fingerprint = project_fingerprint(project)  # before parsing: a file edited meanwhile makes it stale
     offline = PostgresTarget(host="localhost", user="osds", dbname="osds", schema=target_schema)
-    run_dbt("parse", project_dir=project, target=offline, target_path=target, dbt_executable=dbt_executable).raise_for_status()
-    write_fingerprint(target, fingerprint)
-    return target / "manifest.json"
+    run_dbt(
+        "parse", project_dir=project, target=offline, target_path=target, dbt_executable=dbt_executable, vars=vars
+    ).raise_for_status()
+    manifest = target / "manifest.json"
+    write_fingerprint(
+        target, fingerprint, target_schema=target_schema, vars=dict(vars or {}),
+        dbt_version=Manifest.from_path(manifest).dbt_version,
+    )
+    return manifest
 
 
 def parse_stale_projects(dbt_dir: str | os.PathLike[str]) -> list[Path]:

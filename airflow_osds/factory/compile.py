@@ -83,6 +83,8 @@ def _task_node(plan: PipelinePlan, step: StepPlan, project: Project) -> Node:
     ctx.output_of = lambda name: OutputOf(_resolve(name, step, plan))
     try:
         return block_type.compile(step.spec.block, ctx)
+    except (OSError, ValueError) as exc:  # what the block read changed or is refused: the step's error
+        raise PipelineSpecError(str(plan.parsed.path), [plan.parsed.problem(str(exc), step.location, key=True)]) from exc
     finally:
         project.dependencies |= ctx.dependencies
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from airflow_osds.assets import DataRef, data_ref_from_yaml, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
-from airflow_osds.factory.blocks import BLOCKS, DataIO, StepContext
+from airflow_osds.factory.blocks import BLOCKS, DataIO, FieldProblem, StepContext
 from airflow_osds.factory.compiled import StepLocation
 from airflow_osds.factory.imports import check_dotted
 from airflow_osds.factory.loader import ParsedPipeline
@@ -204,7 +204,9 @@ def _data_failure(exc: BaseException) -> str:
 
 
 def _failure_location(step: StepPlan, block_type: Any, exc: BaseException) -> tuple[Any, ...]:
-    """The file field the failure names, else the block's first file field, else the block."""
+    """The field the failure names, else the file field it names, else the first file field, else the block."""
+    if isinstance(exc, FieldProblem):
+        return (*step.location, step.spec.block_name, exc.field)
     fields = [f.field for f in block_type.file_fields]
     filename = str(getattr(exc, "filename", "") or "")
     named = [f for f in fields if getattr(step.spec.block, f, None) and str(getattr(step.spec.block, f)) in filename]

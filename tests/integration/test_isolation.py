@@ -53,7 +53,7 @@ def _dbt_project(pipelines: Path, *, manifest: str | None = "real", stale: bool 
         shutil.copy(DBT_FIXTURE / "manifest.json", project / "target" / "manifest.json")
     else:
         (project / "target" / "manifest.json").write_text(manifest)
-    write_fingerprint(project / "target", project_fingerprint(project))
+    write_fingerprint(project / "target", project_fingerprint(project), target_schema="public")
     if stale:  # a model edited after `osds dbt-parse`
         model = next((project / "models" / "staging").glob("*.sql"))
         model.write_text(model.read_text() + "\n-- edited\n")

@@ -36,6 +36,7 @@ __all__ = [
     "BlockType",
     "DataIO",
     "DottedField",
+    "FieldProblem",
     "FileField",
     "ProviderModules",
     "StepContext",
@@ -43,6 +44,14 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "airflow_osds.blocks"
 log = logging.getLogger(__name__)
+
+
+class FieldProblem(ValueError):
+    """A block's data cannot be derived because of one of its fields: reported at that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

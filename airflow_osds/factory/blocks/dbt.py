@@ -10,6 +10,7 @@ sources, with no ``after:``.
 from __future__ import annotations
 
 import errno
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.assets import parse_table
-from airflow_osds.factory.blocks import BlockType, DataIO, FileField, ProviderModules, StepContext
+from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, FileField, ProviderModules, StepContext
 from airflow_osds.factory.compiled import AssetOf, GroupNode, TaskNode, has_deferred
 from airflow_osds.factory.types import Strict
 
@@ -41,10 +42,16 @@ class DbtBlock(Strict):
         description="With `selector`: task name → dbt selectors; a node goes to the first group selecting it.",
         examples=[{"web": ["tag:web"], "crm": ["tag:crm"], "rest": ["path:models"]}],
     )
-    folder_depth: int = Field(2, ge=1, description="With `folder`: how many path parts make a folder (`models/marts`).")
+    folder_depth: int = Field(
+        1, ge=1, description="With `folder`: how many folders under the resource path make a group (1: `models/marts`)."
+    )
     vars: dict[str, Any] = Field(default_factory=dict, description="dbt `--vars` (templated).")
     full_refresh: bool = Field(False, description="`--full-refresh`.")
-    target_schema: str | None = Field(None, description="Schema dbt builds into (default: the connection's `dbt_schema`, else public).")
+    target_schema: str | None = Field(
+        None,
+        description="Schema dbt builds into; must be the one the manifest was parsed with "
+        "(`osds dbt-parse --target-schema`), which is the default.",
+    )
     threads: int = Field(4, ge=1, description="dbt threads.")
     executable: str | None = Field(None, description="A `dbt` executable or virtualenv to run dbt from (default: in process).")
     manifest: str | None = Field(None, description="manifest.json path (default: `<project>/target/manifest.json`).")
@@ -94,7 +101,8 @@ class RenderedDbt:
     It keeps no reference to the manifest, so a large one is freed before the DAG is built.
     """
 
-    test_names: dict[str, str]  # unique id → name of the tests the groups run
+    test_selectors: dict[str, str]  # unique id → exact selector of the tests the groups run
+    parse: Any  # the ParseRecord the manifest was written with
     groups: dict[str, Any]
     nodes: dict[str, Any]
     reads: set[str]
@@ -119,7 +127,7 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
     dependencies (a changed model makes the manifest stale, so the step must be re-checked).
     """
     from airflow_osds.dbt.errors import DbtArtifactError
-    from airflow_osds.dbt.fingerprint import FINGERPRINT_FILE, project_files, project_fingerprint, read_fingerprint
+    from airflow_osds.dbt.fingerprint import FINGERPRINT_FILE, project_files, project_fingerprint, read_parse_record
 
     project, manifest_path = _paths(block, pipeline_dir)
     if ctx is not None:
@@ -130,8 +138,10 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
     if not manifest_path.is_file():
         raise FileNotFoundError(errno.ENOENT, f"no dbt manifest; {fix}", str(manifest_path))
     fingerprint = project_fingerprint(project)
-    if read_fingerprint(manifest_path.parent) != fingerprint:
+    record = read_parse_record(manifest_path.parent)
+    if record is None or record.fingerprint != fingerprint:
         raise ValueError(f"the dbt manifest {manifest_path} is older than the project's files; {fix}")
+    _check_parse_settings(block, record, project)
     stat = manifest_path.stat()
     key = (str(manifest_path), stat.st_mtime_ns, stat.st_size, fingerprint, block.model_dump_json())
     rendered = _RENDERED.get(key)
@@ -139,15 +149,15 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
         if len(_RENDERED) > 64:
             _RENDERED.clear()
         try:
-            rendered = _RENDERED[key] = _render(block, project, manifest_path)
+            rendered = _RENDERED[key] = _render(block, project, manifest_path, record)
         except DbtArtifactError as exc:  # not JSON, or not dbt's shape
             raise ValueError(f"{exc}; {fix}") from exc
     return rendered
 
 
-def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
+def _render(block: DbtBlock, project: Path, manifest_path: Path, record: Any) -> RenderedDbt:
     from airflow_osds.dbt.artifacts import Manifest
-    from airflow_osds.dbt.graph import group_nodes, render_nodes
+    from airflow_osds.dbt.graph import group_nodes, node_selector, render_nodes
     from airflow_osds.dbt.selection import select_nodes
 
     # Not the in-process manifest cache: the compiled cache is what spares re-reading it.
@@ -163,8 +173,8 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path) -> RenderedDbt:
         gid: {f"{n.relation[0]}.{n.relation[1]}" for uid in g.nodes if (n := nodes[uid]).relation and n.relation[0]}
         for gid, g in groups.items()
     }
-    test_names = {t: manifest.nodes[t].name for g in groups.values() for t in g.tests}
-    return RenderedDbt(test_names, groups, nodes, _reads(block, manifest, nodes), writes)
+    test_selectors = {t: node_selector(manifest.nodes[t]) for g in groups.values() for t in g.tests}
+    return RenderedDbt(test_selectors, record, groups, nodes, _reads(block, manifest, nodes), writes)
 
 
 def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, str]:
@@ -221,7 +231,9 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             "exclude": [] if block.granularity != "project" else block.exclude,
             "vars": block.vars or None,
             "full_refresh": block.full_refresh,
-            "target_schema": block.target_schema,
+            # The schema the manifest was parsed with: it named every relation (and Asset);
+            # never the connection's, which could build the models elsewhere.
+            "target_schema": rendered.parse.target_schema,
             "threads": block.threads,
             "dbt_executable": block.executable,
             "indirect_selection": indirect,
@@ -241,12 +253,47 @@ _OPERATOR = "airflow_osds.operators.dbt.DbtBuildOperator"
 def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[str], str | None]:
     if block.granularity == "project":
         return list(block.select), None
-    # Exactly this unit's files (for selector groups too: a node claimed by an earlier group
-    # must not run twice), plus the tests assigned to it by name; `cautious` keeps dbt
-    # from also running a multi-parent test whose other parent another task builds.
-    files = [f"path:{rendered.nodes[uid].original_file_path}" for uid in unit.nodes]
-    tests = [rendered.test_names[t] for t in unit.tests]
-    return files + tests, "cautious"
+    # Exactly this unit's nodes (for selector groups too: a node claimed by an earlier group
+    # must not run twice), plus the tests assigned to it, each by a selector matching it alone
+    # in whatever package; `cautious` keeps dbt from also running a multi-parent test whose
+    # other parent another task builds.
+    nodes = [rendered.nodes[uid].selector for uid in unit.nodes]
+    tests = [rendered.test_selectors[t] for t in unit.tests]
+    return nodes + tests, "cautious"
+
+
+def _check_parse_settings(block: DbtBlock, record: Any, project: Path) -> None:
+    """The step must run as the manifest was parsed: its relation names and models depend on it."""
+    command = f"osds dbt-parse {project}"
+    if record.target_schema is None:
+        raise FieldProblem(
+            "project", f"the manifest does not say which target schema it was parsed with (plain `dbt parse`?); "
+            f"run `{command} --target-schema <schema>`"
+        )
+    if block.target_schema is not None and block.target_schema != record.target_schema:
+        raise FieldProblem(
+            "target_schema",
+            f"the manifest was parsed with target schema `{record.target_schema}`, so its relations (and this "
+            f"step's Assets) are named for it; run `{command} --target-schema {block.target_schema}` or drop "
+            "`target_schema`",
+        )
+    if not _same_vars(block.vars, dict(record.vars)):
+        raise FieldProblem(
+            "vars",
+            f"the manifest was parsed with vars {json.dumps(dict(record.vars), sort_keys=True, default=str)}, not "
+            f"the step's; run `{command} --vars '{json.dumps(block.vars, sort_keys=True, default=str)}'`",
+        )
+
+
+def _same_vars(step: dict[str, Any], parsed: dict[str, Any]) -> bool:
+    """Same keys, and the same values except where the step's value is a template (rendered per run)."""
+    if set(step) != set(parsed):
+        return False
+    return all(_templated(value) or value == parsed[key] for key, value in step.items())
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def _task_id(gid: str, rendered: RenderedDbt, used: set[str]) -> str:

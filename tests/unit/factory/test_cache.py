@@ -45,7 +45,7 @@ def pipelines(tmp_path: Path, cache_dir: Path) -> Path:
     shutil.copytree(DBT_FIXTURE / "project", project, ignore=shutil.ignore_patterns("target", "logs"))
     (project / "target").mkdir()
     shutil.copy(DBT_FIXTURE / "manifest.json", project / "target" / "manifest.json")
-    write_fingerprint(project / "target", project_fingerprint(project))
+    write_fingerprint(project / "target", project_fingerprint(project), target_schema="public")
     (folder / "shop.yml").write_text("pipeline: shop\nsteps:\n  transform:\n    dbt: {project: ../dbt/shop}\n")
     return folder
 

@@ -24,7 +24,7 @@ def dbt_project(tmp_path: Path) -> Path:
     shutil.copytree(FIXTURE / "project", project, ignore=shutil.ignore_patterns("target", "logs"))
     (project / "target").mkdir()
     shutil.copy(FIXTURE / "manifest.json", project / "target" / "manifest.json")
-    write_fingerprint(project / "target", project_fingerprint(project))
+    write_fingerprint(project / "target", project_fingerprint(project), target_schema="public")
     return project
 
 
@@ -76,7 +76,7 @@ def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project
     totals = dag.task_dict["transform.customer_totals"]
     # through the ephemeral int_order_totals: customer_totals runs after stg_orders
     assert {"transform.stg_customers", "transform.stg_orders"} <= totals.upstream_task_ids
-    assert totals.select[0] == "path:models/marts/customer_totals.sql"
+    assert totals.select[0] == "fqn:shop.marts.customer_totals,file:customer_totals.sql,package:shop"
     assert totals.indirect_selection == "cautious"
     assert totals.outlets == [_asset("marts.customer_totals_v1")]
     assert dag.task_dict["transform.stg_events"].upstream_task_ids == {"load_events"}
@@ -133,7 +133,7 @@ def test_selector_granularity_makes_a_task_per_group(write, project, dbt_project
         "transform.loading", "transform.marts", "transform.staging",
     ]
     staging = dag.task_dict["transform.staging"]
-    assert all(s.startswith("path:models/staging/") for s in staging.select if s.startswith("path:"))
+    assert staging.select and all(s.startswith("fqn:shop.staging.") for s in staging.select), staging.select
     assert staging.upstream_task_ids == {"transform.loading"}
     assert "transform.staging" in dag.task_dict["transform.marts"].upstream_task_ids
     assert _asset("staging.stg_orders") in staging.outlets
@@ -151,3 +151,60 @@ def test_selector_granularity_needs_groups(write, project, dbt_project) -> None:
     write("shop.yml", PIPELINE.format(granularity="selector"))
     (error,) = errors_of(project())
     assert "`granularity: selector` goes with `groups: {name: [selectors]}`" in error and error.startswith("shop.yml:7:7:")
+
+
+def _parse_again(dbt_project: Path, **settings: object) -> None:
+    """Rewrite the parse record as `osds dbt-parse` with these settings would."""
+    write_fingerprint(dbt_project / "target", project_fingerprint(dbt_project), **settings)  # type: ignore[arg-type]
+
+
+def test_the_step_runs_with_the_schema_the_manifest_was_parsed_with(write, project, dbt_project) -> None:
+    _parse_again(dbt_project, target_schema="analytics")
+    write("shop.yml", PIPELINE.format(granularity="project"))
+    proj = project()
+    assert not proj.errors, errors_of(proj)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
+    assert dag.task_dict["transform.project"].target_schema == "analytics"
+
+
+@pytest.mark.parametrize(
+    ("settings", "step", "expected"),
+    [
+        ({"target_schema": "public"}, "      target_schema: analytics\n",
+         "shop.yml:10:22: the manifest was parsed with target schema `public`, so its relations (and this step's "
+         "Assets) are named for it; run `osds dbt-parse {project} --target-schema analytics` or drop "
+         "`target_schema` (steps.transform.dbt.target_schema)"),
+        ({"target_schema": None}, "",
+         "shop.yml:7:16: the manifest does not say which target schema it was parsed with (plain `dbt parse`?); "
+         "run `osds dbt-parse {project} --target-schema <schema>` (steps.transform.dbt.project)"),
+        ({"target_schema": "public", "vars": {"enable_web": True}}, "      vars: {enable_web: false}\n",
+         "shop.yml:10:13: the manifest was parsed with vars {\"enable_web\": true}, not the step's; run "
+         "`osds dbt-parse {project} --vars '{\"enable_web\": false}'` (steps.transform.dbt.vars)"),
+    ],
+    ids=["schema-mismatch", "schema-unknown", "vars-mismatch"],
+)
+def test_parse_settings_that_differ_are_located_errors(write, project, dbt_project, settings, step, expected) -> None:
+    _parse_again(dbt_project, **settings)
+    write("shop.yml", PIPELINE.format(granularity="project") + step)
+    assert errors_of(project()) == [expected.replace("{project}", str(dbt_project))]
+
+
+def test_templated_vars_match_any_parse_value(write, project, dbt_project) -> None:
+    _parse_again(dbt_project, target_schema="public", vars={"day": "2026-01-01"})
+    write("shop.yml", PIPELINE.format(granularity="project") + "      vars: {day: '{{ ds }}'}\n")
+    assert not project().errors
+
+
+def test_the_fingerprint_covers_what_dbt_reads_only(dbt_project) -> None:
+    before = project_fingerprint(dbt_project)
+    (dbt_project / "profiles.yml").write_text("shop: {target: dev}\n")  # dbt never reads a project's profiles.yml
+    (dbt_project / "notes.md").write_text("# not in any docs path\n")
+    assert project_fingerprint(dbt_project) == before
+    (dbt_project / "models" / "staging" / "new_model.sql").write_text("select 1")
+    assert project_fingerprint(dbt_project) != before
+    package = dbt_project / "dbt_packages" / "pkg"
+    (package / "models").mkdir(parents=True)
+    (package / "dbt_project.yml").write_text("name: pkg\nversion: '1'\n")
+    with_package = project_fingerprint(dbt_project)
+    (package / "models" / "m.sql").write_text("select 2")  # an installed package's model
+    assert project_fingerprint(dbt_project) != with_package
