@@ -25,6 +25,8 @@ from airflow_osds.dbt.errors import DbtArtifactError
 
 __all__ = [
     "FAILED_STATUSES",
+    "FreshnessThreshold",
+    "FreshnessTime",
     "Manifest",
     "ManifestNode",
     "NodeResult",
@@ -65,8 +67,32 @@ class _DependsOn(TypedDict, total=False):
     nodes: list[str]
 
 
+class _Time(TypedDict, total=False):
+    count: int | None
+    period: str | None
+
+
+class _Freshness(TypedDict, total=False):
+    warn_after: _Time | None
+    error_after: _Time | None
+    filter: str | None
+
+
+class _Quoting(TypedDict, total=False):
+    schema: bool | None
+    identifier: bool | None
+
+
 class _Config(TypedDict, total=False):
     materialized: str | None
+
+
+class _SourceConfig(TypedDict, total=False):
+    # dbt 1.10+ writes the merged values both here and at the top level of the source;
+    # older manifests have them at the top level only.
+    freshness: _Freshness | None
+    loaded_at_field: str | None
+    loaded_at_query: str | None
 
 
 class _RawNode(TypedDict, total=False):
@@ -89,6 +115,27 @@ class _RawNode(TypedDict, total=False):
     attached_node: str | None
 
 
+class _RawSource(TypedDict, total=False):
+    # A separate record from _RawNode: models' configs are not decoded with source fields.
+    unique_id: str
+    resource_type: str
+    name: str
+    package_name: str | None
+    original_file_path: str | None
+    fqn: list[str] | None
+    tags: list[str] | None
+    database: str | None
+    schema: str | None
+    identifier: str | None
+    source_name: str
+    relation_name: str | None
+    config: _SourceConfig | None
+    loaded_at_field: str | None
+    loaded_at_query: str | None
+    freshness: _Freshness | None
+    quoting: _Quoting | None
+
+
 class _Metadata(TypedDict, total=False):
     dbt_schema_version: str | None
     dbt_version: str | None
@@ -98,7 +145,7 @@ class _Metadata(TypedDict, total=False):
 class _RawManifest(TypedDict, total=False):
     metadata: _Metadata | None
     nodes: dict[str, _RawNode]
-    sources: dict[str, _RawNode] | None
+    sources: dict[str, _RawSource] | None
     parent_map: dict[str, list[str]] | None
     child_map: dict[str, list[str]] | None
 
@@ -199,8 +246,56 @@ class ManifestNode:
 
 
 @dataclass(frozen=True, slots=True)
+class FreshnessTime:
+    """One freshness threshold, as dbt defines it: ``{count: 12, period: hour}``.
+
+    :ivar period: ``minute``, ``hour`` or ``day``.
+    """
+
+    count: int
+    period: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> FreshnessTime | None:
+        """``None`` when the threshold is unset (dbt writes ``{count: null, period: null}``)."""
+        if not d or d.get("count") is None or d.get("period") is None:
+            return None
+        return cls(count=int(d["count"]), period=str(d["period"]))
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessThreshold:
+    """A source table's freshness config, merged by dbt (table over source over project).
+
+    :ivar filter: SQL condition dbt adds to the freshness query's ``WHERE``.
+    """
+
+    warn_after: FreshnessTime | None
+    error_after: FreshnessTime | None
+    filter: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> FreshnessThreshold | None:
+        """``None`` when neither threshold is set: the table has no freshness to check."""
+        if not d:
+            return None
+        warn, error = FreshnessTime.from_dict(d.get("warn_after")), FreshnessTime.from_dict(d.get("error_after"))
+        if warn is None and error is None:
+            return None
+        return cls(warn_after=warn, error_after=error, filter=d.get("filter") or None)
+
+
+@dataclass(frozen=True, slots=True)
 class SourceNode:
-    """A dbt source table (``source('source_name', 'name')``)."""
+    """A dbt source table (``source('source_name', 'name')``).
+
+    :ivar loaded_at_field: the column (or SQL expression) dbt's freshness check takes ``max()`` of.
+    :ivar loaded_at_query: dbt 1.10+'s alternative: a whole query returning the load time.
+    :ivar freshness: the merged freshness thresholds; ``None`` when none is configured.
+    :ivar quote_schema: whether dbt quotes the schema name (``quoting.schema``; ``None``: the
+        adapter's default, which quotes on PostgreSQL).
+    :ivar quote_identifier: the same for the table name (``quoting.identifier``).
+    """
 
     unique_id: str
     source_name: str
@@ -214,6 +309,11 @@ class SourceNode:
     identifier: str
     relation_name: str | None
     resource_type: str = "source"
+    loaded_at_field: str | None = None
+    loaded_at_query: str | None = None
+    freshness: FreshnessThreshold | None = None
+    quote_schema: bool | None = None
+    quote_identifier: bool | None = None
 
     @property
     def relation(self) -> tuple[str | None, str]:
@@ -221,6 +321,11 @@ class SourceNode:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SourceNode:
+        config = d.get("config") or {}
+        quoting = d.get("quoting") or {}
+        # The top-level keys are what dbt's own freshness task reads; config is the fallback
+        # for manifests that only carry it there.
+        freshness = d["freshness"] if "freshness" in d else config.get("freshness")
         return cls(
             unique_id=d["unique_id"],
             source_name=d["source_name"],
@@ -233,6 +338,11 @@ class SourceNode:
             schema=d.get("schema"),
             identifier=d.get("identifier") or d["name"],
             relation_name=d.get("relation_name"),
+            loaded_at_field=d.get("loaded_at_field") or config.get("loaded_at_field") or None,
+            loaded_at_query=d.get("loaded_at_query") or config.get("loaded_at_query") or None,
+            freshness=FreshnessThreshold.from_dict(freshness),
+            quote_schema=quoting.get("schema"),
+            quote_identifier=quoting.get("identifier"),
         )
 
 

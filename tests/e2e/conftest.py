@@ -5,6 +5,8 @@ scenarios, each in its own subfolder (DAG ids are unique across them):
 
 - ``smoke/``: plain-Python producer → consumer on an Asset; proves the harness itself.
 - ``osds/``: the thin loader files of the YAML pipelines in ``<root>/pipelines/``.
+- ``freshness/``: a deferrable ``DbtSourceFreshnessSensor`` on the dbt project in
+  ``<root>/dbt/freshness_shop/`` (its test runs ``dbt parse`` and creates the source table).
 
 The fixture never skips: a stack that cannot start fails the test with the component logs.
 """
@@ -107,6 +109,7 @@ def write_scenarios(stack: AirflowStack) -> None:
     osds.mkdir()
     (osds / "osds_pipelines.py").write_text(LOADER_DAG.format(pipelines=str(pipelines)))
     (osds / "osds_pipeline_errors.py").write_text(ERRORS_DAG.format(pipelines=str(pipelines)))
+    write_freshness_scenario(stack)
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +123,69 @@ def airflow_stack(postgres: LocalStack) -> Iterator[AirflowStack]:
         yield stack
     finally:
         stack.stop()
+
+
+# -- freshness/: a deferrable dbt source freshness sensor (tests/e2e/test_scheduler_freshness.py) --
+
+FRESHNESS_PROJECT = {
+    "dbt_project.yml": """\
+        name: freshness_shop
+        version: "1.0.0"
+        profile: osds
+        model-paths: ["models"]
+        """,
+    # Stale after 30 minutes (warn_after); the sensor waits for dbt's "pass".
+    "models/sources.yml": """\
+        version: 2
+        sources:
+          - name: shop_raw
+            schema: shop_raw
+            config:
+              loaded_at_field: loaded_at
+              freshness:
+                warn_after: {count: 30, period: minute}
+                error_after: {count: 1, period: day}
+            tables:
+              - name: orders
+        """,
+    "models/orders_clean.sql": """\
+        select id, loaded_at from {{ source('shop_raw', 'orders') }}
+        """,
+}
+
+FRESHNESS_DAG = """\
+# airflow dag file: wait in the triggerer until the source the next step reads is fresh
+from airflow.sdk import DAG, task
+
+from airflow_osds.sensors.dbt import DbtSourceFreshnessSensor
+
+with DAG("freshness_wait", schedule=None, catchup=False, tags=["e2e"]):
+    wait = DbtSourceFreshnessSensor(
+        task_id="wait_for_orders",
+        project_dir={project!r},
+        sources=["shop_raw.orders"],
+        deferrable=True,
+        poke_interval=1,
+        timeout=300,
+    )
+
+    @task
+    def build_orders_clean():
+        return "runs once shop_raw.orders is fresh"
+
+    wait >> build_orders_clean()
+"""
+
+
+def freshness_project(stack: AirflowStack) -> Path:
+    """The scenario's dbt project: outside the DAG folder, parsed by the test that uses it."""
+    return stack.root / "dbt" / "freshness_shop"
+
+
+def write_freshness_scenario(stack: AirflowStack) -> None:
+    project = freshness_project(stack)
+    for name, text in FRESHNESS_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(textwrap.dedent(text))
+    (stack.dags_folder / "freshness").mkdir()
+    (stack.dags_folder / "freshness" / "freshness_wait.py").write_text(FRESHNESS_DAG.format(project=str(project)))
