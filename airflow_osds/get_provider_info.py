@@ -76,6 +76,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
             "python-modules": [
                 "airflow_osds.sensors.path"
             ]
+        },
+        {
+            "integration-name": "dbt Core",
+            "python-modules": [
+                "airflow_osds.sensors.dbt"
+            ]
         }
     ],
     "hooks": [
@@ -86,7 +92,14 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
             ]
         }
     ],
-    "triggers": []
+    "triggers": [
+        {
+            "integration-name": "dbt Core",
+            "python-modules": [
+                "airflow_osds.triggers.dbt"
+            ]
+        }
+    ]
 }
 # --- end of generated part
 

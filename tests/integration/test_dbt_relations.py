@@ -55,7 +55,7 @@ def tasks(project: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
         pipeline: rel
         steps:
           transform:
-            dbt: {{project: {project}, granularity: model}}
+            dbt: {{project: {project}, granularity: model, select: ["fqn:*"]}}  # all (not the default selector)
     """))
     loaded = load_project(pipelines)
     assert not loaded.errors, [str(e) for e in loaded.errors]
@@ -104,7 +104,7 @@ def test_assets_name_the_relations_dbt_builds(project: Path, tasks: list[Any], t
         "osds://warehouse/analytics_pkg/orders",
     }
     assert {task.kwargs["target_schema"] for task in tasks} == {TARGET_SCHEMA}, "the schema the manifest was parsed with"
-    built = run_dbt("build", project_dir=project, target=target)
+    built = run_dbt("build", project_dir=project, target=target, select=["fqn:*"])  # as the step selects
     assert built.success, built.log_lines[-30:]
     catalog = {
         f"osds://warehouse/{schema}/{table}"
@@ -113,3 +113,26 @@ def test_assets_name_the_relations_dbt_builds(project: Path, tasks: list[Any], t
         )
     }
     assert uris == catalog
+
+
+@pytest.mark.parametrize("name", ["marts_and_up", "root_without_marts", "orders_everywhere", "via_other"])
+def test_yaml_selectors_select_what_dbt_ls_does(project: Path, target: PostgresTarget, name: str) -> None:
+    from airflow_osds.dbt.yaml_selectors import load_selectors, resolve_selector
+
+    manifest = Manifest.from_path(project / "target" / "manifest.json")
+    result = run_dbt("ls", project_dir=project, target=target, selector=name,
+                     extra_args=["--output", "json", "--output-keys", "unique_id"])
+    assert result.success, result.log_lines[-20:]
+    listed = {json.loads(line)["unique_id"] for line in result.log_lines if line.startswith("{")}
+    expected = {uid for uid in listed if uid in manifest.nodes and manifest.nodes[uid].resource_type in
+                ("model", "seed", "snapshot", "test")}
+    assert expected, "the selector selects something"
+    assert resolve_selector(manifest, name, load_selectors(project)) == expected
+
+
+def test_the_default_yaml_selector_is_what_a_step_without_selection_runs(project: Path, tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(f"pipeline: p\nsteps:\n  t:\n    dbt: {{project: {project}, granularity: model}}\n")
+    loaded = load_project(tmp_path)
+    names = sorted(task.task_id for task in compile_pipeline(loaded.plans["p"], loaded).nodes[0].children)
+    # `via_other` is `default: true`: the marts folder (not models/marts.sql), what it reads, and customers.
+    assert names == ["customers", "orders", "orders_by_day"]

@@ -9,6 +9,7 @@ sources, with no ``after:``.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import re
@@ -22,9 +23,17 @@ from airflow_osds.exceptions import OsdsError
 from airflow_osds.assets import parse_table
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, FileField, ProviderModules, StepContext
 from airflow_osds.factory.compiled import AssetOf, GroupNode, TaskNode, has_deferred
-from airflow_osds.factory.types import Strict
+from airflow_osds.factory.types import Duration, Strict
 
 __all__ = ["DbtBlock", "RenderedDbt", "render"]
+
+
+class WaitForSources(Strict):
+    """How the step waits for fresh sources (dbt's own `freshness` thresholds decide)."""
+
+    poke_interval: Duration = Field(dt.timedelta(minutes=5), description="Time between checks (in the triggerer).")
+    timeout: Duration = Field(dt.timedelta(hours=6), description="Fail after waiting this long.")
+    allow_warn: bool = Field(False, description="Count dbt's `warn` state as fresh enough.")
 
 
 class DbtBlock(Strict):
@@ -33,6 +42,17 @@ class DbtBlock(Strict):
     project: str = Field(description="dbt project directory, relative to the pipeline file.", examples=["../dbt/web_analytics"])
     select: list[str] = Field(default_factory=list, description="dbt selectors (`path:`, `tag:`, `+model`, `model+`…).")
     exclude: list[str] = Field(default_factory=list, description="dbt selectors to leave out.")
+    wait_for_sources: bool | WaitForSources = Field(
+        False,
+        description="Start with a deferrable sensor that waits, in the triggerer, until the dbt sources this step "
+        "reads are fresh (their `loaded_at_field` and `freshness` in the project): `true` or the sensor's settings.",
+    )
+    selector: str | None = Field(
+        None,
+        description="A YAML selector of the project's selectors.yml (instead of `select`/`exclude`). Without "
+        "either, the project's `default: true` selector applies, as in dbt.",
+        examples=["nightly"],
+    )
     granularity: Literal["model", "folder", "selector", "project"] = Field(
         "model", description="`model`: a task per model/seed/snapshot with its tests; `folder`: a task per folder; "
         "`selector`: a task per entry of `groups`; `project`: one `dbt build`."
@@ -81,6 +101,8 @@ class DbtBlock(Strict):
     def _groups_with_selector(self) -> DbtBlock:
         if (self.granularity == "selector") != bool(self.groups):
             raise ValueError("`granularity: selector` goes with `groups: {name: [selectors]}` (and only with it)")
+        if self.selector is not None and (self.select or self.exclude):
+            raise ValueError("give `selector` (a YAML selector) or `select`/`exclude`, not both: dbt refuses the mix")
         return self
 
 
@@ -107,6 +129,8 @@ class RenderedDbt:
     nodes: dict[str, Any]
     reads: set[str]
     writes: dict[str, set[str]]  # group id → tables
+    # Sources the selection reads, `source_name.table` → (warehouse table, freshness declared?).
+    sources: dict[str, tuple[str, bool]]
 
 
 def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
@@ -152,18 +176,23 @@ def render(block: DbtBlock, pipeline_dir: Path, ctx: StepContext | None = None) 
             rendered = _RENDERED[key] = _render(block, project, manifest_path, record)
         except DbtArtifactError as exc:  # not JSON, or not dbt's shape
             raise ValueError(f"{exc}; {fix}") from exc
+    if block.wait_for_sources and not any(checkable for _, checkable in rendered.sources.values()):
+        raise FieldProblem(
+            "wait_for_sources",
+            "none of the dbt sources this step reads declares `loaded_at_field` and `freshness` "
+            f"({', '.join(sorted(rendered.sources)) or 'it reads no source'}); declare them in the project or drop it",
+        )
     return rendered
 
 
 def _render(block: DbtBlock, project: Path, manifest_path: Path, record: Any) -> RenderedDbt:
     from airflow_osds.dbt.artifacts import Manifest
     from airflow_osds.dbt.graph import group_nodes, node_selector, render_nodes
-    from airflow_osds.dbt.selection import select_nodes
 
     # Not the in-process manifest cache: the compiled cache is what spares re-reading it.
     manifest = Manifest.from_path(manifest_path)
     try:
-        selected = select_nodes(manifest, block.select or None, block.exclude or None)
+        selected = _selected(block, manifest, project)
         nodes = render_nodes(manifest, selected)
         assignment = _assignment(block, manifest, nodes) if block.granularity == "selector" else None
         groups = group_nodes(nodes, block.granularity, folder_depth=block.folder_depth, assignment=assignment)
@@ -174,7 +203,27 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path, record: Any) ->
         for gid, g in groups.items()
     }
     test_selectors = {t: node_selector(manifest.nodes[t]) for g in groups.values() for t in g.tests}
-    return RenderedDbt(test_selectors, record, groups, nodes, _reads(block, manifest, nodes), writes)
+    return RenderedDbt(
+        test_selectors, record, groups, nodes, _reads(block, manifest, nodes), writes, _sources(block, manifest, nodes)
+    )
+
+
+def _selected(block: DbtBlock, manifest: Any, project: Path) -> frozenset[str]:
+    """What the step runs: its YAML selector, its select/exclude, else the project's default selector."""
+    from airflow_osds.dbt.errors import DbtSelectionError
+    from airflow_osds.dbt.selection import select_nodes
+    from airflow_osds.dbt.yaml_selectors import default_selector, load_selectors, resolve_selector
+
+    if block.select or block.exclude:
+        return select_nodes(manifest, block.select or None, block.exclude or None)
+    selectors = load_selectors(project)
+    name = block.selector or (default.name if (default := default_selector(selectors)) else None)
+    if name is None:
+        return select_nodes(manifest)
+    selected = resolve_selector(manifest, name, selectors)
+    if not selected:
+        raise DbtSelectionError(name, "this YAML selector selects no model, seed, snapshot or test")
+    return selected
 
 
 def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, str]:
@@ -189,17 +238,25 @@ def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[s
     return assignment
 
 
-def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
-    """Sources the selection depends on, and models outside it."""
-    reads: set[str] = set()
+def _sources(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """The dbt sources the selection reads: their table (``sources:`` may map it) and whether dbt can check their freshness."""
+    out = {}
     for uid in nodes:
         for parent in manifest.nodes[uid].depends_on:
-            if parent in nodes:
-                continue
             source = manifest.sources.get(parent)
             if source is not None:
-                mapped = block.sources.get(f"{source.source_name}.{source.name}")
-                reads.add(mapped or f"{source.schema}.{source.identifier}")
+                name = f"{source.source_name}.{source.name}"
+                table = block.sources.get(name) or f"{source.schema}.{source.identifier}"
+                out[name] = (table, bool(source.loaded_at_field and source.freshness is not None))
+    return out
+
+
+def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
+    """Sources the selection depends on, and models outside it."""
+    reads = {table for table, _ in _sources(block, manifest, nodes).values()}
+    for uid in nodes:
+        for parent in manifest.nodes[uid].depends_on:
+            if parent in nodes or parent in manifest.sources:
                 continue
             node = manifest.nodes.get(parent)
             if node is not None and node.relation and node.relation[0]:
@@ -219,7 +276,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
     common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
     group = GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where)
     ids: dict[str, str] = {}
-    used_ids: set[str] = set()
+    used_ids: set[str] = {_SENSOR_ID} if block.wait_for_sources else set()
     for gid, unit in rendered.groups.items():
         task_id = _task_id(gid, rendered, used_ids)
         ids[gid] = f"{ctx.step_id}.{task_id}"
@@ -244,15 +301,44 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
                         deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))
         group.children.append(node)
     group.edges = [(ids[up], ids[gid]) for gid, unit in rendered.groups.items() for up in sorted(unit.upstream)]
+    if block.wait_for_sources:
+        sensor = _freshness_sensor(block, ctx, rendered, project, common)
+        group.children.insert(0, sensor)
+        group.edges[:0] = [(sensor.id, ids[gid]) for gid, unit in rendered.groups.items() if not unit.upstream]
     return group
+
+
+def _freshness_sensor(block: DbtBlock, ctx: StepContext, rendered: RenderedDbt, project: Path, common: dict[str, Any]) -> TaskNode:
+    """A deferrable sensor waiting until the checkable sources are fresh; the group's first task."""
+    settings = block.wait_for_sources if isinstance(block.wait_for_sources, WaitForSources) else WaitForSources()
+    names = sorted(name for name, (_, checkable) in rendered.sources.items() if checkable)
+    kwargs = {
+        "project_dir": str(project),
+        "sources": names,
+        "warehouse_conn_id": ctx.warehouse,
+        "allow_warn": settings.allow_warn,
+        "deferrable": True,
+        "poke_interval": settings.poke_interval.total_seconds(),
+        "timeout": settings.timeout.total_seconds(),
+        **common,
+        "inlets": [AssetOf(parse_table(rendered.sources[n][0], conn_id=ctx.warehouse)) for n in names],
+    }
+    if block.manifest:
+        kwargs["manifest_path"] = str((ctx.pipeline_dir / block.manifest).resolve())
+    return TaskNode(id=f"{ctx.step_id}.{_SENSOR_ID}", task_id=_SENSOR_ID, operator=_SENSOR, kwargs=kwargs,
+                    where=ctx.where, deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))
+
+
+_SENSOR = "airflow_osds.sensors.dbt.DbtSourceFreshnessSensor"
+_SENSOR_ID = "sources_fresh"
 
 
 _OPERATOR = "airflow_osds.operators.dbt.DbtBuildOperator"
 
 
 def _selection(block: DbtBlock, unit: Any, rendered: RenderedDbt) -> tuple[list[str], str | None]:
-    if block.granularity == "project":
-        return list(block.select), None
+    if block.granularity == "project" and block.selector is None:
+        return list(block.select), None  # dbt applies the default selector itself when there is none
     # Exactly this unit's nodes (for selector groups too: a node claimed by an earlier group
     # must not run twice), plus the tests assigned to it, each by a selector matching it alone
     # in whatever package; `cautious` keeps dbt from also running a multi-parent test whose
@@ -317,6 +403,7 @@ BLOCK = BlockType(
     warehouse_field="warehouse",
     provides=ProviderModules(
         integration="dbt Core", operators=("airflow_osds.operators.dbt",), hooks=("airflow_osds.hooks.dbt",),
+        sensors=("airflow_osds.sensors.dbt",), triggers=("airflow_osds.triggers.dbt",),
         external_doc_url="https://docs.getdbt.com/",
     ),
 )

@@ -208,3 +208,31 @@ def test_the_fingerprint_covers_what_dbt_reads_only(dbt_project) -> None:
     with_package = project_fingerprint(dbt_project)
     (package / "models" / "m.sql").write_text("select 2")  # an installed package's model
     assert project_fingerprint(dbt_project) != with_package
+
+
+def test_wait_for_sources_starts_the_group_with_a_deferrable_freshness_sensor(write, project, dbt_project) -> None:
+    from airflow_osds.dbt.manifest_build import parse_project
+
+    (dbt_project / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: snowplow\n    schema: atomic\n    loaded_at_field: collector_tstamp\n"
+        "    freshness: {error_after: {count: 1, period: hour}}\n    tables:\n      - name: events\n"
+    )
+    parse_project(dbt_project, target_schema="public")  # real dbt parse: freshness lands in the manifest
+    write("shop.yml", PIPELINE.format(granularity="model").replace("shop.snowplow.events", "snowplow.events")
+          + "      wait_for_sources: {poke_interval: 30s}\n")
+    proj = project()
+    assert not proj.errors, errors_of(proj)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
+    sensor = dag.task_dict["transform.sources_fresh"]
+    assert type(sensor).__name__ == "DbtSourceFreshnessSensor"
+    assert (sensor.sources, sensor.deferrable, sensor.poke_interval) == (["snowplow.events"], True, 30)
+    assert sensor.inlets == [_asset("analytics.events")]
+    reading = {t for t, task in dag.task_dict.items() if t.startswith("transform.") and not task.upstream_task_ids - {"load_events"}}
+    assert reading == {"transform.sources_fresh"}, "every other task of the group waits for the sensor"
+    assert "transform.sources_fresh" in dag.task_dict["transform.stg_events"].upstream_task_ids
+
+
+def test_wait_for_sources_without_freshness_in_the_project_is_a_located_error(write, project, dbt_project) -> None:
+    write("shop.yml", PIPELINE.format(granularity="model") + "      wait_for_sources: true\n")
+    (error,) = errors_of(project())
+    assert error.startswith("shop.yml:10:25: none of the dbt sources this step reads declares `loaded_at_field`"), error
