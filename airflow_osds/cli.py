@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     dbt_parse.add_argument("--target-path", type=Path, help="where manifest.json goes (default: <project>/target)")
     dbt_parse.add_argument("--executable", help="a dbt executable or virtualenv (default: dbt in this Python)")
     dbt_parse.add_argument(
+        "--connection", metavar="CONN_ID",
+        help="the Airflow connection the steps run on (read as Airflow reads it; no password is used): "
+        "its fields let every task reuse this parse (dbt partial parsing)",
+    )
+    dbt_parse.add_argument(
         "--vars", type=_json_object, default=None,
         help="dbt --vars as a JSON or YAML mapping, e.g. '{enable_web: true}'; steps must use the same vars",
     )
@@ -174,9 +179,14 @@ def _graph(args: argparse.Namespace) -> int:
 def _dbt_parse(args: argparse.Namespace) -> int:
     from airflow_osds.dbt.manifest_build import parse_project
 
+    connection = None
+    if args.connection:
+        from airflow_osds.hooks.dbt import DbtHook
+
+        connection = DbtHook(args.connection, target_schema=args.target_schema).get_conn()
     manifest = parse_project(
         args.project, target_schema=args.target_schema, target_path=args.target_path, dbt_executable=args.executable,
-        vars=args.vars,
+        vars=args.vars, connection=connection,
     )
     print(f"wrote {manifest}")
     return 0

@@ -7,6 +7,7 @@ nowhere; only the target schema matters (it names the schema of models without a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint, 
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.runner import run_dbt
 
-__all__ = ["parse_project", "parse_stale_projects"]
+__all__ = ["connection_fields", "parse_project", "parse_stale_projects"]
 
 
 def parse_project(
@@ -28,6 +29,7 @@ def parse_project(
     target_path: str | os.PathLike[str] | None = None,
     dbt_executable: str | None = None,
     vars: Mapping[str, Any] | None = None,
+    connection: PostgresTarget | None = None,
 ) -> Path:
     """Run ``dbt parse``; return the path of the manifest written (with its parse record beside it).
 
@@ -35,21 +37,36 @@ def parse_project(
         their relations, so steps using this manifest run with it.
     :param vars: dbt ``--vars`` the project needs to parse (e.g. to enable models); steps
         must run with the same values.
+    :param connection: the warehouse the steps will run on (no password needed: parsing does
+        not connect). dbt's partial-parse check hashes the connection's fields, so a task may
+        reuse this parse only when they are the ones it runs with; without it the parse
+        points nowhere and every task parses the project again.
     """
     project = Path(project_dir).resolve()
     target = Path(target_path).resolve() if target_path else project / "target"
     target.mkdir(parents=True, exist_ok=True)
     fingerprint = project_fingerprint(project)  # before parsing: a file edited meanwhile makes it stale
-    offline = PostgresTarget(host="localhost", user="osds", dbname="osds", schema=target_schema)
+    if connection is None:
+        profile_target = PostgresTarget(host="localhost", user="osds", dbname="osds", schema=target_schema)
+    else:
+        profile_target = dataclasses.replace(connection, schema=target_schema, password=None)
     run_dbt(
-        "parse", project_dir=project, target=offline, target_path=target, dbt_executable=dbt_executable, vars=vars
+        "parse", project_dir=project, target=profile_target, target_path=target, dbt_executable=dbt_executable,
+        vars=vars,
     ).raise_for_status()
     manifest = target / "manifest.json"
     write_fingerprint(
         target, fingerprint, target_schema=target_schema, vars=dict(vars or {}),
         dbt_version=Manifest.from_path(manifest).dbt_version,
+        connection=connection_fields(profile_target) if connection is not None else {},
     )
     return manifest
+
+
+def connection_fields(target: PostgresTarget) -> dict[str, Any]:
+    """The fields of a target that dbt's partial-parse check hashes (never the password)."""
+    return {"host": target.host, "port": target.port, "user": target.user, "dbname": target.dbname,
+            "schema": target.schema, "options": dict(sorted(target.options.items()))}
 
 
 def parse_stale_projects(dbt_dir: str | os.PathLike[str]) -> list[Path]:
