@@ -1,9 +1,21 @@
-"""Render a throw-away dbt ``profiles.yml`` for a PostgreSQL target.
+"""Render a throw-away dbt ``profiles.yml`` for a PostgreSQL target, and the rules for secrets.
 
 The profile lives in a private temporary directory (mode 0700, file 0600) that exists only
 for the duration of one dbt invocation and is always removed. The password is never
-written to disk: the file holds ``{{ env_var('DBT_ENV_SECRET_OSDS_PASSWORD') }}`` and the value travels
-in the environment of the dbt invocation (:attr:`RenderedProfile.env`).
+written to disk: the file holds ``{{ env_var('DBT_ENV_SECRET_OSDS_PASSWORD') }}`` and the value
+travels in the environment of the dbt invocation (:attr:`RenderedProfile.env`), never on a
+command line.
+
+**Which secrets are masked in logs** (:func:`is_maskable`). A secret is masked only when it is
+at least :data:`MIN_MASKED_LENGTH` characters long *and* does not look like a word: at least
+two kinds of characters (lower case, upper case, digits, others) or 16 characters or more.
+Masking replaces every occurrence of the value, so masking a password ``select`` or
+``postgres`` would turn ``select 1`` into ``*** 1`` and ``Registered adapter: postgres`` into
+``Registered adapter: ***`` — destroying the log while hiding nothing an attacker could not
+guess. Such a weak password is therefore passed as ``OSDS_DBT_PASSWORD`` instead of the
+``DBT_ENV_SECRET_`` variable (dbt scrubs every occurrence of a ``DBT_ENV_SECRET_*`` value from
+its own output, with the same effect), and the runner says in the log that it is not masked.
+Strong passwords keep dbt's own scrubbing *and* the runner's.
 
 No Airflow imports: the operator layer turns an Airflow connection into a
 :class:`PostgresTarget` and hands it here.
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -22,13 +35,17 @@ from typing import Any
 
 import yaml
 
-from airflow_osds.exceptions import OsdsError
+from airflow_osds.dbt.errors import ProfileError
 
 __all__ = [
+    "MIN_MASKED_LENGTH",
     "PASSWORD_ENV_VAR",
+    "WEAK_PASSWORD_ENV_VAR",
     "PostgresTarget",
     "ProfileError",
     "RenderedProfile",
+    "is_maskable",
+    "looks_secret",
     "render_profile_yaml",
     "rendered_profile",
 ]
@@ -37,6 +54,11 @@ __all__ = [
 #: prefix makes dbt itself scrub the value from its stdout and ``dbt.log`` (dbt allows such
 #: variables in ``profiles.yml`` only), on top of the runner's own redaction.
 PASSWORD_ENV_VAR = "DBT_ENV_SECRET_OSDS_PASSWORD"
+#: Environment variable carrying a password too weak to mask (see :func:`is_maskable`): without
+#: the ``DBT_ENV_SECRET_`` prefix, so dbt does not replace every occurrence of it in its output.
+WEAK_PASSWORD_ENV_VAR = "OSDS_DBT_PASSWORD"
+#: Secrets shorter than this are never masked in logs (see the module docstring).
+MIN_MASKED_LENGTH = 8
 
 # dbt-postgres profile keys a caller may add through ``PostgresTarget.options``. An allow-list,
 # so a secret-bearing key (``sslpassword`` …) cannot slip onto disk through the back door.
@@ -56,8 +78,51 @@ ALLOWED_OPTIONS = frozenset(
 )
 
 
-class ProfileError(OsdsError):
-    """A dbt profile cannot be rendered from the given connection fields."""
+# Name parts that make a variable name a secret's. "key" alone is not one: unique_key,
+# partition_key and sort_key are everyday dbt vars; "api key", "access key" … are.
+_SECRET_PARTS = frozenset(
+    {"password", "passwd", "pwd", "pw", "passphrase", "secret", "secrets", "token", "tokens", "credential",
+     "credentials", "apikey", "dsn"}
+)  # fmt: skip
+_KEY_QUALIFIERS = frozenset({"api", "access", "private", "secret", "signing", "client", "encryption", "fernet", "ssh"})
+_NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def is_maskable(secret: str) -> bool:
+    """Whether ``secret`` is masked in logs: 8+ characters that do not look like a word.
+
+    ``True`` for ``"S3cr3t-long-value"`` or a 16+ character passphrase; ``False`` for
+    ``"select"``, ``"postgres"`` or ``"warehouse"``, whose every occurrence in a log is far more
+    likely to be SQL or a name than the password.
+    """
+    if len(secret) < MIN_MASKED_LENGTH:
+        return False
+    if len(secret) >= 16:
+        return True
+    kinds = (str.islower, str.isupper, str.isdigit)
+    classes = sum(any(test(c) for c in secret) for test in kinds) + any(not c.isalnum() for c in secret)
+    return classes >= 2
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a variable called ``name`` (a dbt var, an environment variable) holds a secret.
+
+    ``API_TOKEN``, ``db_password``, ``snowplowApiKey``, ``AIRFLOW__CORE__FERNET_KEY`` do;
+    ``unique_key``, ``partition_key``, ``use_seed_events`` do not.
+    """
+    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
+    if any(part in _SECRET_PARTS or part.endswith(("password", "secret", "token")) for part in parts):
+        return True
+    return any(a in _KEY_QUALIFIERS and b in ("key", "keys") for a, b in zip(parts, parts[1:]))
+
+
+# Which Airflow connection field fills each required profile field (for the error message).
+_REQUIRED = {
+    "host": "the connection's Host",
+    "user": "the connection's Login",
+    "dbname": "the connection's Schema (the database name)",
+    "schema": "target_schema, or the connection extra dbt_schema",
+}
 
 
 @dataclass(frozen=True)
@@ -91,25 +156,26 @@ class PostgresTarget:
         :raises ProfileError: a field is empty, unknown, or contains Jinja delimiters
             (dbt renders every string in a profile as Jinja, so ``{{`` in a host name would run).
         """
-        for name in ("host", "user", "dbname", "schema"):
+        for name, where in _REQUIRED.items():
             if not getattr(self, name):
-                raise ProfileError(f"dbt profile field {name!r} is empty; set it on the connection.")
+                raise ProfileError(f"dbt profile field {name!r} is empty; set {where}.", field=name)
         unknown = sorted(set(self.options) - ALLOWED_OPTIONS)
         if unknown:
             raise ProfileError(
-                f"Unsupported dbt-postgres profile option(s) {unknown}; allowed: {sorted(ALLOWED_OPTIONS)}."
+                f"Unsupported dbt-postgres profile option(s) {unknown}; allowed: {sorted(ALLOWED_OPTIONS)}.",
+                field="options",
             )
         if not 0 < int(self.port) < 65536:
-            raise ProfileError(f"Port {self.port!r} is not a TCP port number.")
+            raise ProfileError(f"Port {self.port!r} is not a TCP port number.", field="port")
         if int(self.threads) < 1:
-            raise ProfileError(f"threads must be at least 1, got {self.threads!r}.")
+            raise ProfileError(f"threads must be at least 1, got {self.threads!r}.", field="threads")
         fields: dict[str, Any] = {
             "type": "postgres",
             "host": self.host,
             "port": int(self.port),
             "user": self.user,
             # dbt-postgres requires the key; the value only ever lives in the environment.
-            "password": f"{{{{ env_var('{PASSWORD_ENV_VAR}') }}}}",
+            "password": f"{{{{ env_var('{self.password_env_var}') }}}}",
             "dbname": self.dbname,
             "schema": self.schema,
             "threads": int(self.threads),
@@ -117,13 +183,19 @@ class PostgresTarget:
         }
         for key, value in fields.items():
             if key != "password" and isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value):
-                raise ProfileError(f"dbt profile field {key!r} contains Jinja delimiters: {value!r}.")
+                raise ProfileError(f"dbt profile field {key!r} contains Jinja delimiters: {value!r}.", field=key)
         return fields
+
+    @property
+    def password_env_var(self) -> str:
+        """The variable the password travels in: :data:`PASSWORD_ENV_VAR`, or
+        :data:`WEAK_PASSWORD_ENV_VAR` for a password too weak to mask (see :func:`is_maskable`)."""
+        return WEAK_PASSWORD_ENV_VAR if self.password and not is_maskable(self.password) else PASSWORD_ENV_VAR
 
     def env(self) -> dict[str, str]:
         """Environment the dbt invocation needs for this target (the password)."""
         # An empty value still satisfies env_var(): trust/peer auth needs no password.
-        return {PASSWORD_ENV_VAR: self.password or ""}
+        return {self.password_env_var: self.password or ""}
 
 
 @dataclass(frozen=True)

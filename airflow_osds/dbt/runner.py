@@ -7,14 +7,31 @@ Two invocation modes, same arguments, same result:
   manager) and is **not safe for concurrent invocations in one process**; this module
   serialises them with a process-wide lock, and the password env var is set in
   ``os.environ`` only for the duration of the call. Run one dbt task per worker process
-  (Airflow's default task runner does) for real parallelism.
+  (Airflow's default task runner does) for real parallelism. dbt's ``env_var()`` sees the
+  whole environment of the process, Airflow's included: use subprocess mode to isolate it.
 * **subprocess** (``dbt_executable="/venvs/dbt/bin/dbt"`` or the venv directory): for
-  deployments where dbt's dependencies conflict with Airflow's. Output is captured line
-  by line (and optionally streamed to ``log_callback``), with the password redacted.
+  deployments where dbt's dependencies conflict with Airflow's, or dbt must not see
+  Airflow's environment. dbt gets an allow-listed environment only (:data:`INHERITED_ENV`,
+  ``LC_*``, the ``DBT_*`` variables set here and the caller's ``env``): never ``AIRFLOW_*``,
+  so neither the connections (``AIRFLOW_CONN_*``) nor the Fernet key. Output is captured
+  line by line (and optionally streamed to ``log_callback``), secrets redacted.
 
 Every invocation gets ``--profiles-dir`` (a private temp dir, see
 :mod:`airflow_osds.dbt.profiles`), ``--target-path`` and ``--log-path`` outside the project,
 so the project directory may be read-only.
+
+**Secrets.** The password travels in the environment only. ``--vars`` must travel on dbt's
+command line (dbt reads them from nowhere else), where ``ps`` shows them to every user of
+the machine and from where dbt copies them into ``run_results.json`` and its debug log: a var
+whose name looks secret (:func:`~airflow_osds.dbt.profiles.looks_secret`), or whose value
+contains a known secret, is refused with :class:`DbtSecretExposureError`; pass such values
+through ``env`` and read them with ``env_var()``. Log lines, error texts and the parsed
+``run_results`` are redacted (:func:`redact`; weak secrets are not masked, see
+:func:`~airflow_osds.dbt.profiles.is_maskable`), and in the parsed ``run_results`` the
+``args.vars`` whose names look secret are replaced by ``***``.
+
+**Stopping.** Pass a :class:`DbtRunHandle` and call its :meth:`~DbtRunHandle.stop` from another
+thread or a signal handler (an operator's ``on_kill``).
 
 **Artifacts and ``dbt retry``.** Without ``target_path`` the target directory is a temp dir:
 ``run_results.json`` is parsed into the result and the directory removed. ``dbt retry``
@@ -34,6 +51,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -43,17 +61,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, rendered_profile
-from airflow_osds.exceptions import OsdsError
+from airflow_osds.dbt.errors import (
+    DbtCommandError,
+    DbtNotInstalledError,
+    DbtNothingSelectedError,
+    DbtProjectError,
+    DbtRunError,
+    DbtSecretExposureError,
+)
+from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, is_maskable, looks_secret, rendered_profile
 
 __all__ = [
     "COMMANDS",
+    "INHERITED_ENV",
     "DbtCommandError",
     "DbtRunError",
+    "DbtRunHandle",
     "DbtRunResult",
     "build_args",
     "redact",
     "run_dbt",
+    "scrub",
 ]
 
 REDACTED = "***"
@@ -73,26 +101,100 @@ COMMANDS: Mapping[str, frozenset[str]] = {
     "retry": frozenset(),
     "parse": frozenset(),
 }
+# Commands for which running no node means the selection is wrong. Not ``retry`` (nothing left
+# to retry is a success), ``parse`` (selects nothing by design) or ``ls`` (writes no results).
+_MUST_SELECT = frozenset({"build", "run", "test", "seed", "snapshot", "compile", "source freshness"})
 
-# The password's env var and the usage-stats switch; colours off so captured logs stay plain.
+# The usage-stats switch; colours off so captured logs stay plain.
 _BASE_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false", "DBT_USE_COLORS_FILE": "false"}
-# Variables of the Airflow interpreter that would leak into another virtualenv's Python.
-_ISOLATED_VARS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+#: Variables of the worker's environment a dbt subprocess inherits (plus every ``LC_*``).
+INHERITED_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+_SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"
+_WEAK_PASSWORD_NOTE = (
+    "osds: the connection's password is too weak to mask (under 8 characters, or a plain word): "
+    "it is not redacted from this log. Use a longer, random password."
+)
 
 # dbt's in-process state is global: one invocation at a time per process.
 _IN_PROCESS_LOCK = threading.Lock()
+# After SIGTERM and after SIGKILL: how long to wait for dbt's process group to go away.
+_TERM_GRACE = 5.0
 
 
-class DbtRunError(OsdsError):
-    """dbt could not run, or ran and reported failures (see ``result``)."""
+class DbtRunHandle:
+    """Stops a running :func:`run_dbt` invocation from another thread or a signal handler.
 
-    def __init__(self, message: str, *, result: DbtRunResult | None = None) -> None:
-        self.result = result
-        super().__init__(message)
+    * Subprocess mode: dbt's whole process group gets ``SIGINT`` (dbt's Ctrl-C path: it
+      terminates its open queries with ``pg_terminate_backend`` and writes
+      ``run_results.json``), then ``SIGTERM``, then ``SIGKILL``, each after a grace period;
+      whatever is left in the group (multiprocessing's resource tracker) follows dbt.
+      ``SIGTERM`` alone is not enough: Python exits without cancelling, and PostgreSQL keeps
+      running a gone client's query until it next writes to the socket.
+    * In-process mode: dbt runs inside this process and has no stop API. The handle terminates
+      every open query through the adapters' ``cancel_open_connections()`` (what dbt does on
+      Ctrl-C) and keeps doing so every half second until the invocation returns, so the nodes
+      dbt still starts fail at once and their dependants are skipped. The process itself is
+      Airflow's to kill.
 
+    :param grace_period: seconds dbt gets after ``SIGINT`` (subprocess) or for the first
+        cancellation (in process) before :meth:`stop` escalates or returns.
+    """
 
-class DbtCommandError(DbtRunError):
-    """The requested dbt command or its options are not supported."""
+    def __init__(self, *, grace_period: float = 10.0) -> None:
+        self.grace_period = grace_period
+        self._process: subprocess.Popen[str] | None = None
+        self._in_process = False
+        self._done = threading.Event()
+        self._stop_requested = False
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop_requested
+
+    def stop(self) -> None:
+        """Stop the invocation (see the class docstring); returns once dbt is gone or cancelled.
+
+        Safe to call before the invocation starts (it is then stopped as soon as it does),
+        after it ended (no-op), from any thread and from a signal handler.
+        """
+        self._stop_requested = True
+        if self._done.is_set():
+            return
+        if self._process is not None:
+            _stop_process_group(self._process, self.grace_period)
+        elif self._in_process:
+            self._cancel_in_process()
+
+    # -- used by run_dbt ---------------------------------------------------------------
+    def _attach_process(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        if self._stop_requested:
+            _stop_process_group(process, self.grace_period)
+
+    def _attach_in_process(self) -> None:
+        self._in_process = True
+        if self._stop_requested:
+            self._cancel_in_process()
+
+    def _finished(self) -> None:
+        self._done.set()
+
+    def _cancel_in_process(self) -> None:
+        # In a thread of its own: dbt keys connections by thread, and stop() may run on the
+        # thread running dbt (Airflow calls on_kill from its SIGTERM handler on the main thread).
+        first = threading.Event()
+
+        def loop() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # best effort: the next round tries again
+                    _cancel_open_queries()
+                first.set()
+                if self._done.wait(0.5):
+                    return
+
+        threading.Thread(target=loop, name="osds-dbt-cancel", daemon=True).start()
+        first.wait(self.grace_period)
 
 
 @dataclass
@@ -103,16 +205,19 @@ class DbtRunResult:
     :param args: the full argument list passed to dbt (no secrets in it).
     :param success: dbt's own verdict (``False`` on any error or test failure).
     :param exit_code: dbt's CLI exit code: 0 ok, 1 failures in nodes, 2 dbt itself failed.
-    :param run_results: the parsed ``run_results.json`` of *this* invocation, or ``None``
-        (``parse`` and ``source freshness`` write none; a crash may write none).
+    :param selection: the selection, as an error message names it (``--select a --exclude b``).
+    :param run_results: the parsed ``run_results.json`` of *this* invocation, redacted (see the
+        module docstring), or ``None`` (``parse`` and ``source freshness`` write none; a crash
+        may write none).
     :param sources: the parsed ``sources.json`` of a ``source freshness`` run, or ``None``.
     :param target_path: the target directory; removed after the run when it was a temp dir.
     :param manifest_path: ``manifest.json`` when it exists after the run and the target
         directory is kept, else ``None``.
     :param log_lines: dbt's log output (subprocess: stdout+stderr; in process: event
-        messages), password redacted.
+        messages), secrets redacted.
     :param error: the exception dbt raised (in process) or the last log lines (subprocess)
         when ``exit_code == 2``; redacted.
+    :param stopped: the run was stopped through its :class:`DbtRunHandle` (or its timeout).
     :param elapsed: wall-clock seconds.
     """
 
@@ -121,39 +226,110 @@ class DbtRunResult:
     success: bool
     exit_code: int
     target_path: Path
+    selection: str = "(no selection)"
     run_results: dict[str, Any] | None = None
     sources: dict[str, Any] | None = None
     run_results_path: Path | None = None
     manifest_path: Path | None = None
     log_lines: list[str] = field(default_factory=list)
     error: str | None = None
+    stopped: bool = False
     elapsed: float = 0.0
 
     def node_statuses(self) -> dict[str, str]:
-        """``unique_id`` → status for every node in ``run_results`` (``{}`` when there are none)."""
-        results = (self.run_results or {}).get("results") or []
-        return {str(r.get("unique_id")): str(r.get("status")) for r in results}
+        """``unique_id`` → status for every node in ``run_results`` (``sources`` for ``source
+        freshness``); ``{}`` when there are none."""
+        return {str(r.get("unique_id")): str(r.get("status")) for r in self._results()}
 
     def failed_nodes(self) -> list[str]:
         """``unique_id`` of every node that errored or failed (tests with ``fail``)."""
         bad = {"error", "fail", "runtime error"}
         return [uid for uid, status in self.node_statuses().items() if status in bad]
 
-    def raise_for_status(self) -> DbtRunResult:
-        """Return ``self`` when dbt succeeded, else raise :class:`DbtRunError` naming what failed."""
+    @property
+    def ran_nothing(self) -> bool:
+        """dbt succeeded without running any node although the command must select some.
+
+        dbt itself only warns ("Nothing to do"): the selection names nothing in the project.
+        """
+        if not self.success or self.command not in _MUST_SELECT:
+            return False
+        document = self.sources if self.command == "source freshness" else self.run_results
+        return document is not None and not document.get("results")
+
+    def failure(self) -> DbtRunError | None:
+        """The error this invocation amounts to, or ``None`` when it did its job.
+
+        :class:`DbtNothingSelectedError` (a configuration error) when it ran nothing, else a
+        :class:`DbtRunError` naming each failed node with dbt's message.
+        """
+        if self.ran_nothing:
+            return DbtNothingSelectedError(self.command, self.selection, result=self)
         if self.success:
-            return self
-        failed = self.failed_nodes()
-        detail = f"failed nodes: {', '.join(failed)}" if failed else (self.error or "see the dbt log")
-        raise DbtRunError(f"dbt {self.command} failed (exit code {self.exit_code}); {detail}", result=self)
+            return None
+        messages = {str(r.get("unique_id")): r.get("message") for r in self._results()}
+        failed = [
+            f"{uid} ({status}): {messages[uid]}" if messages.get(uid) else f"{uid} ({status})"
+            for uid, status in self._failures()
+        ]
+        stopped = ", stopped on request" if self.stopped else ""
+        if failed:
+            heading = f"dbt {self.command} failed (exit code {self.exit_code}{stopped}):"
+            return DbtRunError("\n".join([heading, *failed]), result=self)
+        detail = self.error or ("it was stopped on request" if self.stopped else "see the dbt log above")
+        return DbtRunError(f"dbt {self.command} failed (exit code {self.exit_code}); {detail}", result=self)
+
+    def raise_for_status(self) -> DbtRunResult:
+        """Return ``self`` when dbt did its job, else raise :meth:`failure`."""
+        error = self.failure()
+        if error is not None:
+            raise error
+        return self
+
+    def _results(self) -> list[dict[str, Any]]:
+        document = self.sources if self.command == "source freshness" and self.sources else self.run_results
+        return list((document or {}).get("results") or [])
+
+    def _failures(self) -> list[tuple[str, str]]:
+        failed = set(self.failed_nodes())
+        return [(uid, status) for uid, status in self.node_statuses().items() if uid in failed]
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every non-empty secret in ``text`` with ``***``."""
+    """Replace every occurrence of each maskable secret in ``text`` with ``***``.
+
+    Secrets too weak to mask (:func:`~airflow_osds.dbt.profiles.is_maskable`: under 8
+    characters, or a plain word such as ``select`` or ``postgres``) are left alone: replacing
+    them would mangle every line of SQL or every name that contains them.
+    """
     # Longest first, so a secret containing another one is not half-replaced.
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+    for secret in sorted({s for s in secrets if s and is_maskable(s)}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
+
+
+def scrub(document: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """A copy of a dbt artifact (``run_results.json``, ``sources.json``) safe to log or store.
+
+    Every string is :func:`redact`-ed, and the ``args.vars`` whose names look secret
+    (:func:`~airflow_osds.dbt.profiles.looks_secret`) are replaced by ``***``. ``dbt retry``
+    needs the document's ``args``; it still works because a retry may override ``--vars``.
+    """
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value, secrets)
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    clean: dict[str, Any] = walk(document)
+    args = clean.get("args")
+    if isinstance(args, dict) and isinstance(args.get("vars"), dict):
+        args["vars"] = {k: REDACTED if looks_secret(str(k)) else v for k, v in args["vars"].items()}
+    return clean
 
 
 def build_args(
@@ -175,19 +351,7 @@ def build_args(
 
     :raises DbtCommandError: unknown command, or an option the command does not take.
     """
-    if command not in COMMANDS:
-        raise DbtCommandError(f"Unsupported dbt command {command!r}; supported: {sorted(COMMANDS)}.")
-    accepted = COMMANDS[command]
-    given = {
-        "select": bool(select),
-        "exclude": bool(exclude),
-        "selector": selector is not None,
-        "full_refresh": full_refresh,
-    }
-    refused = sorted(name for name, used in given.items() if used and name not in accepted)
-    if refused:
-        hint = " (retry re-uses the failed run's selection)" if command == "retry" else ""
-        raise DbtCommandError(f"dbt {command} does not take {', '.join(refused)}{hint}.")
+    _check_command(command, select=select, exclude=exclude, selector=selector, full_refresh=full_refresh)
     args = [
         *command.split(),
         "--project-dir", str(project_dir),
@@ -235,8 +399,12 @@ def run_dbt(
     timeout: float | None = None,
     log_callback: Callable[[str], None] | None = None,
     on_profile: Callable[[RenderedProfile], None] | None = None,
+    handle: DbtRunHandle | None = None,
 ) -> DbtRunResult:
     """Run ``dbt <command>`` and return what it did; never raises for failing nodes.
+
+    Call :meth:`DbtRunResult.raise_for_status` to turn failures, and a selection that ran
+    nothing, into errors.
 
     :param command: one of :data:`COMMANDS`, e.g. ``"build"`` or ``"source freshness"``.
     :param project_dir: the dbt project (may be read-only).
@@ -244,62 +412,61 @@ def run_dbt(
     :param select: ``--select`` criteria, e.g. ``["tag:web", "path:models/marts"]``.
     :param exclude: ``--exclude`` criteria.
     :param selector: a YAML selector name.
-    :param vars: ``--vars`` (sent as JSON).
+    :param vars: ``--vars`` (sent as JSON on dbt's command line: no secrets, see the module
+        docstring).
     :param full_refresh: ``--full-refresh``.
     :param threads: ``--threads``; default is the profile's ``threads``.
-    :param extra_args: more arguments, appended as is (never put secrets here).
+    :param extra_args: more arguments, appended as is (no ``--vars``, no secrets).
     :param target_path: persistent target directory (created if missing). Give the same
         one to a failed command and to its ``retry``; it also keeps ``manifest.json`` and
         dbt's partial-parse cache. ``None``: a temp dir, removed after the run.
     :param log_path: where ``dbt.log`` goes; ``None``: a temp dir, removed after the run.
     :param dbt_executable: a ``dbt`` executable (or a virtualenv directory holding
         ``bin/dbt``) to run as a subprocess; ``None``: in process with ``dbtRunner``.
-    :param env: extra environment variables for dbt (e.g. for ``env_var()`` in the project);
-        their values are redacted from logs too when they look like secrets (see below).
+    :param env: environment variables for dbt (e.g. for ``env_var()`` in the project); never
+        ``AIRFLOW_*``. Values of secret-looking names (and ``DBT_ENV_SECRET_*``) are redacted.
     :param profile_name: the ``profile:`` of the project.
     :param target_name: the target name inside the rendered profile.
-    :param timeout: subprocess mode only: seconds before dbt is killed (exit code 2).
+    :param timeout: subprocess mode only: seconds before dbt is stopped (exit code 2).
     :param log_callback: called with every (redacted) log line as it arrives, e.g. to stream
         into a task log.
     :param on_profile: called with the rendered profile before dbt starts (for inspection).
-    :raises DbtCommandError: unsupported command/options, or the executable does not exist.
+    :param handle: lets another thread stop the run (:meth:`DbtRunHandle.stop`).
+    :raises DbtConfigurationError: the invocation cannot work: an unsupported command or
+        option (:class:`DbtCommandError`), no ``dbt_project.yml`` (:class:`DbtProjectError`),
+        dbt missing (:class:`DbtNotInstalledError`), a profile that cannot be rendered
+        (:class:`~airflow_osds.dbt.errors.ProfileError`), a secret that would leak
+        (:class:`DbtSecretExposureError`).
     """
     project = Path(project_dir).resolve()
     if not (project / "dbt_project.yml").is_file():
-        raise DbtRunError(f"{project} is not a dbt project (no dbt_project.yml).")
+        raise DbtProjectError(str(project))
+    _check_command(command, select=select, exclude=exclude, selector=selector, full_refresh=full_refresh)
     executable = _resolve_executable(dbt_executable) if dbt_executable is not None else None
-    secrets = [target.password or ""] + [v for k, v in (env or {}).items() if _looks_secret(k)]
+    caller_env = dict(env or {})
+    secrets = _secrets(target, caller_env)
+    _refuse_exposed_secrets(caller_env, vars, extra_args, secrets)
+    handle = handle or DbtRunHandle()
 
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="osds-dbt-run-")))
-        keep_target = target_path is not None
         target_dir = Path(target_path).resolve() if target_path is not None else work / "target"
         log_dir = Path(log_path).resolve() if log_path is not None else work / "logs"
         target_dir.mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
         # A persistent target dir still holds the previous run's results (retry reads them);
-        # remember its invocation id to tell a fresh run_results.json from a stale one.
-        previous_invocation = _invocation_id(target_dir / "run_results.json")
-        previous_sources = _invocation_id(target_dir / "sources.json")
+        # remember their invocation ids to tell fresh artifacts from stale ones.
+        previous = {name: _invocation_id(target_dir / name) for name in ("run_results.json", "sources.json")}
 
         profile = stack.enter_context(rendered_profile(target, profile_name=profile_name, target_name=target_name))
         if on_profile is not None:
             on_profile(profile)
         args = build_args(
-            command,
-            project_dir=project,
-            profile=profile,
-            target_path=target_dir,
-            log_path=log_dir,
-            select=select,
-            exclude=exclude,
-            selector=selector,
-            vars=vars,
-            full_refresh=full_refresh,
-            threads=threads,
-            extra_args=extra_args,
-        )
-        run_env = {**_BASE_ENV, **(env or {}), **profile.env}
+            command, project_dir=project, profile=profile, target_path=target_dir, log_path=log_dir,
+            select=select, exclude=exclude, selector=selector, vars=vars, full_refresh=full_refresh,
+            threads=threads, extra_args=extra_args,
+        )  # fmt: skip
+        run_env = {**_BASE_ENV, **caller_env, **profile.env}
         lines: list[str] = []
 
         def emit(line: str) -> None:
@@ -308,49 +475,123 @@ def run_dbt(
             if log_callback is not None:
                 log_callback(clean)
 
+        if target.password and not is_maskable(target.password):
+            emit(_WEAK_PASSWORD_NOTE)
         started = time.monotonic()
-        if executable is None:
-            success, exit_code, error = _invoke_in_process(args, run_env, emit)
-        else:
-            success, exit_code, error = _invoke_subprocess(executable, args, run_env, emit, cwd=work, timeout=timeout)
-        elapsed = time.monotonic() - started
-
+        try:
+            if executable is None:
+                success, exit_code, error = _invoke_in_process(args, run_env, emit, handle)
+            else:
+                success, exit_code, error = _invoke_subprocess(
+                    executable, args, run_env, emit, cwd=work, timeout=timeout, handle=handle
+                )
+        finally:
+            handle._finished()
         result = DbtRunResult(
             command=command,
             args=args,
             success=success,
             exit_code=exit_code,
             target_path=target_dir,
+            selection=redact(_describe_selection(select, exclude, selector), secrets),
             log_lines=lines,
             error=redact(error, secrets) if error else None,
-            elapsed=round(elapsed, 3),
+            stopped=handle.stop_requested,
+            elapsed=round(time.monotonic() - started, 3),
         )
-        run_results = target_dir / "run_results.json"
-        fresh = _load_fresh(run_results, previous_invocation)
-        if fresh is not None:
-            result.run_results, result.run_results_path = fresh, run_results
-        if command == "source freshness":
-            result.sources = _load_fresh(target_dir / "sources.json", previous_sources)
-        manifest = target_dir / "manifest.json"
-        if keep_target and manifest.is_file():
-            result.manifest_path = manifest
-        if not keep_target:
-            # The temp target dir goes away with the work dir; only the parsed JSON remains.
-            result.run_results_path = None
+        _attach_artifacts(result, previous, secrets, keep_target=target_path is not None)
         return result
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def _check_command(
+    command: str, *, select: Sequence[str], exclude: Sequence[str], selector: str | None, full_refresh: bool
+) -> None:
+    if command not in COMMANDS:
+        raise DbtCommandError(f"Unsupported dbt command {command!r}; supported: {sorted(COMMANDS)}.")
+    given = {
+        "select": bool(select),
+        "exclude": bool(exclude),
+        "selector": selector is not None,
+        "full_refresh": full_refresh,
+    }
+    refused = sorted(name for name, used in given.items() if used and name not in COMMANDS[command])
+    if refused:
+        hint = " (retry re-uses the failed run's selection)" if command == "retry" else ""
+        raise DbtCommandError(f"dbt {command} does not take {', '.join(refused)}{hint}.")
+
+
+def _secrets(target: PostgresTarget, env: Mapping[str, str]) -> list[str]:
+    """The values to keep out of logs and artifacts: the password and the secret-looking env."""
+    named = [v for k, v in env.items() if k.startswith(_SECRET_ENV_PREFIX) or looks_secret(k)]
+    return [s for s in [target.password or "", *named] if s]
+
+
+def _refuse_exposed_secrets(
+    env: Mapping[str, str], vars: Mapping[str, Any] | None, extra_args: Sequence[str], secrets: Sequence[str]
+) -> None:
+    """Raise :class:`DbtSecretExposureError` for what would put a secret where others can read it."""
+    for name in env:
+        if name.upper().startswith("AIRFLOW_"):
+            raise DbtSecretExposureError(
+                name,
+                "Airflow's own environment (AIRFLOW_*: its configuration, the Fernet key, the connections "
+                "in AIRFLOW_CONN_*) is never handed to dbt. Pass the value dbt needs under another name.",
+            )
+    strong = [s for s in secrets if is_maskable(s)]
+    for path, value in _walk_vars(vars or {}):
+        leaf = path.rsplit(".", 1)[-1]
+        if looks_secret(leaf) or any(s in json.dumps(value, default=str) for s in strong):
+            env_name = leaf.upper()
+            raise DbtSecretExposureError(
+                f"vars.{path}",
+                "this var looks like a secret, and dbt vars travel on dbt's command line (where `ps` shows "
+                "them to every user of the machine) and into run_results.json. Pass it as an environment "
+                f"variable instead (env_vars={{'{env_name}': ...}}) and read it in the project with "
+                f"env_var('{env_name}'); its value is then masked in the logs.",
+            )
+    if "--vars" in extra_args:
+        raise DbtCommandError("Pass dbt vars with vars=, not as --vars in extra_args.")
+    for arg in extra_args:
+        if any(s in arg for s in strong):
+            raise DbtSecretExposureError("extra_args", "an argument contains a secret; pass it through env instead.")
+
+
+def _walk_vars(value: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        if isinstance(item, Mapping):
+            yield from _walk_vars(item, f"{path}.")
+        else:
+            yield path, item
+
+
+def _describe_selection(select: Sequence[str], exclude: Sequence[str], selector: str | None) -> str:
+    parts = []
+    if select:
+        parts.append("--select " + " ".join(select))
+    if exclude:
+        parts.append("--exclude " + " ".join(exclude))
+    if selector:
+        parts.append(f"--selector {selector}")
+    return " ".join(f"`{p}`" for p in parts) if parts else "(no selection: the whole project)"
 
 
 # -- invocation modes -------------------------------------------------------------------------
 
 
-def _invoke_in_process(args: list[str], env: Mapping[str, str], emit: Callable[[str], None]) -> tuple[bool, int, str | None]:
+def _invoke_in_process(
+    args: list[str], env: Mapping[str, str], emit: Callable[[str], None], handle: DbtRunHandle
+) -> tuple[bool, int, str | None]:
     """Run dbt with ``dbtRunner``; returns ``(success, exit_code, error)``."""
     try:
         from dbt.cli.main import dbtRunner
     except ImportError as exc:
-        raise DbtRunError(
-            "dbt is not importable in this interpreter; install dbt-core and dbt-postgres "
-            "or pass dbt_executable= to run dbt from another virtualenv."
+        raise DbtNotInstalledError(
+            "dbt is not importable in this interpreter: install airflow-osds[dbt] (dbt-core and "
+            "dbt-postgres), or pass dbt_executable= to run dbt from another virtualenv."
         ) from exc
 
     def on_event(event: Any) -> None:
@@ -362,6 +603,7 @@ def _invoke_in_process(args: list[str], env: Mapping[str, str], emit: Callable[[
 
     # No chdir: the cwd is process-wide and every path dbt gets is absolute anyway.
     with _IN_PROCESS_LOCK, _patched_environ(env):
+        handle._attach_in_process()
         outcome = dbtRunner(callbacks=[on_event]).invoke(args)
     if outcome.exception is not None:
         return False, 2, f"{type(outcome.exception).__name__}: {outcome.exception}"
@@ -376,25 +618,35 @@ def _invoke_subprocess(
     *,
     cwd: Path,
     timeout: float | None,
+    handle: DbtRunHandle,
 ) -> tuple[bool, int, str | None]:
-    """Run ``<executable> <args>``; returns ``(success, exit_code, error)``."""
-    child_env = {k: v for k, v in os.environ.items() if k not in _ISOLATED_VARS}
-    child_env.update(env)
-    # The venv's bin first, so dbt's own helpers resolve to the same virtualenv.
-    child_env["PATH"] = os.pathsep.join([str(executable.parent), child_env.get("PATH", "")])
-    proc = subprocess.Popen(
-        [str(executable), *args],
-        cwd=cwd,
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    """Run ``<executable> <args>`` in a process group of its own; returns ``(success, exit_code, error)``."""
+    try:
+        proc = subprocess.Popen(
+            [str(executable), *args],
+            cwd=cwd,
+            env=_child_environ(executable, env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # its own process group: stopped as one
+        )
+    except OSError as exc:  # not executable, wrong architecture, a broken shebang …
+        raise DbtNotInstalledError(
+            f"dbt executable {str(executable)!r} cannot be started: {exc}", executable=str(executable)
+        ) from exc
+    handle._attach_process(proc)
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        handle.stop()
+
+    timer = threading.Timer(timeout, on_timeout) if timeout else None
     if timer is not None:
+        timer.daemon = True
         timer.start()
     tail: list[str] = []
     try:
@@ -406,13 +658,61 @@ def _invoke_subprocess(
     finally:
         if timer is not None:
             timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # an exception (e.g. Airflow's task timeout) interrupted the loop
+            _stop_process_group(proc, handle.grace_period)
+    if handle.stop_requested:
+        why = f"by its {timeout}s timeout" if timed_out.is_set() else "on request"
+        return False, 2, f"dbt was stopped {why}"
     if code < 0:
-        return False, 2, f"dbt was killed by signal {-code}" + (f" (timeout {timeout}s)" if timeout else "")
+        return False, 2, f"dbt was killed by signal {-code}"
     error = "\n".join(tail) if code >= 2 else None
     return code == 0, code, error
+
+
+def _child_environ(executable: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The allow-listed environment of a dbt subprocess (see :data:`INHERITED_ENV`)."""
+    child = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
+    child.update(env)
+    # The venv's bin first, so dbt's own helpers resolve to the same virtualenv.
+    child["PATH"] = os.pathsep.join([str(executable.parent), child.get("PATH", os.defpath)])
+    return child
+
+
+def _stop_process_group(proc: subprocess.Popen[str], grace: float) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to ``proc``'s group until ``proc`` exits; then its leftovers."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, _TERM_GRACE)):
+        if not _signal_group(proc.pid, sig):
+            return  # the whole group is gone already
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+            break
+    # dbt is gone; what it started (multiprocessing's resource tracker ignores SIGINT and
+    # SIGTERM and exits once dbt's end of its pipe closes) gets a moment, then SIGKILL.
+    deadline = time.monotonic() + 2.0
+    while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; ``False`` when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a recycled id now owned by someone else: not ours any more
+        return False
+    return True
+
+
+def _cancel_open_queries() -> None:
+    """Terminate the queries of every in-process dbt adapter (what dbt does on Ctrl-C)."""
+    from dbt.adapters.factory import FACTORY
+
+    for adapter in list(FACTORY.adapters.values()):
+        if adapter.is_cancelable():
+            with adapter.connection_named("osds-cancel"):
+                adapter.cancel_open_connections()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -425,15 +725,32 @@ def _resolve_executable(value: str | os.PathLike[str]) -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         found = shutil.which(str(value))
         if found is None:
-            raise DbtCommandError(f"dbt executable {value!r} not found (give a path to bin/dbt or its venv).")
+            raise DbtNotInstalledError(
+                f"dbt executable {str(value)!r} not found: give the path of a virtualenv holding dbt-core and "
+                "dbt-postgres, or of its bin/dbt, or leave dbt_executable unset to run dbt in process.",
+                executable=str(value),
+            )
         path = Path(found)
     # absolute() rather than resolve(): a venv's scripts must keep their venv path.
     return path.absolute()
 
 
-def _looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in ("PASSWORD", "SECRET", "TOKEN", "KEY"))
+def _attach_artifacts(
+    result: DbtRunResult, previous: Mapping[str, str | None], secrets: Sequence[str], *, keep_target: bool
+) -> None:
+    """Put this invocation's fresh (redacted) artifacts on ``result``."""
+    target_dir = result.target_path
+    fresh = _load_fresh(target_dir / "run_results.json", previous["run_results.json"])
+    if fresh is not None:
+        result.run_results = scrub(fresh, secrets)
+        # The temp target dir goes away with the work dir; only the parsed JSON remains.
+        result.run_results_path = target_dir / "run_results.json" if keep_target else None
+    if result.command == "source freshness":
+        sources = _load_fresh(target_dir / "sources.json", previous["sources.json"])
+        result.sources = scrub(sources, secrets) if sources is not None else None
+    manifest = target_dir / "manifest.json"
+    if keep_target and manifest.is_file():
+        result.manifest_path = manifest
 
 
 def _invocation_id(path: Path) -> str | None:

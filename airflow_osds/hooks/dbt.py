@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseHook
 
+from airflow_osds.dbt.errors import DbtConfigurationError, ProfileError
 from airflow_osds.dbt.profiles import PostgresTarget
-from airflow_osds.dbt.runner import DbtRunResult, run_dbt
+from airflow_osds.dbt.runner import DbtRunHandle, DbtRunResult, run_dbt
 
 __all__ = ["DbtHook"]
 
@@ -23,7 +25,8 @@ class DbtHook(BaseHook):
     Runs dbt commands with a ``profiles.yml`` rendered at run time from a ``postgres`` connection.
 
     The profile lives in a private temp directory removed after each command, and holds no
-    secret: the password reaches dbt through the environment only.
+    secret: the password reaches dbt through the environment only. :meth:`stop` stops the
+    command running (from another thread or a signal handler).
 
     :param warehouse_conn_id: Airflow connection (type ``postgres``) of the warehouse.
     :param target_schema: schema dbt builds into; default: the connection's extra
@@ -51,13 +54,19 @@ class DbtHook(BaseHook):
         self.target_schema = target_schema
         self.threads = threads
         self.dbt_executable = dbt_executable
+        self._running: DbtRunHandle | None = None
 
     def get_conn(self) -> PostgresTarget:
+        """The connection's fields as a dbt-postgres target.
+
+        :raises ProfileError: the connection cannot make a profile (no host, login or database,
+            an invalid port …); the message names the connection.
+        """
         conn = self.get_connection(self.warehouse_conn_id)
         extra = conn.extra_dejson
         options = {k: extra[k] for k in ("sslmode", "keepalives_idle", "connect_timeout") if k in extra}
-        return PostgresTarget(
-            host=conn.host or "localhost",
+        target = PostgresTarget(
+            host=conn.host or "",
             port=int(conn.port or 5432),
             user=conn.login or "",
             password=conn.password or None,
@@ -66,17 +75,65 @@ class DbtHook(BaseHook):
             threads=self.threads,
             options=options,
         )
+        try:
+            target.profile_fields()  # validated here, where the error can name the connection
+        except ProfileError as exc:
+            raise exc.for_connection(self.warehouse_conn_id) from None
+        return target
 
-    def run(self, command: str, *, project_dir: str, **kwargs: Any) -> DbtRunResult:
-        """Run ``dbt <command>``; see :func:`airflow_osds.dbt.runner.run_dbt` for the arguments."""
+    def run(
+        self,
+        command: str,
+        *,
+        project_dir: str,
+        env_vars: Mapping[str, str] | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> DbtRunResult:
+        """Run ``dbt <command>``; see :func:`airflow_osds.dbt.runner.run_dbt` for the arguments.
+
+        :param env_vars: environment for the project's ``env_var()``: values by name, or names
+            of variables to pass on from this process's environment (see :meth:`environment`).
+        """
+        self._running = handle = DbtRunHandle()
         return run_dbt(
             command,
             project_dir=project_dir,
             target=self.get_conn(),
             dbt_executable=self.dbt_executable,
+            env=self.environment(env_vars),
             log_callback=self.log.info,
+            handle=handle,
             **kwargs,
         )
+
+    def stop(self) -> None:
+        """Stop the command :meth:`run` is running, if any (see :class:`~airflow_osds.dbt.runner.DbtRunHandle`)."""
+        if self._running is not None:
+            self.log.info("Stopping dbt")
+            self._running.stop()
+
+    @staticmethod
+    def environment(env_vars: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
+        """The environment variables to give dbt: ``env_vars`` as a dict, or the values of the
+        names it lists, read from this process's environment.
+
+        :raises DbtConfigurationError: a listed name is not set here, or ``env_vars`` is neither.
+        """
+        if not env_vars:
+            return {}
+        if isinstance(env_vars, Mapping):
+            return {str(name): str(value) for name, value in env_vars.items()}
+        if isinstance(env_vars, str):
+            raise DbtConfigurationError(
+                f"env_vars must be a dict of values or a list of names, not the string {env_vars!r}."
+            )
+        missing = [name for name in env_vars if name not in os.environ]
+        if missing:
+            raise DbtConfigurationError(
+                f"env_vars lists {missing}, which this worker's environment does not set: set them on the "
+                "workers, or pass the values instead (env_vars={'NAME': '...'})."
+            )
+        return {name: os.environ[name] for name in env_vars}
 
     # -- state kept for `dbt retry` ----------------------------------------------------------
     def save_run_results(self, key: Sequence[str], run_results: dict[str, Any]) -> None:
@@ -107,6 +164,7 @@ class DbtHook(BaseHook):
         return value if isinstance(value, dict) else json.loads(value)
 
     def forget_run_results(self, key: Sequence[str]) -> None:
+        """Remove what :meth:`save_run_results` kept, if anything."""
         hook = self._sql()
         if _state_table_exists(hook):
             hook.run(f"DELETE FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_osds.assets import parse_table, table_asset_uri
 from airflow_osds.dbt.artifacts import RunResults, render_table
-from airflow_osds.dbt.runner import DbtRunError, DbtRunResult
+from airflow_osds.dbt.errors import DbtConfigurationError, DbtRunError
+from airflow_osds.dbt.runner import DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
 
 if TYPE_CHECKING:
@@ -36,16 +38,40 @@ class DbtOperator(BaseOperator):
     Run one dbt command on the warehouse connection.
 
     The task log shows dbt's output and a table per node (status, time, rows, failures).
-    When the command fails, its ``run_results.json`` is kept in the warehouse
-    (``osds_state.dbt_run_results``), and the task's next try runs ``dbt retry``: only what
-    errored, failed or was skipped runs again, on whichever worker picks it up.
+
+    **Failures and retries**, as the Apache providers handle them:
+
+    * A configuration error fails the task at once with ``AirflowFailException``, whatever
+      ``retries`` says (see :class:`~airflow_osds.dbt.errors.DbtConfigurationError`): an
+      unsupported command, a connection that cannot make a profile (no host, login or
+      database), dbt not installed, no ``dbt_project.yml``, a selection that matches nothing
+      (dbt would run nothing while the outlets announce rebuilt tables), a secret in ``vars``.
+    * A failing node, or dbt failing mid-way, fails the try and Airflow retries it. The failed
+      invocation's ``run_results.json`` (redacted) is kept in the warehouse
+      (``osds_state.dbt_run_results``) and the next try runs ``dbt retry``: only what errored,
+      failed or was skipped runs again, on whichever worker picks it up. The row is removed
+      after a success and when the failing try is the last one. When it cannot be kept, the
+      log says why, the try still fails with dbt's error (which mentions it), and the next try
+      reruns the whole command.
+
+    **on_kill** stops dbt. With ``dbt_executable``: dbt's whole process group, with SIGINT
+    first (dbt then terminates its open queries), SIGTERM and SIGKILL after grace periods. In
+    process, dbt runs inside the task process, which Airflow kills after ``on_kill``; until
+    then ``on_kill`` terminates dbt's open queries (the adapter's ``cancel_open_connections``)
+    and keeps doing so until dbt returns, so the warehouse is not left running them.
 
     :param command: ``build``, ``run``, ``test``, ``seed``, ``snapshot``, ``source freshness`` …
     :param project_dir: the dbt project (may be read-only).
     :param warehouse_conn_id: ``postgres`` connection of the warehouse.
     :param select: dbt selection (templated).
     :param exclude: dbt exclusion (templated).
-    :param vars: dbt ``--vars`` (templated).
+    :param vars: dbt ``--vars`` (templated). They travel on dbt's command line: a var whose
+        name looks secret (``api_token``, ``db_password`` …) is refused; use ``env_vars``.
+    :param env_vars: environment variables for the project's ``env_var()`` (templated): a dict
+        of values, or a list of names passed on from the worker's environment; never
+        ``AIRFLOW_*``. With ``dbt_executable``, dbt sees only these, ``PATH``, ``HOME``, the
+        locale, ``TZ``, ``TMPDIR`` and the CA-bundle variables; in process, dbt sees the whole
+        task environment, Airflow's included.
     :param full_refresh: ``--full-refresh`` (templated).
     :param target_schema: schema dbt builds into (templated).
     :param threads: dbt threads.
@@ -54,8 +80,8 @@ class DbtOperator(BaseOperator):
     :param indirect_selection: dbt's ``--indirect-selection`` (``eager``, ``cautious`` …).
     """
 
-    template_fields: Sequence[str] = ("select", "exclude", "vars", "full_refresh", "target_schema")
-    template_fields_renderers = {"vars": "json"}
+    template_fields: Sequence[str] = ("select", "exclude", "vars", "env_vars", "full_refresh", "target_schema")
+    template_fields_renderers = {"vars": "json", "env_vars": "json"}
     ui_color = "#ff694b"
 
     def __init__(
@@ -67,6 +93,7 @@ class DbtOperator(BaseOperator):
         select: Sequence[str] | str = (),
         exclude: Sequence[str] | str = (),
         vars: dict[str, Any] | None = None,
+        env_vars: Mapping[str, str] | Sequence[str] | None = None,
         full_refresh: bool | str = False,
         target_schema: str | None = None,
         threads: int = 4,
@@ -82,6 +109,7 @@ class DbtOperator(BaseOperator):
         self.select = select
         self.exclude = exclude
         self.vars = vars
+        self.env_vars = env_vars
         self.full_refresh = full_refresh
         self.target_schema = target_schema
         self.threads = threads
@@ -99,20 +127,36 @@ class DbtOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        key = _state_key(context)
-        previous = self.hook.load_run_results(key) if self.resume_with_retry and context["ti"].try_number > 1 else None
+        try:
+            return self._execute(context)
+        except DbtConfigurationError as exc:
+            # The same inputs fail the same way on every try: fail now, keep no state behind.
+            if self.resume_with_retry and context["ti"].try_number > 1:
+                self._forget_state(_state_key(context))
+            raise AirflowFailException(str(exc)) from exc
+
+    def on_kill(self) -> None:
+        """Stop dbt (see the class docstring)."""
+        if "hook" in self.__dict__:  # no hook yet: nothing is running
+            self.hook.stop()
+
+    def _execute(self, context: Context) -> dict[str, Any]:
+        key, try_number = _state_key(context), context["ti"].try_number
+        previous = self.hook.load_run_results(key) if self.resume_with_retry and try_number > 1 else None
         with tempfile.TemporaryDirectory(prefix="osds-dbt-target-") as target:
             if previous is not None:
                 # dbt retry reads the failed invocation's run_results.json from the target path.
                 (Path(target) / "run_results.json").write_text(json.dumps(previous))
-                self.log.info("Try %s: resuming the failed dbt %s with `dbt retry`", context["ti"].try_number, self.command)
-                result = self.hook.run("retry", project_dir=self.project_dir, target_path=target, vars=self._vars())
+                self.log.info("Try %s: resuming the failed dbt %s with `dbt retry`", try_number, self.command)
+                result = self.hook.run(
+                    "retry", project_dir=self.project_dir, target_path=target, vars=self._vars(), env_vars=self.env_vars
+                )
             else:
                 result = self._run_command(target)
         return self._finish(result, key, context)
 
     def _run_command(self, target: str) -> DbtRunResult:
-        kwargs: dict[str, Any] = {"vars": self._vars(), "target_path": target}
+        kwargs: dict[str, Any] = {"vars": self._vars(), "target_path": target, "env_vars": self.env_vars}
         if self.command not in ("retry", "parse"):
             kwargs.update(select=_as_list(self.select), exclude=_as_list(self.exclude))
         if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
@@ -127,17 +171,46 @@ class DbtOperator(BaseOperator):
         if parsed is not None:
             self.log.info("dbt %s results:\n%s", result.command, render_table(parsed))
             summary["status_counts"] = parsed.status_counts()
-            self._record_rows(parsed, context)
-        if not result.success:
-            if result.run_results and self.resume_with_retry:
+        failure = result.failure()
+        if failure is None:
+            if parsed is not None:
+                self._record_rows(parsed, context)
+            if self.resume_with_retry:
+                self._forget_state(key)
+            return summary
+        if isinstance(failure, DbtConfigurationError) or not self.resume_with_retry:
+            raise failure
+        problem = self._keep_state_for_next_try(result, key, context)
+        if problem is not None:
+            raise DbtRunError(f"{failure}\n{problem}", result=result)
+        raise failure
+
+    def _keep_state_for_next_try(self, result: DbtRunResult, key: list[str], context: Context) -> str | None:
+        """Keep the failed run's results for ``dbt retry``, or drop them on the last try.
+
+        :return: ``None``, or what went wrong, for the task's error (the log has the traceback).
+        """
+        ti = context["ti"]
+        last = _no_retry_left(ti, self.retries)
+        try:
+            if last:
+                self.hook.forget_run_results(key)
+            elif result.run_results:
                 self.hook.save_run_results(key, result.run_results)
-            failures = [f"{node.unique_id} ({node.status}): {node.message}" for node in parsed.failed()] if parsed else []
-            if failures:
-                raise DbtRunError(f"dbt {result.command} failed:\n" + "\n".join(failures), result=result)
-            result.raise_for_status()
-        if self.resume_with_retry:
+                self.log.info("Kept dbt's run_results.json: try %s will resume with `dbt retry`", ti.try_number + 1)
+        except Exception as exc:
+            action = "removing the kept run_results.json" if last else "keeping dbt's run_results.json for the next try"
+            self.log.error("dbt failed, and %s failed as well", action, exc_info=True)
+            rerun = "" if last else f"; the next try reruns the whole dbt {result.command}"
+            return f"Also, {action} failed ({type(exc).__name__}: {exc}){rerun}."
+        return None
+
+    def _forget_state(self, key: list[str]) -> None:
+        """Remove the kept run_results.json, if any; a failure only warns (dbt's outcome stands)."""
+        try:
             self.hook.forget_run_results(key)
-        return summary
+        except Exception:
+            self.log.warning("Could not remove the kept dbt run_results.json for %s", "/".join(key), exc_info=True)
 
     def _record_rows(self, results: RunResults, context: Context) -> None:
         """Put each model's ``rows_affected`` on the event of its table's Asset."""
@@ -155,6 +228,15 @@ class DbtOperator(BaseOperator):
         if isinstance(self.vars, str):  # a templated JSON string
             return json.loads(self.vars) if self.vars.strip() else None
         return self.vars
+
+
+def _no_retry_left(ti: Any, retries: int) -> bool:
+    """Whether this try is the last one: Airflow's own rule (``max_tries`` grows when a task is
+    cleared, ``retries`` does not)."""
+    max_tries = getattr(ti, "max_tries", None)
+    if max_tries is None:
+        max_tries = retries
+    return max_tries == 0 or ti.try_number > max_tries
 
 
 def _table_of(relation_name: str | None) -> str | None:

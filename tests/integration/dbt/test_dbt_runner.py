@@ -272,7 +272,8 @@ def test_secrets_are_redacted_from_captured_output(pg: EmbeddedPostgres, seeded:
         env={"API_TOKEN": token},
         dbt_executable=ensure_dbt_venv() if mode == "subprocess" else None,
     )
-    assert result.success
+    assert result.success and result.ran_nothing  # raise_for_status would say the selection matched nothing
+    assert PASSWORD not in result.selection and token not in result.selection
     echoed = [line for line in result.log_lines if "does not match any enabled nodes" in line]
     assert len(echoed) == 2 and all("***" in line for line in echoed), result.log_lines
     assert not any(PASSWORD in line or token in line for line in result.log_lines)
