@@ -15,11 +15,12 @@ from typing import Any
 
 from airflow_osds.dbt.artifacts import Manifest
 
-from airflow_osds.dbt.fingerprint import project_fingerprint, read_fingerprint, write_fingerprint
+from airflow_osds.dbt.partial_parse import connection_fields
+from airflow_osds.dbt.fingerprint import project_fingerprint, read_parse_record, write_fingerprint
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.runner import run_dbt
 
-__all__ = ["connection_fields", "parse_project", "parse_stale_projects"]
+__all__ = ["parse_project", "parse_stale_projects"]
 
 
 def parse_project(
@@ -63,21 +64,20 @@ def parse_project(
     return manifest
 
 
-def connection_fields(target: PostgresTarget) -> dict[str, Any]:
-    """The fields of a target that dbt's partial-parse check hashes (never the password)."""
-    return {"host": target.host, "port": target.port, "user": target.user, "dbname": target.dbname,
-            "schema": target.schema, "options": dict(sorted(target.options.items()))}
-
-
-def parse_stale_projects(dbt_dir: str | os.PathLike[str]) -> list[Path]:
+def parse_stale_projects(dbt_dir: str | os.PathLike[str], *, connection: PostgresTarget | None = None) -> list[Path]:
     """Parse every project under ``dbt_dir`` (``*/dbt_project.yml``) whose files changed since its last parse.
 
+    :param connection: parse for this warehouse (see :func:`parse_project`); a project parsed
+        for another connection is parsed again.
     :return: the projects that were parsed.
     """
     parsed = []
     for project_file in sorted(Path(dbt_dir).glob("*/dbt_project.yml")):
         project = project_file.parent
-        if read_fingerprint(project / "target") != project_fingerprint(project):
-            parse_project(project)
+        record = read_parse_record(project / "target")
+        schema = record.target_schema if record is not None and record.target_schema else "public"
+        wanted = connection_fields(dataclasses.replace(connection, schema=schema)) if connection is not None else {}
+        if record is None or record.fingerprint != project_fingerprint(project) or dict(record.connection) != wanted:
+            parse_project(project, target_schema=schema, connection=connection)
             parsed.append(project)
     return parsed

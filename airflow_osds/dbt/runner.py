@@ -69,6 +69,7 @@ from airflow_osds.dbt.errors import (
     DbtRunError,
     DbtSecretExposureError,
 )
+from airflow_osds.dbt.partial_parse import ParseReuse
 from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, is_maskable, looks_secret, rendered_profile
 
 __all__ = [
@@ -218,6 +219,9 @@ class DbtRunResult:
     :param error: the exception dbt raised (in process) or the last log lines (subprocess)
         when ``exit_code == 2``; redacted.
     :param stopped: the run was stopped through its :class:`DbtRunHandle` (or its timeout).
+    :param partial_parse: what dbt's own log (``dbt.log``) says: ``True`` when it reused a
+        saved parse, ``False`` when it parsed the whole project (``parse_note`` says why),
+        ``None`` when the log says neither.
     :param elapsed: wall-clock seconds.
     """
 
@@ -234,6 +238,8 @@ class DbtRunResult:
     log_lines: list[str] = field(default_factory=list)
     error: str | None = None
     stopped: bool = False
+    partial_parse: bool | None = None
+    parse_note: str = ""
     elapsed: float = 0.0
 
     def node_statuses(self) -> dict[str, str]:
@@ -400,6 +406,7 @@ def run_dbt(
     log_callback: Callable[[str], None] | None = None,
     on_profile: Callable[[RenderedProfile], None] | None = None,
     handle: DbtRunHandle | None = None,
+    parse_state: str | os.PathLike[str] | None = None,
 ) -> DbtRunResult:
     """Run ``dbt <command>`` and return what it did; never raises for failing nodes.
 
@@ -432,6 +439,10 @@ def run_dbt(
         into a task log.
     :param on_profile: called with the rendered profile before dbt starts (for inspection).
     :param handle: lets another thread stop the run (:meth:`DbtRunHandle.stop`).
+    :param parse_state: the directory where ``osds dbt-parse`` wrote the manifest (its parse
+        state and record beside it): when this run's inputs are the parse's, the state is
+        copied into the target directory so dbt does not parse the project again (see
+        :mod:`airflow_osds.dbt.partial_parse`); the log says which way it went, and why.
     :raises DbtConfigurationError: the invocation cannot work: an unsupported command or
         option (:class:`DbtCommandError`), no ``dbt_project.yml`` (:class:`DbtProjectError`),
         dbt missing (:class:`DbtNotInstalledError`), a profile that cannot be rendered
@@ -477,6 +488,10 @@ def run_dbt(
 
         if target.password and not is_maskable(target.password):
             emit(_WEAK_PASSWORD_NOTE)
+        reuse = None
+        if parse_state is not None:
+            reuse = _seed_parse_state(Path(parse_state), target_dir, target, vars, profile_name, target_name, executable)
+            emit(reuse.log_line())
         started = time.monotonic()
         try:
             if executable is None:
@@ -500,7 +515,45 @@ def run_dbt(
             elapsed=round(time.monotonic() - started, 3),
         )
         _attach_artifacts(result, previous, secrets, keep_target=target_path is not None)
+        if reuse is not None and not reuse.seeded:
+            result.partial_parse, result.parse_note = False, reuse.reason
+        else:
+            _read_parse_outcome(result, log_dir / "dbt.log", emit)
         return result
+
+
+def _seed_parse_state(
+    parse_state: Path, target_dir: Path, target: PostgresTarget, vars: Mapping[str, Any] | None,
+    profile_name: str, target_name: str, executable: Path | None,
+) -> ParseReuse:
+    from airflow_osds.dbt import partial_parse
+    from airflow_osds.dbt.fingerprint import read_parse_record
+
+    if (target_dir / partial_parse.PARSE_STATE_FILE).is_file():  # a persistent target keeps its own
+        return partial_parse.ParseReuse(True, "")
+    dbt_version = None
+    if executable is None:  # in process: the dbt that will run is this interpreter's
+        from importlib.metadata import version
+
+        dbt_version = version("dbt-core")
+    return partial_parse.seed(
+        parse_state, target_dir, record=read_parse_record(parse_state), connection=partial_parse.connection_fields(target),
+        vars=vars, profile_name=profile_name, target_name=target_name, dbt_version=dbt_version,
+    )
+
+
+def _read_parse_outcome(result: DbtRunResult, dbt_log: Path, emit: Callable[[str], None]) -> None:
+    """dbt's file log is at debug level: it says whether the run parsed partially, and why not."""
+    from airflow_osds.dbt import partial_parse
+
+    try:
+        lines = dbt_log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    reused, why = partial_parse.outcome(lines)
+    if reused or why != partial_parse.SILENT:
+        result.partial_parse, result.parse_note = reused, why
+        emit("dbt's log: it reused the saved parse (partial parsing)" if reused else f"dbt's log: full parse, because {why}")
 
 
 # -- checks -----------------------------------------------------------------------------------

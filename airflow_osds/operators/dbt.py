@@ -78,6 +78,10 @@ class DbtOperator(BaseOperator):
     :param dbt_executable: run dbt from this executable/virtualenv instead of in process.
     :param resume_with_retry: on the task's next try, run ``dbt retry`` instead of the command.
     :param indirect_selection: dbt's ``--indirect-selection`` (``eager``, ``cautious`` …).
+    :param parse_state: where ``osds dbt-parse`` wrote the manifest (default
+        ``<project_dir>/target``): when the run's connection, vars and dbt version are the
+        parse's, dbt starts from that parse instead of parsing the project again; the task log
+        says whether it did, from dbt's own log, and why not.
     """
 
     template_fields: Sequence[str] = ("select", "exclude", "vars", "env_vars", "full_refresh", "target_schema")
@@ -100,6 +104,7 @@ class DbtOperator(BaseOperator):
         dbt_executable: str | None = None,
         resume_with_retry: bool = True,
         indirect_selection: str | None = None,
+        parse_state: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,6 +121,7 @@ class DbtOperator(BaseOperator):
         self.dbt_executable = dbt_executable
         self.resume_with_retry = resume_with_retry
         self.indirect_selection = indirect_selection
+        self.parse_state = parse_state
 
     @cached_property
     def hook(self) -> DbtHook:
@@ -149,14 +155,17 @@ class DbtOperator(BaseOperator):
                 (Path(target) / "run_results.json").write_text(json.dumps(previous))
                 self.log.info("Try %s: resuming the failed dbt %s with `dbt retry`", try_number, self.command)
                 result = self.hook.run(
-                    "retry", project_dir=self.project_dir, target_path=target, vars=self._vars(), env_vars=self.env_vars
+                    "retry", project_dir=self.project_dir, target_path=target, vars=self._vars(), env_vars=self.env_vars,
+                    parse_state=self._parse_state(),
                 )
             else:
                 result = self._run_command(target)
         return self._finish(result, key, context)
 
     def _run_command(self, target: str) -> DbtRunResult:
-        kwargs: dict[str, Any] = {"vars": self._vars(), "target_path": target, "env_vars": self.env_vars}
+        kwargs: dict[str, Any] = {
+            "vars": self._vars(), "target_path": target, "env_vars": self.env_vars, "parse_state": self._parse_state()
+        }
         if self.command not in ("retry", "parse"):
             kwargs.update(select=_as_list(self.select), exclude=_as_list(self.exclude))
         if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
@@ -165,8 +174,12 @@ class DbtOperator(BaseOperator):
             kwargs["extra_args"] = ["--indirect-selection", self.indirect_selection]
         return self.hook.run(self.command, project_dir=self.project_dir, **kwargs)
 
+    def _parse_state(self) -> str:
+        return self.parse_state or str(Path(self.project_dir) / "target")
+
     def _finish(self, result: DbtRunResult, key: list[str], context: Context) -> dict[str, Any]:
-        summary: dict[str, Any] = {"command": result.command, "success": result.success}
+        summary: dict[str, Any] = {"command": result.command, "success": result.success,
+                                   "partial_parse": result.partial_parse, "parse_note": result.parse_note}
         parsed = RunResults.from_dict(result.run_results) if result.run_results else None
         if parsed is not None:
             self.log.info("dbt %s results:\n%s", result.command, render_table(parsed))

@@ -272,7 +272,7 @@ def data(block: DbtBlock, ctx: StepContext) -> DataIO:
 def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
     """A task group: one ``DbtBuildOperator`` per rendered unit, wired as dbt's graph is."""
     rendered = render(block, ctx.pipeline_dir, ctx)
-    project, _ = _paths(block, ctx.pipeline_dir)
+    project, manifest_path = _paths(block, ctx.pipeline_dir)
     common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
     group = GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where)
     ids: dict[str, str] = {}
@@ -294,6 +294,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             "threads": block.threads,
             "dbt_executable": block.executable,
             "indirect_selection": indirect,
+            "parse_state": str(manifest_path.parent),  # every task starts from the recorded parse
             **common,
             "outlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.writes[gid])],
         }
