@@ -12,6 +12,8 @@ Supported, following dbt's semantics:
   ``file:`` (file name or stem; bare ``orders.sql`` too), ``tag:``, ``source:``
   (``snowplow``, ``snowplow.events``, ``package.snowplow.events``), ``resource_type:``,
   ``package:``, ``config.materialized:``; values may use shell wildcards (``*``, ``?``);
+  ``state:`` (``state:modified``…) is accepted and matches every node: which ones changed is
+  known only when dbt runs (see :mod:`airflow_osds.dbt.state`);
 * graph operators: ``+x`` (ancestors), ``x+`` (descendants), ``2+x`` / ``x+1`` (depth
   limits), ``@x`` (descendants and all their ancestors);
 * ``exclude``: the same syntax, removed from the result.
@@ -36,7 +38,7 @@ from airflow_osds.dbt.errors import DbtSelectionError
 
 __all__ = ["SUPPORTED_METHODS", "SelectorAtom", "SelectorTerm", "parse_selectors", "select_nodes"]
 
-SUPPORTED_METHODS = ("fqn", "path", "file", "tag", "source", "resource_type", "package", "config.materialized")
+SUPPORTED_METHODS = ("fqn", "path", "file", "tag", "source", "resource_type", "package", "config.materialized", "state")
 _SUPPORTED_TEXT = (
     "supported: methods " + ", ".join(f"{m}:" for m in SUPPORTED_METHODS) + " (a bare name means fqn:, "
     "a bare value with '/' means path:), graph operators +x, x+, N+x, x+N, @x, "
@@ -200,6 +202,10 @@ def _atom_matches(node: Node, atom: SelectorAtom) -> bool:
         return fnmatchcase(node.package_name, value)
     if method == "config.materialized":
         return isinstance(node, ManifestNode) and node.materialized == value
+    if method == "state":
+        # What changed since the stored state is known only when dbt runs (airflow_osds.dbt.state):
+        # at parse time every node may be selected.
+        return isinstance(node, ManifestNode)
     raise AssertionError(f"unhandled selector method {method}")  # parse_selectors rejects others
 
 

@@ -11,6 +11,7 @@ from airflow.sdk import BaseHook
 
 from airflow_osds.dbt.errors import DbtConfigurationError, ProfileError
 from airflow_osds.dbt.profiles import PostgresTarget
+from airflow_osds.dbt.state import WAREHOUSE
 from airflow_osds.dbt.runner import DbtRunHandle, DbtRunResult, run_dbt
 
 __all__ = ["DbtHook"]
@@ -18,6 +19,8 @@ __all__ = ["DbtHook"]
 # Where a failed invocation's run_results.json waits for its retry. In the warehouse, not on
 # the worker's disk: the retry may run on another worker.
 STATE_TABLE = "osds_state.dbt_run_results"
+# The manifest of a step's last successful run, compared with by `state:` selectors.
+STATE_MANIFESTS = "osds_state.dbt_state_manifests"
 
 
 class DbtHook(BaseHook):
@@ -169,10 +172,53 @@ class DbtHook(BaseHook):
         if _state_table_exists(hook):
             hook.run(f"DELETE FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))
 
+    # -- state manifests for `state:` selectors -------------------------------------------------
+    def load_state_manifest(self, location: str, key: str) -> bytes | None:
+        """The manifest :meth:`save_state_manifest` kept for ``key`` at ``location``, or ``None``.
+
+        :param location: ``warehouse`` (table ``osds_state.dbt_state_manifests``) or a folder
+            or object-store URL (``s3://…``), read through Airflow's ``ObjectStoragePath``.
+        """
+        if location == WAREHOUSE:
+            hook = self._sql()
+            row = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_MANIFESTS,))
+            if not (row and row[0]):
+                return None
+            found = hook.get_first(f"SELECT manifest FROM {STATE_MANIFESTS} WHERE key = %s", parameters=(key,))
+            return bytes(found[0]) if found else None
+        path = _state_path(location, key)
+        return path.read_bytes() if path.exists() else None
+
+    def save_state_manifest(self, location: str, key: str, manifest: bytes) -> None:
+        """Keep ``manifest`` (a successful run's) as the state the next run compares with."""
+        if location == WAREHOUSE:
+            with self._sql().get_conn() as conn, conn.cursor() as cursor:
+                cursor.execute("CREATE SCHEMA IF NOT EXISTS osds_state")
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {STATE_MANIFESTS} (key text PRIMARY KEY, manifest bytea NOT NULL, "
+                    "saved_at timestamptz NOT NULL DEFAULT now())"
+                )
+                cursor.execute(
+                    f"INSERT INTO {STATE_MANIFESTS} (key, manifest) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET manifest = EXCLUDED.manifest, saved_at = now()",
+                    (key, manifest),
+                )
+                conn.commit()
+            return
+        path = _state_path(location, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(manifest)
+
     def _sql(self) -> Any:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         return PostgresHook(postgres_conn_id=self.warehouse_conn_id)
+
+
+def _state_path(location: str, key: str) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(location.rstrip("/") + "/" + key + "/manifest.json")
 
 
 def _state_table_exists(hook: Any) -> bool:

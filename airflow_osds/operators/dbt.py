@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_osds.assets import parse_table, table_asset_uri
 from airflow_osds.dbt.artifacts import RunResults, render_table
 from airflow_osds.dbt.errors import DbtConfigurationError, DbtRunError
+from airflow_osds.dbt.state import without_state
 from airflow_osds.dbt.runner import DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
 
@@ -78,6 +79,12 @@ class DbtOperator(BaseOperator):
     :param dbt_executable: run dbt from this executable/virtualenv instead of in process.
     :param resume_with_retry: on the task's next try, run ``dbt retry`` instead of the command.
     :param indirect_selection: dbt's ``--indirect-selection`` (``eager``, ``cautious`` …).
+    :param state: for ``state:`` selectors (``state:modified+``): where the manifest of the last
+        successful run is kept — ``warehouse`` (table ``osds_state.dbt_state_manifests``) or a
+        folder or object-store URL. dbt compares with it (``--state``); a successful run
+        replaces it. With none stored yet, the selection runs without its ``state:`` parts,
+        and the log says so. A state run that finds nothing changed succeeds, saying so.
+    :param state_key: the name the state is kept under (default ``<dag_id>/<task_id>``).
     :param parse_state: where ``osds dbt-parse`` wrote the manifest (default
         ``<project_dir>/target``): when the run's connection, vars and dbt version are the
         parse's, dbt starts from that parse instead of parsing the project again; the task log
@@ -105,6 +112,8 @@ class DbtOperator(BaseOperator):
         resume_with_retry: bool = True,
         indirect_selection: str | None = None,
         parse_state: str | None = None,
+        state: str | None = None,
+        state_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,6 +131,8 @@ class DbtOperator(BaseOperator):
         self.resume_with_retry = resume_with_retry
         self.indirect_selection = indirect_selection
         self.parse_state = parse_state
+        self.state = state
+        self.state_key = state_key
 
     @cached_property
     def hook(self) -> DbtHook:
@@ -148,8 +159,13 @@ class DbtOperator(BaseOperator):
 
     def _execute(self, context: Context) -> dict[str, Any]:
         key, try_number = _state_key(context), context["ti"].try_number
-        previous = self.hook.load_run_results(key) if self.resume_with_retry and try_number > 1 else None
+        # A state run is not resumed with `dbt retry`: its --state folder is gone by then, and
+        # rerunning compares with the same stored state (it is replaced only on success).
+        resume = self.resume_with_retry and not self.state
+        previous = self.hook.load_run_results(key) if resume and try_number > 1 else None
         with tempfile.TemporaryDirectory(prefix="osds-dbt-target-") as target:
+            if self.state:
+                return self._run_against_state(target, key, context)
             if previous is not None:
                 # dbt retry reads the failed invocation's run_results.json from the target path.
                 (Path(target) / "run_results.json").write_text(json.dumps(previous))
@@ -162,16 +178,45 @@ class DbtOperator(BaseOperator):
                 result = self._run_command(target)
         return self._finish(result, key, context)
 
-    def _run_command(self, target: str) -> DbtRunResult:
+    def _run_against_state(self, target: str, key: list[str], context: Context) -> dict[str, Any]:
+        """``state:`` selection: compare with the stored manifest, and store this run's on success."""
+        assert self.state is not None
+        name = self.state_key or f"{context['ti'].dag_id}/{context['ti'].task_id}"
+        stored = self.hook.load_state_manifest(self.state, name)
+        state_dir = Path(target) / "osds-state"
+        if stored is None:
+            select = without_state(_as_list(self.select))
+            self.log.warning("No stored dbt state `%s` in %s yet: running %s without its state: parts",
+                             name, self.state, " ".join(select))
+            result = self._run_command(target, select=select)
+        else:
+            state_dir.mkdir()
+            (state_dir / "manifest.json").write_bytes(stored)
+            result = self._run_command(target, extra_args=["--state", str(state_dir)])
+        if result.ran_nothing and stored is not None:
+            self.log.warning("Nothing changed since the stored state `%s`: dbt %s ran no node", name, result.command)
+            return {"command": result.command, "success": True, "nothing_changed": True,
+                    "partial_parse": result.partial_parse, "parse_note": result.parse_note}
+        summary = self._finish(result, key, context)
+        summary["nodes"] = sorted(result.node_statuses())  # what changed, and what depends on it
+        summary["compared_with_state"] = stored is not None
+        manifest = Path(target) / "manifest.json"
+        if manifest.is_file():
+            self.hook.save_state_manifest(self.state, name, manifest.read_bytes())
+            self.log.info("Stored this run's manifest as dbt state `%s` in %s", name, self.state)
+        return summary
+
+    def _run_command(self, target: str, *, select: list[str] | None = None, extra_args: Sequence[str] = ()) -> DbtRunResult:
         kwargs: dict[str, Any] = {
             "vars": self._vars(), "target_path": target, "env_vars": self.env_vars, "parse_state": self._parse_state()
         }
         if self.command not in ("retry", "parse"):
-            kwargs.update(select=_as_list(self.select), exclude=_as_list(self.exclude))
+            kwargs.update(select=_as_list(self.select) if select is None else select, exclude=_as_list(self.exclude))
         if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
             kwargs["full_refresh"] = True
+        kwargs["extra_args"] = list(extra_args)
         if self.indirect_selection and self.command in ("build", "test"):
-            kwargs["extra_args"] = ["--indirect-selection", self.indirect_selection]
+            kwargs["extra_args"] += ["--indirect-selection", self.indirect_selection]
         return self.hook.run(self.command, project_dir=self.project_dir, **kwargs)
 
     def _parse_state(self) -> str:

@@ -47,6 +47,12 @@ class DbtBlock(Strict):
         description="Start with a deferrable sensor that waits, in the triggerer, until the dbt sources this step "
         "reads are fresh (their `loaded_at_field` and `freshness` in the project): `true` or the sensor's settings.",
     )
+    state: str | None = Field(
+        None,
+        description="Where the manifest of the step's last successful run is kept, for `state:` selectors "
+        "(`select: [state:modified+]`): `warehouse` (the osds_state schema) or a folder or object-store URL.",
+        examples=["warehouse", "s3://dbt-artifacts/state/web_analytics/"],
+    )
     selector: str | None = Field(
         None,
         description="A YAML selector of the project's selectors.yml (instead of `select`/`exclude`). Without "
@@ -103,6 +109,17 @@ class DbtBlock(Strict):
             raise ValueError("`granularity: selector` goes with `groups: {name: [selectors]}` (and only with it)")
         if self.selector is not None and (self.select or self.exclude):
             raise ValueError("give `selector` (a YAML selector) or `select`/`exclude`, not both: dbt refuses the mix")
+        from airflow_osds.dbt.state import uses_state
+
+        if uses_state(self.select):
+            if self.granularity != "project":
+                raise ValueError("`state:` selectors need `granularity: project`: what changed is known only when "
+                                 "dbt runs, so the step is one task")
+            if self.state is None:
+                raise ValueError("`state:` selectors compare with a stored manifest: say where it is kept with "
+                                 "`state: warehouse` (or a folder or object-store URL)")
+        elif self.state is not None:
+            raise ValueError("`state` is used by `state:` selectors, e.g. `select: [state:modified+]`; add one or drop it")
         return self
 
 
@@ -295,6 +312,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             "dbt_executable": block.executable,
             "indirect_selection": indirect,
             "parse_state": str(manifest_path.parent),  # every task starts from the recorded parse
+            **({"state": block.state} if block.state else {}),
             **common,
             "outlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.writes[gid])],
         }
