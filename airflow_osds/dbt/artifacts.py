@@ -54,7 +54,7 @@ def _read_json(path: Path, kind: str) -> dict[str, Any]:
             data = json.load(fh)
     except FileNotFoundError:
         raise DbtArtifactError(
-            str(path), f"{kind} not found; run `dbt parse` (or `osds compile`) to create it"
+            str(path), f"{kind} not found; run `osds dbt-parse <project>` (or `dbt parse`) to create it"
         ) from None
     except (OSError, ValueError) as exc:  # ValueError covers JSONDecodeError and bad UTF-8
         raise DbtArtifactError(str(path), f"cannot read {kind}: {exc}") from exc
@@ -458,7 +458,7 @@ def load_manifest(
         st = path.stat()
     except FileNotFoundError:
         raise DbtArtifactError(
-            key, "manifest not found; run `dbt parse` in the project (or `osds compile`) to create it"
+            key, "manifest not found; run `osds dbt-parse <project>` (or `dbt parse`) to create it"
         ) from None
     with _cache_lock:
         cached = _cache.get(key)

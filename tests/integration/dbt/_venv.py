@@ -1,6 +1,8 @@
 """A separate virtualenv holding dbt, for the runner's subprocess mode.
 
-Created once under ``~/.cache/osds-test-venvs/dbt-1.11`` (or ``$OSDS_TEST_VENV_DIR``) and
+Created once in the component-environment cache, outside the clone so a fresh clone reuses it:
+``$OSDS_VENV_CACHE/dbt-1.11`` (default ``${XDG_CACHE_HOME:-~/.cache}/airflow-osds/venvs``), or
+exactly ``$OSDS_TEST_VENV_DIR`` when that is set; and
 reused while its marker file matches :data:`REQUIREMENTS`. Runnable as a script to
 pre-build it: ``python tests/integration/dbt/_venv.py``.
 """
@@ -26,7 +28,11 @@ def venv_dir() -> Path:
     override = os.environ.get("OSDS_TEST_VENV_DIR")
     if override:
         return Path(override)
-    return Path.home() / ".cache" / "osds-test-venvs" / "dbt-1.11"
+    cache = os.environ.get("OSDS_VENV_CACHE")
+    if cache:
+        return Path(cache) / "dbt-1.11"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "airflow-osds" / "venvs" / "dbt-1.11"
 
 
 def ensure_dbt_venv() -> Path:

@@ -236,3 +236,15 @@ def test_wait_for_sources_without_freshness_in_the_project_is_a_located_error(wr
     write("shop.yml", PIPELINE.format(granularity="model") + "      wait_for_sources: true\n")
     (error,) = errors_of(project())
     assert error.startswith("shop.yml:10:25: none of the dbt sources this step reads declares `loaded_at_field`"), error
+
+
+def test_a_manifest_with_another_file_name_is_read(write, project, dbt_project) -> None:
+    elsewhere = dbt_project.parent / "artifacts"
+    elsewhere.mkdir()
+    (dbt_project / "target" / "manifest.json").rename(elsewhere / "shop-manifest.json")
+    (dbt_project / "target" / "osds_fingerprint.json").rename(elsewhere / "osds_fingerprint.json")
+    write("shop.yml", PIPELINE.format(granularity="project") + "      manifest: ../dbt/artifacts/shop-manifest.json\n")
+    proj = project()
+    assert not proj.errors, errors_of(proj)
+    dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
+    assert dag.task_dict["transform.project"].parse_state == str(elsewhere)
