@@ -109,7 +109,7 @@ def test_exclude(manifest: Manifest) -> None:
 @pytest.mark.parametrize(
     ("select", "message"),
     [
-        ("state:modified", "selector method 'state:' is not supported; supported: methods fqn:"),
+        ("result:error", "selector method 'result:' is not supported; supported: methods fqn:"),
         ("result:error+", "'result:' is not supported"),
         ("config.schema:marts", "'config.schema:' is not supported"),
         ("tag:a,,tag:b", "empty selector around ','"),

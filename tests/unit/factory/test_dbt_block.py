@@ -111,9 +111,17 @@ def test_stale_manifest_is_an_error(write, project, dbt_project) -> None:
 
 
 def test_bad_selector_is_a_located_error(write, project, dbt_project) -> None:
-    write("shop.yml", PIPELINE.format(granularity="model").replace("granularity: model", "select: ['state:modified']"))
+    write("shop.yml", PIPELINE.format(granularity="model").replace("granularity: model", "select: ['result:error']"))
     (error,) = errors_of(project())
-    assert error.startswith("shop.yml:8:15:") and "state:modified" in error
+    assert error.startswith("shop.yml:8:15:") and "result:error" in error
+
+
+def test_state_selectors_need_one_task_and_a_state_location(write, project, dbt_project) -> None:
+    write("shop.yml", PIPELINE.format(granularity="model").replace("granularity: model", "select: ['state:modified+']"))
+    assert errors_of(project()) == [
+        "shop.yml:7:7: `state:` selectors need `granularity: project`: what changed is known only when dbt runs, "
+        "so the step is one task (steps.transform.dbt)"
+    ]
 
 
 def test_selector_matching_nothing_says_so(write, project, dbt_project) -> None:
