@@ -34,6 +34,7 @@ __all__ = [
     "project_fingerprint",
     "read_fingerprint",
     "read_parse_record",
+    "stale_reason",
     "write_fingerprint",
 ]
 
@@ -147,6 +148,21 @@ def read_parse_record(target_dir: str | os.PathLike[str]) -> ParseRecord | None:
         return ParseRecord(**known)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def stale_reason(project_dir: str | os.PathLike[str], parse_dir: str | os.PathLike[str]) -> str | None:
+    """Why the manifest in ``parse_dir`` no longer describes the project, or ``None``.
+
+    ``None`` too when ``parse_dir`` holds no parse record: a manifest made outside
+    ``osds dbt-parse`` cannot be dated.
+    """
+    record = read_parse_record(parse_dir)
+    if record is None or record.fingerprint == project_fingerprint(project_dir):
+        return None
+    return (
+        f"the dbt manifest in {parse_dir} is older than the project's files: run `osds dbt-parse {project_dir}` "
+        "(the deployment step) so the DAG and dbt see the same models"
+    )
 
 
 def read_fingerprint(target_dir: str | os.PathLike[str]) -> str | None:

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_osds.assets import parse_table, table_asset_uri
 from airflow_osds.dbt.artifacts import RunResults, render_table
 from airflow_osds.dbt.errors import DbtConfigurationError, DbtRunError
+from airflow_osds.dbt.fingerprint import stale_reason
 from airflow_osds.dbt.state import without_state
 from airflow_osds.dbt.runner import DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
@@ -158,6 +159,9 @@ class DbtOperator(BaseOperator):
             self.hook.stop()
 
     def _execute(self, context: Context) -> dict[str, Any]:
+        stale = stale_reason(self.project_dir, self._parse_state())
+        if stale is not None:  # the DAG was rendered from models dbt would no longer build
+            raise DbtConfigurationError(stale)
         key, try_number = _state_key(context), context["ti"].try_number
         # A state run is not resumed with `dbt retry`: its --state folder is gone by then, and
         # rerunning compares with the same stored state (it is replaced only on success).

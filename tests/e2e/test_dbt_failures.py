@@ -107,8 +107,17 @@ def test_configuration_errors_fail_at_once_without_burning_retries(
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
+    import shutil
+
+    from airflow_osds.dbt.manifest_build import parse_project
+
     # A connection without a host: no profile can be built from it.
     monkeypatch.setenv("AIRFLOW_CONN_NO_HOST", json.dumps({"conn_type": "postgres", "login": "etl", "schema": "wh"}))
+    # A project edited after `osds dbt-parse`: the DAG shows models dbt would no longer build.
+    stale = tmp_path / "stale"
+    shutil.copytree(project, stale, ignore=shutil.ignore_patterns("target", "logs"))
+    parse_project(stale)
+    (stale / "models" / "ok.sql").write_text("select 2 as two\n")
     dag = dag_file("dbt_config_errors", f"""\
         common = dict(project_dir={str(project)!r}, retries=2, retry_delay=dt.timedelta(seconds=0))
         DbtOperator(task_id="unknown_command", command="clean", **common)
@@ -117,6 +126,7 @@ def test_configuration_errors_fail_at_once_without_burning_retries(
         DbtBuildOperator(task_id="no_host", warehouse_conn_id="no_host", **common)
         DbtBuildOperator(task_id="secret_var", vars={{"api_token": "t0k"}}, **common)
         DbtBuildOperator(task_id="nothing_selected", select="no_such_model", outlets=[Asset("osds://warehouse/public/ok")], **common)
+        DbtBuildOperator(task_id="stale_manifest", **{{**common, "project_dir": {str(stale)!r}}})
     """)
     result = run_dag(dag)
     assert set(result.task_states.values()) == {"failed"}, result.task_states
@@ -130,6 +140,7 @@ def test_configuration_errors_fail_at_once_without_burning_retries(
         "'vars.api_token': this var looks like a secret",
         # Real dbt ran, selected nothing and succeeded; the task does not.
         "dbt build selected no nodes with `--select no_such_model`",
+        f"the dbt manifest in {stale / 'target'} is older than the project's files",
     ):
         assert message in log, message
     assert "AirflowFailException" in log and "t0k" not in log

@@ -71,7 +71,13 @@ class DbtBlock(Strict):
     folder_depth: int = Field(
         1, ge=1, description="With `folder`: how many folders under the resource path make a group (1: `models/marts`)."
     )
-    vars: dict[str, Any] = Field(default_factory=dict, description="dbt `--vars` (templated).")
+    vars: dict[str, Any] = Field(default_factory=dict, description="dbt `--vars` (templated; never secrets).")
+    env_vars: dict[str, str] | list[str] = Field(
+        default_factory=dict,
+        description="Environment variables for the project's `env_var()`: values, or names passed on from the "
+        "worker's environment (the way to give dbt a secret).",
+        examples=[["SNOWPLOW_API_TOKEN"], {"DBT_TARGET_ENV": "prod"}],
+    )
     full_refresh: bool = Field(False, description="`--full-refresh`.")
     target_schema: str | None = Field(
         None,
@@ -304,6 +310,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             "select": select,
             "exclude": [] if block.granularity != "project" else block.exclude,
             "vars": block.vars or None,
+            **({"env_vars": block.env_vars} if block.env_vars else {}),
             "full_refresh": block.full_refresh,
             # The schema the manifest was parsed with: it named every relation (and Asset);
             # never the connection's, which could build the models elsewhere.
