@@ -50,11 +50,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,11 +59,17 @@ from typing import Any
 
 from airflow_osds.dbt.errors import (
     DbtCommandError,
-    DbtNotInstalledError,
     DbtNothingSelectedError,
     DbtProjectError,
     DbtRunError,
     DbtSecretExposureError,
+)
+from airflow_osds.dbt.invocation import (
+    INHERITED_ENV,
+    DbtRunHandle,
+    invoke_in_process,
+    invoke_subprocess,
+    resolve_executable,
 )
 from airflow_osds.dbt.partial_parse import ParseReuse
 from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, is_maskable, looks_secret, rendered_profile
@@ -108,95 +110,11 @@ _MUST_SELECT = frozenset({"build", "run", "test", "seed", "snapshot", "compile",
 
 # The usage-stats switch; colours off so captured logs stay plain.
 _BASE_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false", "DBT_USE_COLORS_FILE": "false"}
-#: Variables of the worker's environment a dbt subprocess inherits (plus every ``LC_*``).
-INHERITED_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 _SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"
 _WEAK_PASSWORD_NOTE = (
     "osds: the connection's password is too weak to mask (under 8 characters, or a plain word): "
     "it is not redacted from this log. Use a longer, random password."
 )
-
-# dbt's in-process state is global: one invocation at a time per process.
-_IN_PROCESS_LOCK = threading.Lock()
-# After SIGTERM and after SIGKILL: how long to wait for dbt's process group to go away.
-_TERM_GRACE = 5.0
-
-
-class DbtRunHandle:
-    """Stops a running :func:`run_dbt` invocation from another thread or a signal handler.
-
-    * Subprocess mode: dbt's whole process group gets ``SIGINT`` (dbt's Ctrl-C path: it
-      terminates its open queries with ``pg_terminate_backend`` and writes
-      ``run_results.json``), then ``SIGTERM``, then ``SIGKILL``, each after a grace period;
-      whatever is left in the group (multiprocessing's resource tracker) follows dbt.
-      ``SIGTERM`` alone is not enough: Python exits without cancelling, and PostgreSQL keeps
-      running a gone client's query until it next writes to the socket.
-    * In-process mode: dbt runs inside this process and has no stop API. The handle terminates
-      every open query through the adapters' ``cancel_open_connections()`` (what dbt does on
-      Ctrl-C) and keeps doing so every half second until the invocation returns, so the nodes
-      dbt still starts fail at once and their dependants are skipped. The process itself is
-      Airflow's to kill.
-
-    :param grace_period: seconds dbt gets after ``SIGINT`` (subprocess) or for the first
-        cancellation (in process) before :meth:`stop` escalates or returns.
-    """
-
-    def __init__(self, *, grace_period: float = 10.0) -> None:
-        self.grace_period = grace_period
-        self._process: subprocess.Popen[str] | None = None
-        self._in_process = False
-        self._done = threading.Event()
-        self._stop_requested = False
-
-    @property
-    def stop_requested(self) -> bool:
-        """Whether :meth:`stop` was called."""
-        return self._stop_requested
-
-    def stop(self) -> None:
-        """Stop the invocation (see the class docstring); returns once dbt is gone or cancelled.
-
-        Safe to call before the invocation starts (it is then stopped as soon as it does),
-        after it ended (no-op), from any thread and from a signal handler.
-        """
-        self._stop_requested = True
-        if self._done.is_set():
-            return
-        if self._process is not None:
-            _stop_process_group(self._process, self.grace_period)
-        elif self._in_process:
-            self._cancel_in_process()
-
-    # -- used by run_dbt ---------------------------------------------------------------
-    def _attach_process(self, process: subprocess.Popen[str]) -> None:
-        self._process = process
-        if self._stop_requested:
-            _stop_process_group(process, self.grace_period)
-
-    def _attach_in_process(self) -> None:
-        self._in_process = True
-        if self._stop_requested:
-            self._cancel_in_process()
-
-    def _finished(self) -> None:
-        self._done.set()
-
-    def _cancel_in_process(self) -> None:
-        # In a thread of its own: dbt keys connections by thread, and stop() may run on the
-        # thread running dbt (Airflow calls on_kill from its SIGTERM handler on the main thread).
-        first = threading.Event()
-
-        def loop() -> None:
-            while True:
-                with contextlib.suppress(Exception):  # best effort: the next round tries again
-                    _cancel_open_queries()
-                first.set()
-                if self._done.wait(0.5):
-                    return
-
-        threading.Thread(target=loop, name="osds-dbt-cancel", daemon=True).start()
-        first.wait(self.grace_period)
-
 
 @dataclass
 class DbtRunResult:
@@ -453,7 +371,7 @@ def run_dbt(
     if not (project / "dbt_project.yml").is_file():
         raise DbtProjectError(str(project))
     _check_command(command, select=select, exclude=exclude, selector=selector, full_refresh=full_refresh)
-    executable = _resolve_executable(dbt_executable) if dbt_executable is not None else None
+    executable = resolve_executable(dbt_executable) if dbt_executable is not None else None
     caller_env = dict(env or {})
     secrets = _secrets(target, caller_env)
     _refuse_exposed_secrets(caller_env, vars, extra_args, secrets)
@@ -495,9 +413,9 @@ def run_dbt(
         started = time.monotonic()
         try:
             if executable is None:
-                success, exit_code, error = _invoke_in_process(args, run_env, emit, handle)
+                success, exit_code, error = invoke_in_process(args, run_env, emit, handle)
             else:
-                success, exit_code, error = _invoke_subprocess(
+                success, exit_code, error = invoke_subprocess(
                     executable, args, run_env, emit, cwd=work, timeout=timeout, handle=handle
                 )
         finally:
@@ -635,157 +553,7 @@ def _describe_selection(select: Sequence[str], exclude: Sequence[str], selector:
 # -- invocation modes -------------------------------------------------------------------------
 
 
-def _invoke_in_process(
-    args: list[str], env: Mapping[str, str], emit: Callable[[str], None], handle: DbtRunHandle
-) -> tuple[bool, int, str | None]:
-    """Run dbt with ``dbtRunner``; returns ``(success, exit_code, error)``."""
-    try:
-        from dbt.cli.main import dbtRunner
-    except ImportError as exc:
-        raise DbtNotInstalledError(
-            "dbt is not importable in this interpreter: install airflow-osds[dbt] (dbt-core and "
-            "dbt-postgres), or pass dbt_executable= to run dbt from another virtualenv."
-        ) from exc
-
-    def on_event(event: Any) -> None:
-        # Collect what dbt would log at info level and above; debug events are noise here.
-        info = getattr(event, "info", None)
-        if info is not None and getattr(info, "level", "info") != "debug" and info.msg:
-            for line in str(info.msg).splitlines():
-                emit(line)
-
-    # No chdir: the cwd is process-wide and every path dbt gets is absolute anyway.
-    with _IN_PROCESS_LOCK, _patched_environ(env):
-        handle._attach_in_process()
-        outcome = dbtRunner(callbacks=[on_event]).invoke(args)
-    if outcome.exception is not None:
-        return False, 2, f"{type(outcome.exception).__name__}: {outcome.exception}"
-    return bool(outcome.success), 0 if outcome.success else 1, None
-
-
-def _invoke_subprocess(
-    executable: Path,
-    args: list[str],
-    env: Mapping[str, str],
-    emit: Callable[[str], None],
-    *,
-    cwd: Path,
-    timeout: float | None,
-    handle: DbtRunHandle,
-) -> tuple[bool, int, str | None]:
-    """Run ``<executable> <args>`` in a process group of its own; returns ``(success, exit_code, error)``."""
-    try:
-        proc = subprocess.Popen(
-            [str(executable), *args],
-            cwd=cwd,
-            env=_child_environ(executable, env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # its own process group: stopped as one
-        )
-    except OSError as exc:  # not executable, wrong architecture, a broken shebang …
-        raise DbtNotInstalledError(
-            f"dbt executable {str(executable)!r} cannot be started: {exc}", executable=str(executable)
-        ) from exc
-    handle._attach_process(proc)
-    timed_out = threading.Event()
-
-    def on_timeout() -> None:
-        timed_out.set()
-        handle.stop()
-
-    timer = threading.Timer(timeout, on_timeout) if timeout else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    tail: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            emit(line)
-            tail = (tail + [line.rstrip("\n")])[-20:]
-        code = proc.wait()
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if proc.poll() is None:  # an exception (e.g. Airflow's task timeout) interrupted the loop
-            _stop_process_group(proc, handle.grace_period)
-    if handle.stop_requested:
-        why = f"by its {timeout}s timeout" if timed_out.is_set() else "on request"
-        return False, 2, f"dbt was stopped {why}"
-    if code < 0:
-        return False, 2, f"dbt was killed by signal {-code}"
-    error = "\n".join(tail) if code >= 2 else None
-    return code == 0, code, error
-
-
-def _child_environ(executable: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """The allow-listed environment of a dbt subprocess (see :data:`INHERITED_ENV`)."""
-    child = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
-    child.update(env)
-    # The venv's bin first, so dbt's own helpers resolve to the same virtualenv.
-    child["PATH"] = os.pathsep.join([str(executable.parent), child.get("PATH", os.defpath)])
-    return child
-
-
-def _stop_process_group(proc: subprocess.Popen[str], grace: float) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to ``proc``'s group until ``proc`` exits; then its leftovers."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, _TERM_GRACE)):
-        if not _signal_group(proc.pid, sig):
-            return  # the whole group is gone already
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-            break
-    # dbt is gone; what it started (multiprocessing's resource tracker ignores SIGINT and
-    # SIGTERM and exits once dbt's end of its pipe closes) gets a moment, then SIGKILL.
-    deadline = time.monotonic() + 2.0
-    while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _signal_group(proc.pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; ``False`` when the group no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a recycled id now owned by someone else: not ours any more
-        return False
-    return True
-
-
-def _cancel_open_queries() -> None:
-    """Terminate the queries of every in-process dbt adapter (what dbt does on Ctrl-C)."""
-    from dbt.adapters.factory import FACTORY
-
-    for adapter in list(FACTORY.adapters.values()):
-        if adapter.is_cancelable():
-            with adapter.connection_named("osds-cancel"):
-                adapter.cancel_open_connections()
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _resolve_executable(value: str | os.PathLike[str]) -> Path:
-    path = Path(value)
-    if path.is_dir():
-        path = path / "bin" / "dbt"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        found = shutil.which(str(value))
-        if found is None:
-            raise DbtNotInstalledError(
-                f"dbt executable {str(value)!r} not found: give the path of a virtualenv holding dbt-core and "
-                "dbt-postgres, or of its bin/dbt, or leave dbt_executable unset to run dbt in process.",
-                executable=str(value),
-            )
-        path = Path(found)
-    # absolute() rather than resolve(): a venv's scripts must keep their venv path.
-    return path.absolute()
 
 
 def _attach_artifacts(
@@ -828,17 +596,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     return data if isinstance(data, dict) else None
 
-
-@contextlib.contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in ``os.environ`` for the block and restore the previous state after."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
