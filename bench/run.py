@@ -29,6 +29,7 @@ from typing import Any
 from dbt_envs import COSMOS_VENV, ensure_cosmos_venv
 from dbt_project import ensure_project
 from dbt_runtime import measure_runtime
+from dbt_runtime import summarize as summarize_runtime
 from envs import DAGFACTORY_VENV, PROJECT_PYTHON, REPO, WORK, ChildFailed, ensure_dagfactory_venv, package_versions
 from import_times import measure_imports
 from measure import ShapeResult, measure_shape, osds_compile_available
@@ -37,7 +38,7 @@ from report import render
 from sections import imports_section, profile_section, runtime_lines, shape_section
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
-from targets import comparisons, entries, merge_results
+from targets import comparisons, entries, merge_results, runtime_entries
 
 ALL_SHAPES = ("A", "B", "C", "D", "E")
 E_TITLE = "Shape E: dbt, a generated 2,000-model project — ours vs Cosmos 1.15 (`LoadMode.DBT_MANIFEST`)"
@@ -141,13 +142,18 @@ def _measure_dbt(run: _Run, homes: Path) -> None:
     project = ensure_project(WORK / "dbt" / "project")
     inputs = dbt_shape_inputs(project, cosmos_python)
     result = measure_shape(inputs, run.args.reps, homes)
-    runtime, error = None, "skipped (`--dbt-runtime-reps 0`)"
-    if run.args.dbt_runtime_reps > 0:
+    runtime, summaries, rows, error = None, {}, [], "skipped (`--dbt-runtime-reps 0 --dbt-runtime-large-reps 0`)"
+    args = run.args
+    if args.dbt_runtime_reps > 0 or args.dbt_runtime_large_reps > 0:
         try:
-            runtime = measure_runtime(run.args.dbt_runtime_reps)
+            runtime = measure_runtime(args.dbt_runtime_reps, args.dbt_runtime_large_reps, args.dbt_runtime_models)
         except ChildFailed as exc:
             error = " / ".join(str(exc).splitlines()[-3:])[:400]
             _log(f"dbt runtime part failed: {error}")
+        for label, result in (runtime or {}).items():
+            summaries[label] = summarize_runtime(result)
+            rows += runtime_entries(label, summaries[label], command=run.command, date=run.date, commit=run.commit)
+        run.entries += [e for e, _ in rows]
     about = [f"Project (bench/dbt_project.py, `bench/.work/dbt/project/`): {project.models:,} models (20 % staging "
              f"reading {project.seeds} seeds, 40 % intermediate, 40 % marts, 2–3 parents each), {project.tests:,} "
              "schema tests, materialized as tables; `target/manifest.json` from a real `dbt parse`"
@@ -159,7 +165,7 @@ def _measure_dbt(run: _Run, homes: Path) -> None:
              "ours) and `AFTER_EACH` (a run + test pair per tested model). Same environment for all "
              "(`AIRFLOW__COSMOS__ENABLE_CACHE=False`, telemetry off).", ""]
     run.add_shape("E", E_TITLE, inputs, result, intro=about,
-                  extra=runtime_lines(runtime, error) if run.args.dbt_runtime_reps > 0 else [])
+                  extra=runtime_lines(runtime, summaries, rows, error))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -175,7 +181,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="fresh-interpreter loops per series for the whole-process time (A–D; default 1)")
     p.add_argument("--import-reps", type=int, default=5, help="imports timed per operator module (default 5; 0 skips)")
     p.add_argument("--dbt-runtime-reps", type=int, default=3,
-                   help="rounds of shape E's dbt runtime part on an embedded PostgreSQL (default 3; 0 skips)")
+                   help="rounds of shape E's dbt runtime part on the demo project (default 3; 0 skips)")
+    p.add_argument("--dbt-runtime-large-reps", type=int, default=1,
+                   help="rounds of the runtime part on the generated project (default 1; 0 skips)")
+    p.add_argument("--dbt-runtime-models", type=int, default=200,
+                   help="models of the runtime part's generated project (default 200)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")

@@ -117,29 +117,53 @@ def shape_section(title: str, meta: dict[str, str], inputs: ShapeInputs, result:
     return "\n".join(out).rstrip() + "\n"
 
 
-def runtime_lines(runtime: dict[str, Any] | None, error: str | None) -> list[str]:
-    """Shape E's runtime part: ``granularity: model`` against one ``dbt build``."""
-    n = runtime["models"] if runtime else 20
-    out = [f"### Runtime: `granularity: model` vs one `dbt build` ({n} models)", ""]
-    if runtime is None:
+def runtime_lines(runtime: dict[str, Any] | None, summaries: dict[str, dict[str, Any]],
+                  rows: list[tuple[dict[str, Any], str]], error: str | None) -> list[str]:
+    """Shape E's runtime part: ``granularity: model`` tasks against one ``dbt build``, ours and Cosmos 1.15."""
+    out = ["### Runtime: `granularity: model` tasks vs one `dbt build`, ours and Cosmos 1.15", ""]
+    if not runtime:
         return out + [f"n/a: {error}", ""]
-    rounds = runtime["rounds"]
-    one1 = [r["one_build_t1_s"] for r in rounds]
-    sep = [r["separate_s"] for r in rounds]
-    per_model = [(s - o) / n for s, o in zip(sep, one1, strict=True)]
-    return out + [
-        f"A second generated project of {n} models (4 seeds; {runtime['tests']} tests), run in process with "
-        "`airflow_osds.dbt.runner.run_dbt` against an embedded PostgreSQL: `dbt seed` and one untimed `dbt build` "
-        f"first, then {len(rounds)} round(s) of one `dbt build --select path:models` (threads 1, then 4) and one "
-        "`dbt build --select path:<file>` per model in dependency order (threads 1), as one Airflow task each "
-        "would run it. No Airflow task start-up included.", "",
-        "| what | wall time (median, min–max over rounds) |", "|---|---:|",
-        f"| one `dbt build`, threads 1 | {Stat.of(one1).ms()} |",
-        f"| one `dbt build`, threads 4 | {Stat.of([r['one_build_t4_s'] for r in rounds]).ms()} |",
-        f"| {n} × `dbt build --select path:<file>` (sum) | {Stat.of(sep).ms()} |",
-        f"| per-model overhead = ({n} separate − one build, threads 1) ÷ {n} | {Stat.of(per_model).ms()} |",
-        "", f"Embedded PostgreSQL start {runtime['pg_start_s']:.1f} s, `dbt seed` {runtime['seed_s']:.1f} s, "
-        f"whole runtime part {runtime['wall_s']:.0f} s.", ""]
+    out += [
+        "Each project against its own throw-away embedded PostgreSQL, dbt in process in both venvs (same dbt-core "
+        "and dbt-postgres). Ours: `osds dbt-parse --connection warehouse`, then the tasks the real factory builds "
+        "for `dbt: {project: …, granularity: model, threads: 1}` (`load_project` → `compile_pipeline` → "
+        "`build_dag`), each run through its own `DbtBuildOperator.execute` (fresh target dir, the recorded parse "
+        "copied in, `--no-populate-cache`). Cosmos: `DbtDag` from the manifest (`LoadMode.DBT_MANIFEST`, "
+        "`TestBehavior.BUILD`, `TestIndirectSelection.CAUTIOUS`), partial parse as it ships it (its task copies "
+        "`target/partial_parse.msgpack` of a `dbt parse` run with its own profile), each task's `execute`. "
+        "`dbt seed`, one `dbt build` and one round of every task of both sides first, untimed; then per round: "
+        "one `dbt build` (threads 1, then 4), every task of ours in dependency order, every task of Cosmos (the "
+        "two alternate who goes first). Every task must report from dbt's own log that it parsed partially, or "
+        "the run stops. Not included: a task process's start-up (Python, Airflow and dbt imports; see the task "
+        "start tables), the same for both sides.", "",
+        "| project | tasks | one `dbt build` threads 1 | threads 4 | our tasks (sum) | Cosmos tasks (sum) | "
+        "our overhead per task | Cosmos overhead per task | inside dbt per task: ours / Cosmos |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, result in runtime.items():
+        sm = summaries[label]
+        n = sm["n"]
+        inside = f"{Stat.of([x / n for x in sm['ours_dbt']]).ms()} / {Stat.of([x / n for x in sm['cosmos_dbt']]).ms()}"
+        out.append(f"| {label} | {n} | {Stat.of(sm['one_t1']).ms()} | {Stat.of(sm['one_t4']).ms()} | "
+                   f"{Stat.of(sm['ours']).ms()} | {Stat.of(sm['cosmos']).ms()} | {Stat.of(sm['ours_over']).ms()} | "
+                   f"{Stat.of(sm['cosmos_over']).ms()} | {inside} |")
+    out += ["", "Medians (min–max) over the rounds. Overhead per task = (the tasks' sum − one `dbt build`, threads "
+            "1) ÷ tasks: what running each model in its own invocation adds.", ""]
+    for label, result in runtime.items():
+        rounds = len(result["rounds"])
+        models = "the demo project" if result.get("models") is None else f"{result['models']} generated models"
+        out.append(f"- {label}: {models}, {result['tasks']} tasks, {rounds} round(s); embedded PostgreSQL start "
+                   f"{result['pg_start_s']:.1f} s, `osds dbt-parse` {result['parse_s']:.1f} s, whole part "
+                   f"{result['wall_s']:.0f} s. Our tasks' selection, e.g. `{next(iter(result['selections'].values()))}`; "
+                   f"dbt's log: {'; '.join(result['ours_log_evidence'][:2]) or 'n/a'}.")
+        profile = result.get("profile") or {}
+        for side, prof in (("ours", profile), ("Cosmos", profile.get("cosmos") or {})):
+            if prof.get("phases"):
+                phases = ", ".join(f"{p['label']} {p['cumulative_s'] * 1000:.0f} ms" for p in prof["phases"])
+                out.append(f"  - one task of {side} under cProfile (`{prof['task']}`, {prof['total_s'] * 1000:.0f} ms "
+                           f"profiled): {phases}.")
+    out += ["", "#### Targets", ""]
+    out += targets_table([e for e, _ in rows], "checks", dict((e["id"], src) for e, src in rows).__getitem__)
+    return out + [""]
 
 
 def imports_section(meta: dict[str, str], imports: dict[str, dict[str, Any]]) -> str:

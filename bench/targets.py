@@ -26,7 +26,7 @@ from typing import Any
 
 from measure import ShapeResult
 
-__all__ = ["Comparison", "comparisons", "entries", "merge_results"]
+__all__ = ["Comparison", "comparisons", "entries", "merge_results", "runtime_entries"]
 
 STEADY_VS_PLAIN = "<= 1.15"
 COLD_VS_PLAIN = "<= 1.5"
@@ -34,6 +34,8 @@ NOT_SLOWER = "<= 1.0"
 TASK_START_VS_PLAIN = "<= 1.5"
 SPEEDUP_VS_DAGFACTORY = ">= 3"  # the earlier issue, shapes A and B
 SPEEDUP_VS_COSMOS = ">= 1.5"
+PER_MODEL_VS_ONE_BUILD = "<= 2"  # issue 8: the demo's per-model tasks ≤ 2× one dbt build
+BELOW_COSMOS = "< 1"  # issue 8: our per-task overhead lower than Cosmos 1.15's
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def value(c: Comparison, result: ShapeResult, side: str) -> float:
 
 def _met(ratio: float, target: str) -> bool:
     op, bound = target.split()
-    return ratio <= float(bound) if op == "<=" else ratio >= float(bound)
+    return {"<=": ratio <= float(bound), "<": ratio < float(bound), ">=": ratio >= float(bound)}[op]
 
 
 def entries(shape: str, result: ShapeResult, *, command: str, date: str, commit: str) -> list[dict[str, Any]]:
@@ -132,4 +134,30 @@ def merge_results(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]
     merged.update({e["id"]: e for e in new})
     out = list(merged.values())
     path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def runtime_entries(label: str, summary: dict[str, Any], *, command: str, date: str,
+                    commit: str) -> list[tuple[dict[str, Any], str]]:
+    """The dbt runtime part's two comparisons for one project, each with the issue's target it checks.
+
+    ``summary`` is ``dbt_runtime.summarize``'s: per-round sums of our model tasks, of one
+    ``dbt build`` (threads 1), and the per-task overheads (tasks − one build, ÷ tasks) of both sides.
+    """
+    def med(key: str) -> float:
+        return statistics.median(summary[key]) * 1000
+
+    which = "the demo project" if label == "demo" else f"the {label[3:]}-model project (same yardstick, reported)"
+    rows = [
+        (f"dbt_runtime.{label}.per_model_vs_one_build", med("ours"), med("one_t1"), PER_MODEL_VS_ONE_BUILD,
+         f"2: {which}: per-model tasks ≤ 2× one `dbt build`"),
+        (f"dbt_runtime.{label}.overhead_vs_cosmos", med("ours_over"), med("cosmos_over"), BELOW_COSMOS,
+         "2: per-task overhead lower than Cosmos 1.15 with its partial parse"),
+    ]
+    out = []
+    for rid, ours, theirs, target, source in rows:
+        ratio = ours / theirs
+        out.append(({"id": rid, "ours": round(ours, 3), "theirs": round(theirs, 3), "unit": "ms",
+                     "ratio": round(ratio, 4), "target": target, "met": _met(ratio, target), "command": command,
+                     "date": date, "commit": commit}, source))
     return out

@@ -27,7 +27,7 @@ from typing import Any
 
 from airflow_osds.dbt.fingerprint import ParseRecord
 
-__all__ = ["PARSE_STATE_FILE", "SILENT", "ParseReuse", "connection_fields", "outcome", "seed"]
+__all__ = ["PARSE_STATE_FILE", "SILENT", "ParseReuse", "connection_fields", "is_parse_line", "outcome", "seed"]
 
 PARSE_STATE_FILE = "partial_parse.msgpack"
 _UNABLE = "Unable to do partial parsing because"
@@ -114,6 +114,11 @@ def outcome(log_lines: Iterable[str]) -> tuple[bool, str]:
 
 
 SILENT = "dbt's log says nothing about partial parsing"
+
+
+def is_parse_line(line: str) -> bool:
+    """Whether a dbt log line is one :func:`outcome` reads."""
+    return _UNABLE in line or _NOT_FOUND in line or _ENABLED in line
 
 
 def connection_fields(target: Any) -> dict[str, Any]:

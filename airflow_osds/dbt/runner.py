@@ -71,12 +71,14 @@ from airflow_osds.dbt.invocation import (
     invoke_subprocess,
     resolve_executable,
 )
+from airflow_osds.dbt import partial_parse
 from airflow_osds.dbt.partial_parse import ParseReuse
 from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, is_maskable, looks_secret, rendered_profile
 
 __all__ = [
     "COMMANDS",
     "INHERITED_ENV",
+    "LEAN_COMMANDS",
     "DbtCommandError",
     "DbtRunError",
     "DbtRunHandle",
@@ -92,6 +94,9 @@ REDACTED = "***"
 # Which selection flags each supported command accepts (from ``dbt <cmd> --help``, 1.11).
 # An allow-list: ``clean``/``deps``/``init`` would write into the (possibly read-only) project.
 _SELECTING = {"select", "exclude", "selector"}
+# Commands whose in-process runs need no manifest.json afterwards (see run_dbt's write_manifest).
+LEAN_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot", "retry"})
+
 COMMANDS: Mapping[str, frozenset[str]] = {
     "build": frozenset(_SELECTING | {"full_refresh"}),
     "run": frozenset(_SELECTING | {"full_refresh"}),
@@ -325,6 +330,7 @@ def run_dbt(
     on_profile: Callable[[RenderedProfile], None] | None = None,
     handle: DbtRunHandle | None = None,
     parse_state: str | os.PathLike[str] | None = None,
+    write_manifest: bool = False,
 ) -> DbtRunResult:
     """Run ``dbt <command>`` and return what it did; never raises for failing nodes.
 
@@ -361,6 +367,11 @@ def run_dbt(
         state and record beside it): when this run's inputs are the parse's, the state is
         copied into the target directory so dbt does not parse the project again (see
         :mod:`airflow_osds.dbt.partial_parse`); the log says which way it went, and why.
+    :param write_manifest: in process, the commands of :data:`LEAN_COMMANDS` skip writing
+        ``manifest.json`` (dbt writes it twice per invocation, JSON-encoding the whole project:
+        most of a one-model task's time) and ``run_results.json`` is written from dbt's
+        in-memory result instead; pass ``True`` when the run's manifest is wanted (a ``state:``
+        run stores it). Subprocess runs and the other commands always write both.
     :raises DbtConfigurationError: the invocation cannot work: an unsupported command or
         option (:class:`DbtCommandError`), no ``dbt_project.yml`` (:class:`DbtProjectError`),
         dbt missing (:class:`DbtNotInstalledError`), a profile that cannot be rendered
@@ -390,10 +401,11 @@ def run_dbt(
         profile = stack.enter_context(rendered_profile(target, profile_name=profile_name, target_name=target_name))
         if on_profile is not None:
             on_profile(profile)
+        lean = executable is None and command in LEAN_COMMANDS and not write_manifest
         args = build_args(
             command, project_dir=project, profile=profile, target_path=target_dir, log_path=log_dir,
             select=select, exclude=exclude, selector=selector, vars=vars, full_refresh=full_refresh,
-            threads=threads, extra_args=extra_args,
+            threads=threads, extra_args=[*extra_args, *_quiet_args(executable, log_callback, log_path, lean)],
         )  # fmt: skip
         run_env = {**_BASE_ENV, **caller_env, **profile.env}
         lines: list[str] = []
@@ -406,6 +418,7 @@ def run_dbt(
 
         if target.password and not is_maskable(target.password):
             emit(_WEAK_PASSWORD_NOTE)
+        parse_lines: list[str] = []  # in process: dbt's debug events about parsing (no dbt.log needed)
         reuse = None
         if parse_state is not None:
             reuse = _seed_parse_state(Path(parse_state), target_dir, target, vars, profile_name, target_name, executable)
@@ -413,7 +426,10 @@ def run_dbt(
         started = time.monotonic()
         try:
             if executable is None:
-                success, exit_code, error = invoke_in_process(args, run_env, emit, handle)
+                success, exit_code, error = invoke_in_process(
+                    args, run_env, emit, handle, run_results_to=target_dir / "run_results.json" if lean else None,
+                    on_debug=lambda line: partial_parse.is_parse_line(line) and parse_lines.append(redact(line, secrets)),
+                )
             else:
                 success, exit_code, error = invoke_subprocess(
                     executable, args, run_env, emit, cwd=work, timeout=timeout, handle=handle
@@ -436,15 +452,28 @@ def run_dbt(
         if reuse is not None and not reuse.seeded:
             result.partial_parse, result.parse_note = False, reuse.reason
         else:
-            _read_parse_outcome(result, log_dir / "dbt.log", emit)
+            _read_parse_outcome(result, parse_lines if executable is None else log_dir / "dbt.log", emit)
         return result
+
+
+def _quiet_args(executable: Path | None, log_callback: Any, log_path: Any, lean: bool) -> list[str]:
+    """In process, dbt's events reach the caller through the runner's callback: dbt need not also
+    write them to stdout (the task log would show every line twice) nor, when the log directory
+    is a temp dir removed after the run, to a debug-level dbt.log nobody reads."""
+    if executable is not None:
+        return []  # a subprocess's stdout is how its lines arrive; its dbt.log says how it parsed
+    quiet = ["--no-write-json"] if lean else []
+    if log_callback is not None:
+        quiet += ["--log-level", "none"]
+    if log_path is None:
+        quiet += ["--log-level-file", "none"]
+    return quiet
 
 
 def _seed_parse_state(
     parse_state: Path, target_dir: Path, target: PostgresTarget, vars: Mapping[str, Any] | None,
     profile_name: str, target_name: str, executable: Path | None,
 ) -> ParseReuse:
-    from airflow_osds.dbt import partial_parse
     from airflow_osds.dbt.fingerprint import read_parse_record
 
     if (target_dir / partial_parse.PARSE_STATE_FILE).is_file():  # a persistent target keeps its own
@@ -460,14 +489,16 @@ def _seed_parse_state(
     )
 
 
-def _read_parse_outcome(result: DbtRunResult, dbt_log: Path, emit: Callable[[str], None]) -> None:
-    """dbt's file log is at debug level: it says whether the run parsed partially, and why not."""
-    from airflow_osds.dbt import partial_parse
-
-    try:
-        lines = dbt_log.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return
+def _read_parse_outcome(result: DbtRunResult, source: Path | list[str], emit: Callable[[str], None]) -> None:
+    """dbt's debug-level events say whether the run parsed partially, and why not: from the
+    in-process run's events, or a subprocess's ``dbt.log``."""
+    if isinstance(source, Path):
+        try:
+            lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+    else:
+        lines = source
     reused, why = partial_parse.outcome(lines)
     if reused or why != partial_parse.SILENT:
         result.partial_parse, result.parse_note = reused, why

@@ -318,6 +318,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             "threads": block.threads,
             "dbt_executable": block.executable,
             "indirect_selection": indirect,
+            **({"populate_cache": False} if block.granularity != "project" else {}),
             "parse_state": str(manifest_path.parent),  # every task starts from the recorded parse
             **({"state": block.state} if block.state else {}),
             **common,

@@ -164,8 +164,18 @@ def test_unix_socket_host_with_persistent_target(pg: EmbeddedPostgres, seeded: d
     ).raise_for_status()
     # tag:web = sessions + daily_page_views; daily_page_views also carries tag:daily.
     assert set(result.node_statuses()) == {"model.web_analytics.sessions"}
-    assert result.manifest_path == target_dir / "manifest.json" and result.manifest_path.is_file()
+    # In process, a run skips manifest.json (most of a small run's time) and writes run_results.json
+    # from dbt's in-memory result; write_manifest=True keeps dbt's own writes (a state: run needs them).
+    assert result.manifest_path is None and not (target_dir / "manifest.json").exists()
     assert result.run_results_path == target_dir / "run_results.json"
+    assert result.run_results is not None and [r["unique_id"] for r in result.run_results["results"]] == [
+        "model.web_analytics.sessions"
+    ]
+    again = run_dbt(
+        "run", project_dir=PROJECT, target=socket_target(pg, seeded["dbname"]), vars=SEED_VARS,
+        select=["sessions"], target_path=target_dir, write_manifest=True,
+    ).raise_for_status()  # fmt: skip
+    assert again.manifest_path == target_dir / "manifest.json" and again.manifest_path.is_file()
     assert lines == result.log_lines and any("sessions" in line for line in lines)
 
 

@@ -78,6 +78,7 @@ def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project
     assert {"transform.stg_customers", "transform.stg_orders"} <= totals.upstream_task_ids
     assert totals.select[0] == "fqn:shop.marts.customer_totals,file:customer_totals.sql,package:shop"
     assert totals.indirect_selection == "cautious"
+    assert totals.populate_cache is False  # a one-model task does not list every schema's relations
     assert totals.outlets == [_asset("marts.customer_totals_v1")]
     assert dag.task_dict["transform.stg_events"].upstream_task_ids == {"load_events"}
 
@@ -87,6 +88,7 @@ def test_project_and_folder_granularity(write, project, dbt_project) -> None:
     proj = project()
     dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     assert [t for t in dag.task_dict if t.startswith("transform.")] == ["transform.project"]
+    assert dag.task_dict["transform.project"].populate_cache is True
     write("shop.yml", PIPELINE.format(granularity="folder").replace("shop.snowplow.events", "snowplow.events"))
     proj = project()
     dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
