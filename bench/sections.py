@@ -153,7 +153,7 @@ def runtime_lines(runtime: dict[str, Any] | None, summaries: dict[str, dict[str,
         models = "the demo project" if result.get("models") is None else f"{result['models']} generated models"
         out.append(f"- {label}: {models}, {result['tasks']} tasks, {rounds} round(s); embedded PostgreSQL start "
                    f"{result['pg_start_s']:.1f} s, `osds dbt-parse` {result['parse_s']:.1f} s, whole part "
-                   f"{result['wall_s']:.0f} s. Our tasks' selection, e.g. `{next(iter(result['selections'].values()))}`; "
+                   f"{result['wall_s']:.0f} s. A task's selection, e.g. `{next(iter(result['selections'].values()))[0]}`; "
                    f"dbt's log: {'; '.join(result['ours_log_evidence'][:2]) or 'n/a'}.")
         profile = result.get("profile") or {}
         for side, prof in (("ours", profile), ("Cosmos", profile.get("cosmos") or {})):
@@ -162,7 +162,8 @@ def runtime_lines(runtime: dict[str, Any] | None, summaries: dict[str, dict[str,
                 out.append(f"  - one task of {side} under cProfile (`{prof['task']}`, {prof['total_s'] * 1000:.0f} ms "
                            f"profiled): {phases}.")
     out += ["", "#### Targets", ""]
-    out += targets_table([e for e, _ in rows], "checks", dict((e["id"], src) for e, src in rows).__getitem__)
+    sources = {e["id"]: src for e, src in rows}
+    out += targets_table([e for e, _ in rows], "checks", lambda e: sources[e["id"]])
     return out + [""]
 
 
