@@ -16,7 +16,7 @@ from sections import targets_table
 
 __all__ = ["SECTION_ORDER", "render"]
 
-SECTION_ORDER = ("A", "B", "C", "D", "E", "imports", "profile")
+SECTION_ORDER = ("A", "B", "C", "D", "E", "dbt-runtime", "imports", "profile")
 _SECTION = re.compile(r"<!-- section:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /section:(?P=name) -->\n", re.S)
 
 METHOD = [

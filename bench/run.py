@@ -142,18 +142,6 @@ def _measure_dbt(run: _Run, homes: Path) -> None:
     project = ensure_project(WORK / "dbt" / "project")
     inputs = dbt_shape_inputs(project, cosmos_python)
     result = measure_shape(inputs, run.args.reps, homes)
-    runtime, summaries, rows, error = None, {}, [], "skipped (`--dbt-runtime-reps 0 --dbt-runtime-large-reps 0`)"
-    args = run.args
-    if args.dbt_runtime_reps > 0 or args.dbt_runtime_large_reps > 0:
-        try:
-            runtime = measure_runtime(args.dbt_runtime_reps, args.dbt_runtime_large_reps, args.dbt_runtime_models)
-        except ChildFailed as exc:
-            error = " / ".join(str(exc).splitlines()[-3:])[:400]
-            _log(f"dbt runtime part failed: {error}")
-        for label, result in (runtime or {}).items():
-            summaries[label] = summarize_runtime(result)
-            rows += runtime_entries(label, summaries[label], command=run.command, date=run.date, commit=run.commit)
-        run.entries += [e for e, _ in rows]
     about = [f"Project (bench/dbt_project.py, `bench/.work/dbt/project/`): {project.models:,} models (20 % staging "
              f"reading {project.seeds} seeds, 40 % intermediate, 40 % marts, 2–3 parents each), {project.tests:,} "
              "schema tests, materialized as tables; `target/manifest.json` from a real `dbt parse`"
@@ -164,8 +152,24 @@ def _measure_dbt(run: _Run, homes: Path) -> None:
              "the DAG without it), `TestBehavior.BUILD` (one `dbt build` task per node, the same work per task as "
              "ours) and `AFTER_EACH` (a run + test pair per tested model). Same environment for all "
              "(`AIRFLOW__COSMOS__ENABLE_CACHE=False`, telemetry off).", ""]
-    run.add_shape("E", E_TITLE, inputs, result, intro=about,
-                  extra=runtime_lines(runtime, summaries, rows, error))
+    run.add_shape("E", E_TITLE, inputs, result, intro=about)
+
+
+def _measure_dbt_runtime(run: _Run) -> None:
+    """Shape E's runtime part, its own section: per-model tasks vs one dbt build, ours and Cosmos."""
+    args = run.args
+    runtime, summaries, rows, error = None, {}, [], None
+    try:
+        runtime = measure_runtime(args.dbt_runtime_reps, args.dbt_runtime_large_reps, args.dbt_runtime_models)
+    except ChildFailed as exc:
+        error = " / ".join(str(exc).splitlines()[-3:])[:400]
+        _log(f"dbt runtime part failed: {error}")
+    for label, result in (runtime or {}).items():
+        summaries[label] = summarize_runtime(result)
+        rows += runtime_entries(label, summaries[label], command=run.command, date=run.date, commit=run.commit)
+    run.entries += [e for e, _ in rows]
+    reps = f"{args.dbt_runtime_reps} round(s) on the demo, {args.dbt_runtime_large_reps} on the generated project"
+    run.sections["dbt-runtime"] = runtime_lines(run.meta(reps), runtime, summaries, rows, error)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="rounds of shape E's dbt runtime part on the demo project (default 3; 0 skips)")
     p.add_argument("--dbt-runtime-large-reps", type=int, default=1,
                    help="rounds of the runtime part on the generated project (default 1; 0 skips)")
+    p.add_argument("--dbt-runtime-only", action="store_true",
+                   help="measure only the dbt runtime part (its section and ids), nothing else")
     p.add_argument("--dbt-runtime-models", type=int, default=200,
                    help="models of the runtime part's generated project (default 200)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
@@ -212,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     try:
         _measure_operator_shapes(run, [n for n in names if n != "E"], homes)
-        if "E" in names:
+        if "E" in names and not args.dbt_runtime_only:
             _measure_dbt(run, homes)
-        if args.import_reps > 0:
+        if ("E" in names or args.dbt_runtime_only) and (args.dbt_runtime_reps > 0 or args.dbt_runtime_large_reps > 0):
+            _measure_dbt_runtime(run)
+        if args.import_reps > 0 and not args.dbt_runtime_only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))
     except ChildFailed as exc:

@@ -117,12 +117,13 @@ def shape_section(title: str, meta: dict[str, str], inputs: ShapeInputs, result:
     return "\n".join(out).rstrip() + "\n"
 
 
-def runtime_lines(runtime: dict[str, Any] | None, summaries: dict[str, dict[str, Any]],
-                  rows: list[tuple[dict[str, Any], str]], error: str | None) -> list[str]:
-    """Shape E's runtime part: ``granularity: model`` tasks against one ``dbt build``, ours and Cosmos 1.15."""
-    out = ["### Runtime: `granularity: model` tasks vs one `dbt build`, ours and Cosmos 1.15", ""]
+def runtime_lines(meta: dict[str, str], runtime: dict[str, Any] | None, summaries: dict[str, dict[str, Any]],
+                  rows: list[tuple[dict[str, Any], str]], error: str | None) -> str:
+    """The dbt runtime section: ``granularity: model`` tasks against one ``dbt build``, ours and Cosmos 1.15."""
+    out = ["## dbt at run time: `granularity: model` tasks vs one `dbt build`, ours and Cosmos 1.15", "",
+           meta_line(meta), ""]
     if not runtime:
-        return out + [f"n/a: {error}", ""]
+        return "\n".join(out + [f"n/a: {error}", ""])
     out += [
         "Each project against its own throw-away embedded PostgreSQL, dbt in process in both venvs (same dbt-core "
         "and dbt-postgres). Ours: `osds dbt-parse --connection warehouse`, then the tasks the real factory builds "
@@ -161,10 +162,10 @@ def runtime_lines(runtime: dict[str, Any] | None, summaries: dict[str, dict[str,
                 phases = ", ".join(f"{p['label']} {p['cumulative_s'] * 1000:.0f} ms" for p in prof["phases"])
                 out.append(f"  - one task of {side} under cProfile (`{prof['task']}`, {prof['total_s'] * 1000:.0f} ms "
                            f"profiled): {phases}.")
-    out += ["", "#### Targets", ""]
+    out += ["", "### Targets", ""]
     sources = {e["id"]: src for e, src in rows}
     out += targets_table([e for e, _ in rows], "checks", lambda e: sources[e["id"]])
-    return out + [""]
+    return "\n".join(out).rstrip() + "\n"
 
 
 def imports_section(meta: dict[str, str], imports: dict[str, dict[str, Any]]) -> str:
