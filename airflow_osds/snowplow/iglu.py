@@ -939,24 +939,31 @@ class Resolver:
         if reports:
             raise DataValidationError(key, reports)
 
-    def validate_self_describing(self, instance: Any) -> tuple[SchemaKey, Any]:
-        """Check a self-describing JSON ``{"schema": "iglu:...", "data": ...}`` and validate its data.
+    def self_describing_key(self, instance: Any) -> SchemaKey:
+        """The key of a self-describing JSON ``{"schema": "iglu:...", "data": ...}``, its shape checked.
 
-        The envelope is validated against ``iglu:com.snowplowanalytics.self-desc/instance-iglu-only/jsonschema/1-0-0``
-        first, as Snowplow's client does, so a malformed one is a ``ValidationError`` naming that
-        schema.
+        The shape is validated against ``iglu:com.snowplowanalytics.self-desc/instance-iglu-only/jsonschema/1-0-0``,
+        as Snowplow's client does, so a malformed instance is a ``ValidationError`` naming that schema.
 
-        :returns: the key and the data (the same object as in ``instance``).
-        :raises IgluError: any of the failures, each with :meth:`IgluError.failure`.
+        :raises DataValidationError: not an object with exactly ``schema`` and ``data``, or the URI
+            passes that schema's pattern but not the Iglu grammar (``0-1-0``, ``1-01-0``).
         """
         reports = self.validator(INSTANCE_IGLU_ONLY)(instance)
         if reports:
             raise DataValidationError(INSTANCE_IGLU_ONLY, reports)
         try:
-            key = SchemaKey.parse(instance["schema"])
+            return SchemaKey.parse(instance["schema"])
         except ValueError as exc:
             report = {"message": f"$.schema: {exc}", "path": "$.schema", "keyword": "pattern", "targets": [instance["schema"]]}
             raise DataValidationError(INSTANCE_IGLU_ONLY, [report]) from None
+
+    def validate_self_describing(self, instance: Any) -> tuple[SchemaKey, Any]:
+        """Check a self-describing JSON (:meth:`self_describing_key`) and validate its data against its schema.
+
+        :returns: the key and the data (the same object as in ``instance``).
+        :raises IgluError: any of the failures, each with :meth:`IgluError.failure`.
+        """
+        key = self.self_describing_key(instance)
         data = instance["data"]
         self.validate(key, data)
         return key, data
