@@ -1,4 +1,4 @@
-"""Entity ("shredded") tables: one PostgreSQL table per schema vendor/name/MODEL, as Snowplow's Postgres Loader lays them out.
+"""Entity ("shredded") tables: one PostgreSQL table per vendor/name/MODEL, laid out as Snowplow's Postgres Loader does.
 
 Every context, derived context and self-describing event becomes a row of the table of its
 schema's model (``com_snowplowanalytics_snowplow_web_page_1``), joined to ``atomic.events`` by
@@ -195,7 +195,7 @@ _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 
 @functools.lru_cache(maxsize=4096)
 def snake_case(name: str) -> str:
-    """schema-ddl's ``StringUtils.snakeCase``: ``linkClick`` → ``link_click``, ``PerformanceTiming`` → ``performance_timing``."""
+    """schema-ddl's ``StringUtils.snakeCase``: ``linkClick`` → ``link_click``, ``HTMLParser`` → ``html_parser``."""
     return _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", name)).replace("-", "_").lower()
 
 
@@ -316,7 +316,9 @@ def _is_nested(prop: Mapping[str, Any]) -> bool:
     # An object with properties is flattened; one without (or with an empty "properties") is
     # one JSONB column: schema-ddl would give it no column at all and drop its data.
     types = _types(prop)
-    return types is not None and types - {"null"} == {"object"} and isinstance(prop.get("properties"), dict) and bool(prop["properties"])
+    if types is None or types - {"null"} != {"object"}:
+        return False
+    return isinstance(prop.get("properties"), dict) and bool(prop["properties"])
 
 
 def columns(schema: Mapping[str, Any]) -> list[Column]:
@@ -467,7 +469,9 @@ def _diff(
             continue
         verdict, new_type = _compatibility(existing.sql_type, column.sql_type)
         if verdict == "conflict":
-            conflicts.append(f"column {column.name!r} is {existing.sql_type} in the table but {column.sql_type} in {key.uri}")
+            conflicts.append(
+                f"column {column.name!r} is {existing.sql_type} in the table but {column.sql_type} in {key.uri}"
+            )
         elif verdict == "widen":
             statements.append(f"ALTER TABLE {target} ALTER COLUMN {quote_ident(column.name)} TYPE {new_type}")
         if not existing.nullable and column.nullable:
@@ -476,7 +480,8 @@ def _diff(
         since = f" (table at {current.uri})" if current is not None else ""
         raise TableMigrationError(
             f"Cannot bring {target}{since} to {key.uri}: {'; '.join(conflicts)}. Type changes are not migrated "
-            "(nor by Snowplow's loader): publish the change as a new MODEL, which gets its own table, or ALTER the column by hand."
+            "(nor by Snowplow's loader): publish the change as a new MODEL, which gets its own table, "
+            "or ALTER the column by hand."
         )
     wanted_names = {c.name for c in wanted}
     for name, existing in have.items():
@@ -561,7 +566,9 @@ def read_table_state(conn: Any, db_schema: str, table: str) -> TableState | None
     :raises TableMigrationError: the table's comment is not an Iglu URI (it is not an entity table).
     """
     name = qualified(db_schema, table)
-    found = conn.execute("SELECT to_regclass(%s) IS NOT NULL, obj_description(to_regclass(%s), 'pg_class')", (name, name)).fetchone()
+    found = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL, obj_description(to_regclass(%s), 'pg_class')", (name, name)
+    ).fetchone()
     if not found or not found[0]:
         return None
     comment = found[1]
@@ -802,7 +809,8 @@ def copy_sql(db_schema: str | None, table: str, cols: Sequence[Column]) -> str:
 
 def staging_table_sql(db_schema: str, table: str, staging: str) -> str:
     """A temporary table shaped like ``table``, dropped at commit: COPY there, then :func:`insert_new_rows_sql`."""
-    return f"CREATE TEMPORARY TABLE {quote_ident(staging)} (LIKE {qualified(db_schema, table)} INCLUDING DEFAULTS) ON COMMIT DROP"
+    like = qualified(db_schema, table)
+    return f"CREATE TEMPORARY TABLE {quote_ident(staging)} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP"
 
 
 def insert_new_rows_sql(db_schema: str, table: str, staging: str, cols: Sequence[Column]) -> str:

@@ -61,10 +61,12 @@ _SELF_PATTERNS = {
 # --------------------------------------------------------------------------- formats
 
 _DATE_TIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))\Z"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
-_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\Z")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}\Z")
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _EMAIL = re.compile(rf"[a-zA-Z0-9!#$%&'*+/=?^_`{{|}}~-]+(?:\.[a-zA-Z0-9!#$%&'*+/=?^_`{{|}}~-]+)*@{_LABEL}(?:\.{_LABEL})*\Z")
@@ -161,7 +163,9 @@ def retrieve_reference(uri: str, lookup: Callable[[SchemaKey], Any]) -> Any:
         return DRAFT4_METASCHEMA
     match = _IGLU_URL.match(base)
     if match is None:
-        raise ValueError(f"$ref {uri!r} is neither an Iglu schema URL nor the draft-04 meta-schema; remote refs are not fetched")
+        raise ValueError(
+            f"$ref {uri!r} is neither an Iglu schema URL nor the draft-04 meta-schema; remote refs are not fetched"
+        )
     return lookup(SchemaKey.parse("iglu:" + "/".join(match.groups())))
 
 
@@ -199,7 +203,7 @@ def _meta_validator() -> Callable[[Any], Any]:
         return _META[0]
 
 
-def schema_issues(key: SchemaKey, schema: Any, *, retrieve: Callable[[str], Any] | None = None) -> list[dict[str, str]]:
+def schema_issues(key: SchemaKey, schema: Any) -> list[dict[str, str]]:
     """Why ``schema`` cannot serve as ``key``'s schema: ``[{"path", "message"}]``, empty when it can.
 
     It must be a JSON object valid against the draft-04 meta-schema, name no other draft in
@@ -211,7 +215,8 @@ def schema_issues(key: SchemaKey, schema: Any, *, retrieve: Callable[[str], Any]
     issues: list[dict[str, str]] = []
     declared = schema.get("$schema")
     if declared is not None and declared not in (SELF_DESCRIBING_META, SELF_DESCRIBING_META.rstrip("#"), _DRAFT4):
-        issues.append({"path": "$.$schema", "message": f"{declared!r} is not the Iglu self-describing meta-schema (draft-04)"})
+        message = f"{declared!r} is not the Iglu self-describing meta-schema (draft-04)"
+        issues.append({"path": "$.$schema", "message": message})
     try:
         _meta_validator()(schema)
     except JsonSchemaValueException as exc:
@@ -227,7 +232,8 @@ def schema_issues(key: SchemaKey, schema: Any, *, retrieve: Callable[[str], Any]
             issues.append({"path": report["path"], "message": report["message"]})
     self_block = schema.get("self")
     if not isinstance(self_block, dict):
-        issues.append({"path": "$.self", "message": "a self-describing schema needs a 'self' object (vendor, name, format, version)"})
+        message = "a self-describing schema needs a 'self' object (vendor, name, format, version)"
+        issues.append({"path": "$.self", "message": message})
     else:
         for part, pattern in _SELF_PATTERNS.items():
             value = self_block.get(part)
@@ -236,7 +242,8 @@ def schema_issues(key: SchemaKey, schema: Any, *, retrieve: Callable[[str], Any]
         extra = sorted(set(self_block) - set(_SELF_PATTERNS))
         if extra:
             issues.append({"path": "$.self", "message": f"unexpected properties {', '.join(extra)}"})
-        declared_key = f"iglu:{self_block.get('vendor')}/{self_block.get('name')}/{self_block.get('format')}/{self_block.get('version')}"
+        parts = (self_block.get(p) for p in ("vendor", "name", "format", "version"))
+        declared_key = "iglu:" + "/".join(str(p) for p in parts)
         if declared_key != key.uri:
             issues.append({"path": "$.self", "message": f"the schema describes itself as {declared_key}, not {key.uri}"})
     return issues
@@ -275,7 +282,9 @@ class SchemaValidator:
 
     __slots__ = ("key", "schema", "_fast", "_retrieve", "_detailed", "_lock")
 
-    def __init__(self, key: SchemaKey, schema: dict[str, Any], fast: Callable[[Any], Any], retrieve: Callable[[str], Any]) -> None:
+    def __init__(
+        self, key: SchemaKey, schema: dict[str, Any], fast: Callable[[Any], Any], retrieve: Callable[[str], Any]
+    ) -> None:
         self.key = key
         self.schema = schema
         self._fast = fast
@@ -328,7 +337,7 @@ class SchemaValidator:
             return [_fast_report(exc)]
         if total > len(reports):
             reports.append(
-                {"message": f"{total - len(reports)} further errors not reported", "path": None, "keyword": None, "targets": None}
+                _report(f"{total - len(reports)} further errors not reported", None, None, None)
             )
         return reports
 

@@ -33,6 +33,8 @@ ENGINE_MODULES = [
     "airflow_osds.snowplow",
     "airflow_osds.snowplow.entities",
     "airflow_osds.snowplow.iglu",
+    "airflow_osds.snowplow.keys",
+    "airflow_osds.snowplow.registries",
     "airflow_osds.snowplow.tables",
     "airflow_osds.snowplow.validation",
     "airflow_osds.sql",

@@ -9,7 +9,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["airflow_osds.snowplow", "airflow_osds.snowplow.iglu", "airflow_osds.snowplow.tables", "airflow_osds.snowplow.entities"]
+MODULES = [
+    "airflow_osds.snowplow",
+    "airflow_osds.snowplow.keys",
+    "airflow_osds.snowplow.registries",
+    "airflow_osds.snowplow.iglu",
+    "airflow_osds.snowplow.tables",
+    "airflow_osds.snowplow.entities",
+]
 HEAVY = ("airflow", "httpx", "jsonschema", "tenacity", "fastjsonschema", "psycopg", "referencing")
 
 _CHECK = """
