@@ -30,6 +30,13 @@ ENGINE_MODULES = [
     "airflow_osds.factory.plan",
     "airflow_osds.factory.project",
     "airflow_osds.factory.spec",
+    "airflow_osds.snowplow",
+    "airflow_osds.snowplow.entities",
+    "airflow_osds.snowplow.iglu",
+    "airflow_osds.snowplow.keys",
+    "airflow_osds.snowplow.registries",
+    "airflow_osds.snowplow.tables",
+    "airflow_osds.snowplow.validation",
     "airflow_osds.sql",
     "airflow_osds.localrun",
 ]
