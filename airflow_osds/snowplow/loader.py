@@ -173,14 +173,23 @@ def load(
 
 
 @dataclass
-class _Chunk:
-    """One chunk's parsed lines: what goes to COPY, what the new events bring, what failed."""
+class _Event:
+    """A good line, parsed: its COPY line for the events table and its entities' COPY lines per schema."""
 
-    first_line: int
-    events: int = 0  # good lines staged
-    # event key → (root_id, root_tstamp, entities) of the first good line with that key in the chunk
-    entities: dict[tuple[str, str], tuple[str, str, list[entities.Entity]]] = field(default_factory=dict)
-    bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)  # line, kind, reason, original, row
+    line: int
+    text: str  # the original line (for a bad row, should its entities not fit their table)
+    atomic: str
+    key: tuple[str, str]  # (event_id, event_fingerprint) as PostgreSQL returns them
+    entities: list[tuple[SchemaKey, str]]
+
+
+@dataclass
+class _Chunk:
+    """One chunk's lines, parsed: the good events, and every bad line (line, kind, reason, original, bad row)."""
+
+    events: list[_Event] = field(default_factory=list)
+    bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # rows added per table (once committed)
 
 
 class _Writer:
@@ -189,7 +198,8 @@ class _Writer:
         self.options = options
         self.resolver = resolver
         self.report = report
-        self.tables: dict[SchemaKey, tuple[str, list[Any]]] = {}  # key → (qualified table, columns)
+        self.columns: dict[SchemaKey, list[Any]] = {}  # schema version → its columns
+        self.ready: set[SchemaKey] = set()  # versions whose table was checked in this load
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -265,131 +275,169 @@ class _Writer:
     def _chunk(self, uri: str, lines: list[tuple[int, bytes]], file_report: FileReport) -> None:
         import psycopg
 
+        chunk = self._parse_chunk(lines)
+        ready = set(self.ready)
         try:
             with self.conn.transaction():
-                counts = self._write(uri, lines)
+                counts = self._write(uri, chunk)
                 ledger.progress(self.conn, self.options.events_table, uri, lines_done=lines[-1][0], **counts)
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityViolation) as exc:
-            if len(lines) == 1:
-                counts = self._runtime_bad_row(uri, lines[0], exc)
-            else:
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            self.ready = ready  # the tables this transaction created or migrated are rolled back too
+            chunk.rows.clear()
+            if len(lines) > 1:  # find the lines PostgreSQL refuses: halve until they are alone
                 half = len(lines) // 2
                 self._chunk(uri, lines[:half], file_report)
                 self._chunk(uri, lines[half:], file_report)
                 return
+            counts = self._runtime_bad_row(uri, lines[0], exc)
+            chunk.bad = [(lines[0][0], "loader_runtime_error", "", "", {})]
+        for table, added in chunk.rows.items():
+            self.report.table_rows[table] += added
+        for _, kind, *_rest in chunk.bad:
+            self.report.bad_by_kind[kind] += 1
         file_report.lines += len(lines)
         file_report.events += counts["events"]
         file_report.duplicates += counts["duplicates"]
         file_report.bad_rows += counts["bad_rows"]
 
-    def _write(self, uri: str, lines: list[tuple[int, bytes]]) -> dict[str, int]:
-        conn = self.conn
-        chunk = _Chunk(first_line=lines[0][0])
-        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
-            write = copy.write
-            for number, raw in lines:
-                staged = self._parse(number, raw, chunk)
-                if staged is not None:
-                    write(staged)
-        new = conn.execute(
-            f"INSERT INTO {_qualified(self.options.events_table)} SELECT * FROM {_STAGE} "
-            "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
-        ).fetchall()
-        self.report.table_rows[self.options.events_table] += len(new)
-        self._write_entities(new, chunk)
-        self._write_bad(uri, chunk.bad)
-        return {"events": len(new), "duplicates": chunk.events - len(new), "bad_rows": len(chunk.bad)}
+    def _parse_chunk(self, lines: list[tuple[int, bytes]]) -> _Chunk:
+        chunk = _Chunk()
+        for number, raw in lines:
+            self._parse(number, raw, chunk)
+        return chunk
 
-    def _parse(self, number: int, raw: bytes, chunk: _Chunk) -> str | None:
-        """The COPY line of a good line (recording its entities), or ``None`` after recording a bad row."""
+    def _parse(self, number: int, raw: bytes, chunk: _Chunk) -> None:
+        """Record the line as a good event or as a bad row."""
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             text = raw.decode("utf-8", "replace")
             failure = {"type": "RowDecodingError",
                        "errors": [{"type": "UnhandledRowDecodingError", "message": f"not UTF-8: {exc}"}]}
-            self._bad(chunk, number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
-                      badrows.parsing_error(text, failure))
-            return None
+            chunk.bad.append((number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
+                              badrows.parsing_error(text, failure)))
+            return
         parts = tsv.split(line)
         if not isinstance(parts, list):
             failure = parts.to_failure()
-            self._bad(chunk, number, "loader_parsing_error", _describe_parse_failure(failure), line,
-                      badrows.parsing_error(line, failure))
-            return None
+            chunk.bad.append((number, "loader_parsing_error", _describe_parse_failure(failure), line,
+                              badrows.parsing_error(line, failure)))
+            return
         invalid = tsv.invalid_values(parts)
         if invalid:
             failure = {"type": "RowDecodingError", "errors": invalid}
             reason = "; ".join(f"{e['key']}: {e['message']}" for e in invalid[:3])
-            self._bad(chunk, number, "loader_parsing_error", reason, line, badrows.parsing_error(line, failure))
-            return None
-        found: list[entities.Entity] = []
-        failures: list[dict[str, Any]] = []
-        for index, name in _JSON_FIELDS:
-            text = parts[index]
-            if text:
-                ents, fails = entities.extract(name, text, self.resolver)
-                found += ents
-                failures += fails
+            chunk.bad.append((number, "loader_parsing_error", reason, line, badrows.parsing_error(line, failure)))
+            return
+        found, failures = entities.extract_event(
+            {"contexts": parts[_CONTEXTS], "unstruct_event": parts[_UNSTRUCT], "derived_contexts": parts[_DERIVED]},
+            self.resolver,
+        )
+        rows: list[tuple[SchemaKey, str]] = []
+        if not failures:
+            root_id, root_tstamp = parts[_EVENT_ID], parts[_COLLECTOR_TSTAMP]
+            for entity in found:
+                try:
+                    values = tables.row(self._columns(entity.key), entity.key, root_id, root_tstamp, entity.data,
+                                        entity_hash=entity.hash)
+                except tables.RowError as exc:
+                    failures.append(exc.failure())
+                    continue
+                rows.append((entity.key, tables.copy_line(values)))
         if failures:
-            self._bad(chunk, number, "loader_iglu_error", _describe_iglu_failures(failures), line,
-                      badrows.iglu_error(badrows.event_payload(parts), failures))
-            return None
-        chunk.events += 1
-        key = (parts[_EVENT_ID].lower(), parts[_FINGERPRINT])
-        if found and key not in chunk.entities:
-            chunk.entities[key] = (parts[_EVENT_ID], parts[_COLLECTOR_TSTAMP], found)
+            chunk.bad.append((number, "loader_iglu_error", _describe_iglu_failures(failures), line,
+                              badrows.iglu_error(badrows.event_payload(parts), failures)))
+            return
         atomic = "\t".join("\t".join(parts[s]) for s in _ATOMIC_SLICES)
         if _QUOTE in atomic:  # never written by enrich; quote each field so COPY reads it as data
             atomic = "\t".join(_quote_csv(p) for s in _ATOMIC_SLICES for p in parts[s])
-        return atomic + "\n"
+        key = (parts[_EVENT_ID].lower(), parts[_FINGERPRINT])
+        chunk.events.append(_Event(number, line, atomic + "\n", key, rows))
 
-    def _bad(self, chunk: _Chunk, number: int, kind: str, reason: str, original: str, row: dict[str, Any]) -> None:
-        chunk.bad.append((number, kind, reason, original, row))
+    def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
+        conn = self.conn
+        self._prepare_tables(chunk)
+        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
+            for event in chunk.events:
+                copy.write(event.atomic)
+        new = set(conn.execute(
+            f"INSERT INTO {_qualified(self.options.events_table)} SELECT * FROM {_STAGE} "
+            "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
+        ).fetchall())  # fmt: skip
+        inserted = len(new)
+        chunk.rows[self.options.events_table] += inserted
+        # The entities of the events that are new, from the first line of each (a natural duplicate
+        # later in the chunk brings its copy of the same entities).
+        by_key: dict[SchemaKey, list[str]] = defaultdict(list)
+        for event in chunk.events:
+            if event.key in new:
+                new.discard(event.key)
+                for key, copy_line in event.entities:
+                    by_key[key].append(copy_line)
+        for key, lines in by_key.items():
+            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, lines)
+        self._write_bad(uri, chunk.bad)
+        return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
 
     # -- entities ---------------------------------------------------------------------------
-    def _write_entities(self, new: list[tuple[str, str]], chunk: _Chunk) -> None:
-        if not chunk.entities:
-            return
-        rows: dict[SchemaKey, list[str]] = defaultdict(list)
-        for key in new:
-            hit = chunk.entities.get(key)
-            if hit is None:
-                continue
-            root_id, root_tstamp, found = hit
-            for entity in found:
-                _, columns = self._table(entity.key)
-                rows[entity.key].append(tables.copy_line(tables.row(columns, entity.key, root_id, root_tstamp,
-                                                                    entity.data)))
-        for key, lines in rows.items():
-            table, columns = self._table(key)
-            names = ", ".join(_ident(c.name) for c in tables.all_columns(columns))
-            with self.conn.cursor() as cur, cur.copy(f"COPY {_qualified(table)} ({names}) FROM STDIN {tables.COPY_OPTIONS}") as copy:
-                for line in lines:
-                    copy.write(line)
-            self.report.table_rows[table] += len(lines)
+    def _columns(self, key: SchemaKey) -> list[Any]:
+        """The columns of ``key``'s own version (a table may have more: a COPY names its columns)."""
+        known = self.columns.get(key)
+        if known is None:
+            known = self.columns[key] = tables.columns(self.resolver.lookup(key))
+        return known
 
-    def _table(self, key: SchemaKey) -> tuple[str, list[Any]]:
-        """The entity table of ``key`` (created or migrated in this transaction when needed) and ``key``'s columns."""
-        known = self.tables.get(key)
-        if known is not None:
-            return known
-        schema = self.resolver.lookup(key)
+    def _prepare_tables(self, chunk: _Chunk) -> None:
+        """Create or migrate the entity tables this chunk's events need, before anything is written.
+
+        A table that cannot take a version (a type change we refuse) turns the events carrying
+        that version into bad rows, with the reason; the others load.
+        """
+        keys = {key for event in chunk.events for key, _ in event.entities} - self.ready
+        refused: dict[SchemaKey, str] = {}
+        for key in sorted(keys, key=lambda k: k.uri):
+            try:
+                self._prepare_table(key)
+            except tables.TableMigrationError as exc:
+                refused[key] = str(exc)
+        if not refused:
+            return
+        kept = []
+        for event in chunk.events:
+            problem = next((refused[k] for k, _ in event.entities if k in refused), None)
+            if problem is None:
+                kept.append(event)
+                continue
+            parts = event.text.split("\t")
+            chunk.bad.append((event.line, "loader_runtime_error", f"entity table: {problem}", event.text,
+                              badrows.runtime_error(badrows.event_payload(parts), problem)))
+        chunk.events = kept
+
+    def _prepare_table(self, key: SchemaKey) -> None:
+        conn, db_schema = self.conn, self.options.schema
         name = tables.table_name(key)
-        qualified = f"{self.options.schema}.{name}"
-        conn = self.conn
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (qualified,))
-        existing = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-            "ORDER BY ordinal_position", (self.options.schema, name)).fetchall()]  # fmt: skip
-        comment = None
-        if existing:
-            text = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (qualified,)).fetchone()[0]
-            comment = SchemaKey.parse(text) if text else None
-        for statement in tables.plan(existing or None, comment, self.options.schema, key, schema):
+        # Serialised per table across loaders; the state is read again inside the lock.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{db_schema}.{name}",))
+        state = tables.read_table_state(conn, db_schema, name)
+        statements = tables.plan(db_schema, state.columns if state else None, state.comment if state else None,
+                                 key, self.resolver.lookup(key))
+        for statement in statements:
             conn.execute(statement)
-        result = self.tables[key] = (qualified, tables.columns(schema))
-        return result
+        self.ready.add(key)
+
+    def _copy_entities(self, key: SchemaKey, lines: list[str]) -> int:
+        """Stage the rows, then insert those not there yet (an entity's hash keys it on its event)."""
+        conn, db_schema = self.conn, self.options.schema
+        name = tables.table_name(key)
+        staging = "osds_stage_entities"
+        columns = self._columns(key)
+        conn.execute(tables.staging_table_sql(db_schema, name, staging))
+        with conn.cursor() as cur, cur.copy(tables.copy_sql(None, staging, columns)) as copy:
+            for line in lines:
+                copy.write(line)
+        added = conn.execute(tables.insert_new_rows_sql(db_schema, name, staging, columns)).rowcount
+        conn.execute(f"DROP TABLE {_ident(staging)}")
+        return int(added)
 
     # -- bad rows ---------------------------------------------------------------------------
     def _write_bad(self, uri: str, bad: Iterable[tuple[int, str, str, str, dict[str, Any]]]) -> None:
@@ -404,8 +452,6 @@ class _Writer:
             "VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (source, line) DO NOTHING",
             [(uri, number, kind, reason, original, encode(row).decode()) for number, kind, reason, original, row in bad],
         )
-        for _, kind, *_rest in bad:
-            self.report.bad_by_kind[kind] += 1
 
     def _runtime_bad_row(self, uri: str, line: tuple[int, bytes], exc: Exception) -> dict[str, int]:
         number, raw = line
