@@ -39,6 +39,11 @@ ENGINE_MODULES = [
     "airflow_osds.snowplow.validation",
     "airflow_osds.sql",
     "airflow_osds.localrun",
+    "airflow_osds.snowplow",
+    "airflow_osds.snowplow.fields",
+    "airflow_osds.snowplow.tsv",
+    "airflow_osds.snowplow.badrows",
+    "airflow_osds.snowplow.generate",
 ]
 
 _BLOCK_AIRFLOW = """
