@@ -88,7 +88,7 @@ class SnowplowLoadOperator(BaseOperator):
                            max_bad_rows=self.max_bad_rows, max_bad_ratio=self.max_bad_ratio)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from airflow_osds.snowplow.loader import BadRowsExceededError
 

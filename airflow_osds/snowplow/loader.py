@@ -317,17 +317,11 @@ class _Writer:
             chunk.bad.append((number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
                               badrows.parsing_error(text, failure)))
             return
-        parts = tsv.split(line)
-        if not isinstance(parts, list):
+        parts = tsv.check(line)  # the fields of a valid line, or why it is not one
+        if isinstance(parts, tsv.ParseFailure):
             failure = parts.to_failure()
             chunk.bad.append((number, "loader_parsing_error", _describe_parse_failure(failure), line,
                               badrows.parsing_error(line, failure)))
-            return
-        invalid = tsv.invalid_values(parts)
-        if invalid:
-            failure = {"type": "RowDecodingError", "errors": invalid}
-            reason = "; ".join(f"{e['key']}: {e['message']}" for e in invalid[:3])
-            chunk.bad.append((number, "loader_parsing_error", reason, line, badrows.parsing_error(line, failure)))
             return
         found, failures = entities.extract_event(
             {"contexts": parts[_CONTEXTS], "unstruct_event": parts[_UNSTRUCT], "derived_contexts": parts[_DERIVED]},
@@ -471,7 +465,8 @@ def _describe_parse_failure(failure: dict[str, Any]) -> str:
         return "not a tab-separated line"
     if failure["type"] == "FieldNumberMismatch":
         return f"{failure['fieldCount']} fields, an enriched event has 131"
-    return failure["type"]
+    errors = failure.get("errors") or []
+    return "; ".join(f"{e.get('key', '?')}: {e.get('message', '')}" for e in errors[:3]) or failure["type"]
 
 
 def _describe_iglu_failures(failures: list[dict[str, Any]]) -> str:

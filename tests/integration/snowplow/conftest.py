@@ -1,4 +1,5 @@
-from pathlib import Path
+"""The Snowplow integration tests share the unit tests' registry helpers."""
 
-# The real Iglu Central registry (schemas only), kept in the repository for hermetic tests.
-IGLU_CENTRAL = Path(__file__).resolve().parents[2] / "data" / "iglu-central"
+from tests.unit.snowplow._support import IGLU_CENTRAL
+
+__all__ = ["IGLU_CENTRAL"]

@@ -66,13 +66,16 @@ def test_every_atomic_column_has_its_type_and_value(db: Any, registry: Path, tmp
     report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]))
     assert (report.events, report.bad_rows, report.duplicates) == (300, 0, 0)
     names = [f.name for f in fields.ATOMIC_FIELDS]
-    rows = {r[names.index("event_id")]: r for r in db.execute(
+    padded = {f.name for f in fields.ATOMIC_FIELDS if (f.sql_type or "").startswith("CHAR(")}
+    rows = {str(r[names.index("event_id")]): r for r in db.execute(
         "SELECT " + ", ".join(f'"{n}"' for n in names) + " FROM atomic.events").fetchall()}
     for line in lines:
         expected = tsv.decode(tsv.split(line))
-        row = rows[expected["event_id"]] if isinstance(next(iter(rows)), str) else rows[__import__("uuid").UUID(expected["event_id"])]
+        row = rows[expected["event_id"]]
         for name, got in zip(names, row, strict=True):
             want = expected[name]
+            if name in padded and got is not None:
+                got = got.rstrip(" ")  # CHAR(n) pads, as in the Postgres Loader's table
             if isinstance(want, dt.datetime):
                 want = want.astimezone(dt.UTC).replace(tzinfo=None)  # TIMESTAMP without time zone, in UTC
             if name == "event_id":
@@ -106,8 +109,9 @@ def test_entities_go_to_one_table_per_model_with_root_keys(db: Any, registry: Pa
 
 
 def test_every_kind_of_bad_line_is_kept_with_its_reason(db: Any, registry: Path, tmp_path: Path) -> None:
-    lines = list(generate.generate(200, seed=3, start=START, bad=12))
-    good = [line for line in lines if _is_good(line, registry)]
+    labelled = list(generate.generate_labelled(200, seed=3, start=START, bad=12))
+    lines = [line for _, line in labelled]
+    good = [line for kind, line in labelled if kind == generate.GOOD]
     report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]),
                   LoadOptions(max_bad_ratio=None))
     assert report.events == len(good) and report.bad_rows == len(lines) - len(good) > 0
@@ -125,20 +129,6 @@ def test_every_kind_of_bad_line_is_kept_with_its_reason(db: Any, registry: Path,
     iglu = [r[4]["data"]["failure"] for r in rows if r[1] == "loader_iglu_error"]
     errors = {e["error"]["error"] if isinstance(e.get("error"), dict) else e.get("error") for f in iglu for e in f}
     assert {"ValidationError", "ResolutionError"} <= errors
-
-
-def _is_good(line: str, registry: Path) -> bool:
-    from airflow_osds.snowplow import entities
-
-    parts = tsv.split(line)
-    if not isinstance(parts, list) or tsv.invalid_values(parts):
-        return False
-    resolver = Resolver.from_sources([registry])
-    for name in fields.JSON_FIELDS:
-        text = parts[fields.FIELD_INDEX[name]]
-        if text and entities.extract(name, text, resolver)[1]:
-            return False
-    return True
 
 
 def test_bad_rows_past_the_threshold_fail_after_loading_the_good_events(db: Any, registry: Path, tmp_path: Path) -> None:
@@ -179,43 +169,30 @@ def _table_counts(conn: Any) -> dict[str, int]:
 
 def test_a_new_revision_adds_columns_and_a_new_model_gets_its_own_table(db: Any, registry: Path, tmp_path: Path) -> None:
     resolver = Resolver.from_sources([registry])
-    base = list(generate.generate(50, seed=6, start=START))
-    cart = [line for line in base if "com.acme/cart/jsonschema/1-0-0" in line]
-    assert cart, "the generator sends the custom cart context"
+    base = list(generate.generate(3000, seed=6, start=START))
+    assert any("com.acme/cart/jsonschema/1-0-0" in line for line in base), "the generator sends the cart context"
     load(db, local_files(_write(tmp_path / "in" / "a.tsv", base)), resolver)
     table = "com_acme_cart_1"
     before = _columns(db, table)
-    newer = [_bump_cart(line, "1-0-1") for line in cart[:5]]
+    old_rows = _count(db, f"SELECT count(*) FROM atomic.{table}")
+    newer = list(generate.generate(3000, seed=61, start=START + dt.timedelta(days=1), cart_version="1-0-1"))
     report = load(db, local_files(_write(tmp_path / "in" / "b.tsv", newer)), resolver)
-    assert report.bad_rows == 0
+    assert report.bad_rows == 0 and report.table_rows[f"atomic.{table}"] > 0
     added = [c for c in _columns(db, table) if c not in before]
     assert added, "1-0-1 adds a field: its column is added"
     assert db.execute(f"SELECT obj_description('atomic.{table}'::regclass, 'pg_class')").fetchone()[0].endswith("1-0-1")
     nulls = _count(db, f'SELECT count(*) FROM atomic.{table} WHERE "{added[0]}" IS NULL')
-    assert nulls >= len(cart), "rows loaded before the migration have NULL in the new column"
-    major = [_bump_cart(line, "2-0-0") for line in cart[:3]]
+    assert nulls >= old_rows > 0, "rows loaded before the migration have NULL in the new column"
+    major = list(generate.generate(3000, seed=62, start=START + dt.timedelta(days=2), cart_version="2-0-0"))
     load(db, local_files(_write(tmp_path / "in" / "c.tsv", major)), resolver)
     assert _count(db, "SELECT count(*) FROM atomic.com_acme_cart_2") > 0
+    assert _count(db, f"SELECT count(*) FROM atomic.{table}") == old_rows + report.table_rows[f"atomic.{table}"]
 
 
 def _columns(conn: Any, table: str) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'atomic' AND table_name = %s "
         "ORDER BY ordinal_position", (table,)).fetchall()]  # fmt: skip
-
-
-def _bump_cart(line: str, version: str) -> str:
-    """The line with its cart context moved to ``version``, with the data that version requires."""
-    parts = tsv.split(line)
-    index = fields.FIELD_INDEX["contexts"]
-    envelope = json.loads(parts[index])
-    for item in envelope["data"]:
-        if item["schema"].startswith("iglu:com.acme/cart/"):
-            item["schema"] = f"iglu:com.acme/cart/jsonschema/{version}"
-            item["data"] = generate.cart_data(version, seed=len(line))
-    parts[index] = json.dumps(envelope, separators=(",", ":"))
-    parts[fields.FIELD_INDEX["event_id"]] = str(__import__("uuid").uuid4())
-    return "\t".join(parts)
 
 
 CRASH_CHILD = r"""
@@ -232,7 +209,9 @@ load(conn, local_files(sys.argv[2]), Resolver.from_sources([sys.argv[3]]), LoadO
 def test_a_crash_in_the_middle_of_a_file_then_a_retry_loads_everything_exactly_once(
     db: Any, warehouse: Any, registry: Path, tmp_path: Path
 ) -> None:
-    lines = list(generate.generate(20_000, seed=7, start=START, bad=40))
+    labelled = list(generate.generate_labelled(20_000, seed=7, start=START, bad=40))
+    lines = [line for _, line in labelled]
+    good = [line for kind, line in labelled if kind == generate.GOOD]
     path = _write(tmp_path / "in" / "big.tsv", lines)
     dsn = warehouse.stack.postgres.uri(warehouse.dbname)
     child = subprocess.Popen([sys.executable, "-c", CRASH_CHILD, dsn, str(path), str(registry)],
@@ -252,7 +231,6 @@ def test_a_crash_in_the_middle_of_a_file_then_a_retry_loads_everything_exactly_o
     events_at_crash = _count(db, "SELECT count(*) FROM atomic.events")
     report = load(db, local_files(path), Resolver.from_sources([registry]), LoadOptions(chunk_lines=500, max_bad_ratio=None))
     assert report.files[0].resumed_after >= committed
-    good = [line for line in lines if _is_good(line, registry)]
     assert _count(db, "SELECT count(*) FROM atomic.events") == len(good) > events_at_crash
     assert _count(db, "SELECT count(DISTINCT (event_id, event_fingerprint)) FROM atomic.events") == len(good)
     assert _count(db, "SELECT count(*) FROM atomic.osds_bad_rows") == len(lines) - len(good)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,15 @@ import pytest
 
 from airflow_osds.snowplow.iglu import SchemaKey, StaticRepository
 
-IGLU_CENTRAL = Path(os.environ.get("OSDS_IGLU_CENTRAL", "/work/shared/iglu-central"))
+# The real Iglu Central registry (schemas only, Apache-2.0), kept in the repository: the tests are hermetic.
+IGLU_CENTRAL = Path(__file__).resolve().parents[2] / "data" / "iglu-central"
 BADROW_KEY = SchemaKey.parse("iglu:com.snowplowanalytics.snowplow.badrows/loader_iglu_error/jsonschema/2-0-1")
 WEB_PAGE = SchemaKey.parse("iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0")
 SELF_DESC = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
 
 
 def iglu_central() -> Path:
-    if not (IGLU_CENTRAL / "schemas").is_dir():
-        pytest.skip(f"no Iglu Central checkout at {IGLU_CENTRAL} (set OSDS_IGLU_CENTRAL)")
+    assert (IGLU_CENTRAL / "schemas").is_dir(), f"the repository's copy of Iglu Central is missing: {IGLU_CENTRAL}"
     return IGLU_CENTRAL
 
 

@@ -1,14 +1,8 @@
-"""Iglu Central from the shared folder, and a tiny static resolver over it plus the generator's schemas.
-
-The registry is ``$OSDS_IGLU_CENTRAL`` or ``<repo>/../shared/iglu-central`` (where CI lays
-``shared/``). Without it these tests skip, except under CI, where they fail: a green run must
-have validated the bad rows against Snowplow's real schemas.
-"""
+"""Iglu Central (the repository's copy in tests/data), and a tiny static resolver over it plus the generator's schemas."""
 
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,25 +11,11 @@ import jsonschema
 import pytest
 
 from airflow_osds.snowplow.generate import custom_schemas
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def iglu_central_root() -> Path | None:
-    configured = os.environ.get("OSDS_IGLU_CENTRAL")
-    root = Path(configured) if configured else REPO_ROOT.parent / "shared" / "iglu-central"
-    return root if (root / "schemas").is_dir() else None
-
+from tests.unit.snowplow._support import iglu_central as support_iglu_central
 
 @pytest.fixture(scope="session")
 def iglu_central() -> Path:
-    root = iglu_central_root()
-    if root is None:
-        message = "Iglu Central not found: set OSDS_IGLU_CENTRAL or lay shared/iglu-central beside the repository"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
+    return support_iglu_central()
 
 
 def _key_path(schema_key: str) -> str:
