@@ -987,8 +987,8 @@ def write(
     )  # fmt: skip
     count = 0
     with opener(path) as out:
-        for line in lines:
-            out.write(line)
+        while chunk := list(itertools.islice(lines, 1024)):  # a few MB at a time, never all of it
+            out.write("\n".join(chunk))
             out.write("\n")
-            count += 1
+            count += len(chunk)
     return count
