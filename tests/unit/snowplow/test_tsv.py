@@ -293,3 +293,34 @@ def test_parse_tstamp_rejects_what_invalid_values_rejects() -> None:
     with pytest.raises(ValueError):
         tsv.parse_tstamp("2026-02-30 00:00:00")
     assert tsv.parse_tstamp("2026-03-01 00:00:00.5") == datetime(2026, 3, 1, 0, 0, 0, 500000, tzinfo=UTC)
+
+
+def test_fast_path_never_accepts_what_the_exact_checks_refuse(line: str) -> None:
+    # Random values from the characters that matter, in every field kind: the one-regex fast path
+    # must agree with the field-by-field checks on every one (it may only ever send more to them).
+    import random
+
+    rng = random.Random(1234)
+    alphabet = "0123456789" * 3 + "+-.eEZT :x\x00é"
+    seeds = {
+        "tstamp": "2026-03-01 10:20:30.123", "int": "2147483647", "float": "-12.5e3",
+        "bool": "1", "uuid": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "text": "NL",
+    }  # fmt: skip
+    fields = {kind: [f for f in FIELDS if f.kind == kind] for kind in seeds}
+    parts = line.split("\t")
+    for _ in range(4000):
+        kind = rng.choice(list(seeds))
+        f = rng.choice(fields[kind])
+        value = list(seeds[kind] if kind != "text" else "x" * rng.choice((0, 1, 2, 3, f.max_length or 0, (f.max_length or 0) + 1)))  # fmt: skip
+        for _ in range(rng.randint(0, 3)):
+            position = rng.randrange(len(value) + 1)
+            action = rng.random()
+            if action < 0.4 and value:
+                value[min(position, len(value) - 1)] = rng.choice(alphabet)
+            elif action < 0.7:
+                value.insert(position, rng.choice(alphabet))
+            elif value:
+                del value[min(position, len(value) - 1)]
+        mutated = list(parts)
+        mutated[f.index] = "".join(value)
+        assert tsv.invalid_values(mutated) == tsv._invalid_values_exact(mutated), (f.name, mutated[f.index])
