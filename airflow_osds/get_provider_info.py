@@ -48,6 +48,10 @@ _CONNECTION_HOOKS = [
 _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     "integrations": [
         {
+            "integration-name": "Snowplow",
+            "external-doc-url": "https://docs.snowplow.io/docs/api-reference/loaders-storage-targets/snowplow-postgres-loader/"
+        },
+        {
             "integration-name": "Warehouse SQL",
             "external-doc-url": "https://www.postgresql.org/docs/"
         },
@@ -57,6 +61,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "operators": [
+        {
+            "integration-name": "Snowplow",
+            "python-modules": [
+                "airflow_osds.operators.snowplow"
+            ]
+        },
         {
             "integration-name": "Warehouse SQL",
             "python-modules": [
@@ -72,6 +82,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     ],
     "sensors": [
         {
+            "integration-name": "Snowplow",
+            "python-modules": [
+                "airflow_osds.sensors.snowplow"
+            ]
+        },
+        {
             "integration-name": "Warehouse SQL",
             "python-modules": [
                 "airflow_osds.sensors.path"
@@ -86,6 +102,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     ],
     "hooks": [
         {
+            "integration-name": "Snowplow",
+            "python-modules": [
+                "airflow_osds.hooks.snowplow"
+            ]
+        },
+        {
             "integration-name": "dbt Core",
             "python-modules": [
                 "airflow_osds.hooks.dbt"
@@ -93,6 +115,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "triggers": [
+        {
+            "integration-name": "Snowplow",
+            "python-modules": [
+                "airflow_osds.triggers.snowplow"
+            ]
+        },
         {
             "integration-name": "dbt Core",
             "python-modules": [

@@ -58,12 +58,6 @@ DBT_STATUSES = ("pass", "warn", "error")
 #: dbt's ``period`` values.
 PERIOD_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
-# libpq parameters taken from a connection's extra; anything else there (dbt_schema …) is not libpq's.
-_LIBPQ_EXTRAS = (
-    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "connect_timeout", "application_name",
-    "options", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-    "target_session_attrs",
-)
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 _QUOTED_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"\Z')
 
@@ -377,17 +371,11 @@ def postgres_connect_kwargs(
     dbname: str | None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``psycopg.connect()`` keyword arguments from an Airflow ``postgres`` connection's fields.
+    """``psycopg.connect()`` keyword arguments for the freshness checks (see :func:`airflow_osds.postgres.connect_kwargs`)."""
+    from airflow_osds.postgres import connect_kwargs
 
-    ``host`` may be a unix socket directory. A 10 s ``connect_timeout`` applies unless the
-    connection's extra sets one: a hung warehouse must not hang a poll for ever.
-    """
-    kwargs: dict[str, Any] = {
-        "host": host or "localhost", "port": int(port or 5432), "user": login or None, "password": password or None,
-        "dbname": dbname or None, "connect_timeout": 10, "application_name": "airflow-osds source freshness",
-    }
-    kwargs.update({k: (extra or {})[k] for k in _LIBPQ_EXTRAS if k in (extra or {})})
-    return {k: v for k, v in kwargs.items() if v is not None}
+    return connect_kwargs(host=host, port=port, login=login, password=password, dbname=dbname, extra=extra,
+                          application_name="airflow-osds source freshness")
 
 
 def _query_failed(check: FreshnessCheck, exc: Exception) -> DbtFreshnessError:

@@ -30,8 +30,20 @@ ENGINE_MODULES = [
     "airflow_osds.factory.plan",
     "airflow_osds.factory.project",
     "airflow_osds.factory.spec",
+    "airflow_osds.snowplow",
+    "airflow_osds.snowplow.entities",
+    "airflow_osds.snowplow.iglu",
+    "airflow_osds.snowplow.keys",
+    "airflow_osds.snowplow.registries",
+    "airflow_osds.snowplow.tables",
+    "airflow_osds.snowplow.validation",
     "airflow_osds.sql",
     "airflow_osds.localrun",
+    "airflow_osds.snowplow",
+    "airflow_osds.snowplow.fields",
+    "airflow_osds.snowplow.tsv",
+    "airflow_osds.snowplow.badrows",
+    "airflow_osds.snowplow.generate",
 ]
 
 _BLOCK_AIRFLOW = """

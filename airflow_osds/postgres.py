@@ -1,0 +1,38 @@
+"""Connecting to a PostgreSQL warehouse with psycopg 3 from an Airflow ``postgres`` connection's fields (no Airflow imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["LIBPQ_EXTRAS", "connect_kwargs"]
+
+# libpq parameters taken from a connection's extra; anything else there (dbt_schema …) is not libpq's.
+LIBPQ_EXTRAS = (
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "connect_timeout", "application_name",
+    "options", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "target_session_attrs",
+)
+
+
+def connect_kwargs(
+    *,
+    host: str | None,
+    port: int | str | None,
+    login: str | None,
+    password: str | None,
+    dbname: str | None,
+    extra: Mapping[str, Any] | None = None,
+    application_name: str = "airflow-osds",
+) -> dict[str, Any]:
+    """``psycopg.connect()`` keyword arguments from an Airflow ``postgres`` connection's fields.
+
+    ``host`` may be a unix socket directory. A 10 s ``connect_timeout`` applies unless the
+    connection's extra sets one: a hung warehouse must not hang a task or a poll for ever.
+    """
+    kwargs: dict[str, Any] = {
+        "host": host or "localhost", "port": int(port or 5432), "user": login or None, "password": password or None,
+        "dbname": dbname or None, "connect_timeout": 10, "application_name": application_name,
+    }
+    kwargs.update({k: (extra or {})[k] for k in LIBPQ_EXTRAS if k in (extra or {})})
+    return {k: v for k, v in kwargs.items() if v is not None}

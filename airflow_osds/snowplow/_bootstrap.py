@@ -1,0 +1,146 @@
+"""The embedded bootstrap registry (Snowplow's envelope schemas) and the draft-04 meta-schema.
+
+Snowplow's Iglu client always consults an embedded registry first; these are the schemas the
+loader needs for every event (the ``contexts`` and ``unstruct_event`` envelopes, and
+``instance-iglu-only`` that every self-describing JSON is checked against), so a resolver
+works offline for them and never spends a request on them. Copied from
+``snowplow/iglu-central:schemas/<path>`` (Apache-2.0); the test suite compares them with
+the Iglu Central checkout.
+
+The draft-04 meta-schema checks every fetched schema; the copy in ``jsonschema_specifications``
+would cost ~120 ms to import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DRAFT4_METASCHEMA", "SCHEMAS"]
+
+SCHEMAS: dict[str, Any] = {
+    "iglu:com.snowplowanalytics.self-desc/instance-iglu-only/jsonschema/1-0-0":
+    {'$schema': 'http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#',
+     'description': 'Top-level schema for the validation process (Iglu-only)',
+     'self': {'vendor': 'com.snowplowanalytics.self-desc',
+              'name': 'instance-iglu-only',
+              'format': 'jsonschema',
+              'version': '1-0-0'},
+     'type': 'object',
+     'properties': {'schema': {'type': 'string',
+                               'pattern': '^iglu:[a-zA-Z0-9-_.]+/[a-zA-Z0-9-_]+/[a-zA-Z0-9-_]+/[0-9]+-[0-9]+-[0-9]+$'},
+                    'data': {}},
+     'required': ['schema', 'data'],
+     'additionalProperties': False},
+    "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0":
+    {'$schema': 'http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#',
+     'description': 'Schema for custom contexts',
+     'self': {'vendor': 'com.snowplowanalytics.snowplow',
+              'name': 'contexts',
+              'format': 'jsonschema',
+              'version': '1-0-0'},
+     'type': 'array',
+     'items': {'type': 'object',
+               'properties': {'schema': {'type': 'string',
+                                         'pattern': '^iglu:[a-zA-Z0-9-_.]+/[a-zA-Z0-9-_]+/[a-zA-Z0-9-_]+/[0-9]+-[0-9]+-[0-9]+$'},
+                              'data': {}},
+               'required': ['schema', 'data'],
+               'additionalProperties': False},
+     'minItems': 1},
+    "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1":
+    {'$schema': 'http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#',
+     'description': 'Schema for custom contexts',
+     'self': {'vendor': 'com.snowplowanalytics.snowplow',
+              'name': 'contexts',
+              'format': 'jsonschema',
+              'version': '1-0-1'},
+     'type': 'array',
+     'items': {'type': 'object',
+               'properties': {'schema': {'type': 'string',
+                                         'pattern': '^iglu:[a-zA-Z0-9-_.]+/[a-zA-Z0-9-_]+/[a-zA-Z0-9-_]+/[0-9]+-[0-9]+-[0-9]+$'},
+                              'data': {}},
+               'required': ['schema', 'data'],
+               'additionalProperties': False}},
+    "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0":
+    {'$schema': 'http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#',
+     'description': 'Schema for a Snowplow unstructured event',
+     'self': {'vendor': 'com.snowplowanalytics.snowplow',
+              'name': 'unstruct_event',
+              'format': 'jsonschema',
+              'version': '1-0-0'},
+     'type': 'object',
+     'properties': {'schema': {'type': 'string',
+                               'pattern': '^iglu:[a-zA-Z0-9-_.]+/[a-zA-Z0-9-_]+/[a-zA-Z0-9-_]+/[0-9]+-[0-9]+-[0-9]+$'},
+                    'data': {}},
+     'required': ['schema', 'data'],
+     'additionalProperties': False},
+}
+
+# http://json-schema.org/draft-04/schema (as shipped by jsonschema-specifications).
+DRAFT4_METASCHEMA: dict[str, Any] = {'id': 'http://json-schema.org/draft-04/schema#',
+ '$schema': 'http://json-schema.org/draft-04/schema#',
+ 'description': 'Core schema meta-schema',
+ 'definitions': {'schemaArray': {'type': 'array', 'minItems': 1, 'items': {'$ref': '#'}},
+                 'positiveInteger': {'type': 'integer', 'minimum': 0},
+                 'positiveIntegerDefault0': {'allOf': [{'$ref': '#/definitions/positiveInteger'},
+                                                       {'default': 0}]},
+                 'simpleTypes': {'enum': ['array',
+                                          'boolean',
+                                          'integer',
+                                          'null',
+                                          'number',
+                                          'object',
+                                          'string']},
+                 'stringArray': {'type': 'array',
+                                 'items': {'type': 'string'},
+                                 'minItems': 1,
+                                 'uniqueItems': True}},
+ 'type': 'object',
+ 'properties': {'id': {'type': 'string'},
+                '$schema': {'type': 'string'},
+                'title': {'type': 'string'},
+                'description': {'type': 'string'},
+                'default': {},
+                'multipleOf': {'type': 'number', 'minimum': 0, 'exclusiveMinimum': True},
+                'maximum': {'type': 'number'},
+                'exclusiveMaximum': {'type': 'boolean', 'default': False},
+                'minimum': {'type': 'number'},
+                'exclusiveMinimum': {'type': 'boolean', 'default': False},
+                'maxLength': {'$ref': '#/definitions/positiveInteger'},
+                'minLength': {'$ref': '#/definitions/positiveIntegerDefault0'},
+                'pattern': {'type': 'string', 'format': 'regex'},
+                'additionalItems': {'anyOf': [{'type': 'boolean'}, {'$ref': '#'}], 'default': {}},
+                'items': {'anyOf': [{'$ref': '#'}, {'$ref': '#/definitions/schemaArray'}],
+                          'default': {}},
+                'maxItems': {'$ref': '#/definitions/positiveInteger'},
+                'minItems': {'$ref': '#/definitions/positiveIntegerDefault0'},
+                'uniqueItems': {'type': 'boolean', 'default': False},
+                'maxProperties': {'$ref': '#/definitions/positiveInteger'},
+                'minProperties': {'$ref': '#/definitions/positiveIntegerDefault0'},
+                'required': {'$ref': '#/definitions/stringArray'},
+                'additionalProperties': {'anyOf': [{'type': 'boolean'}, {'$ref': '#'}],
+                                         'default': {}},
+                'definitions': {'type': 'object',
+                                'additionalProperties': {'$ref': '#'},
+                                'default': {}},
+                'properties': {'type': 'object',
+                               'additionalProperties': {'$ref': '#'},
+                               'default': {}},
+                'patternProperties': {'type': 'object',
+                                      'additionalProperties': {'$ref': '#'},
+                                      'default': {}},
+                'dependencies': {'type': 'object',
+                                 'additionalProperties': {'anyOf': [{'$ref': '#'},
+                                                                    {'$ref': '#/definitions/stringArray'}]}},
+                'enum': {'type': 'array', 'minItems': 1, 'uniqueItems': True},
+                'type': {'anyOf': [{'$ref': '#/definitions/simpleTypes'},
+                                   {'type': 'array',
+                                    'items': {'$ref': '#/definitions/simpleTypes'},
+                                    'minItems': 1,
+                                    'uniqueItems': True}]},
+                'format': {'type': 'string'},
+                'allOf': {'$ref': '#/definitions/schemaArray'},
+                'anyOf': {'$ref': '#/definitions/schemaArray'},
+                'oneOf': {'$ref': '#/definitions/schemaArray'},
+                'not': {'$ref': '#'}},
+ 'dependencies': {'exclusiveMaximum': ['maximum'], 'exclusiveMinimum': ['minimum']},
+ 'default': {}}

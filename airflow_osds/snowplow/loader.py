@@ -1,0 +1,498 @@
+"""Load enriched-event files into PostgreSQL the way Snowplow's Postgres Loader lays them out.
+
+For each file (see :mod:`airflow_osds.snowplow.sources`), in chunks of ``chunk_lines`` lines,
+each chunk in one transaction:
+
+1. every line is split, its typed fields checked (:mod:`~airflow_osds.snowplow.tsv`) and its
+   ``contexts``, ``unstruct_event`` and ``derived_contexts`` validated against their Iglu schemas
+   (:mod:`~airflow_osds.snowplow.entities`); the atomic fields of a good line are streamed to a
+   ``COPY`` into a temporary staging table while the next lines are parsed (PostgreSQL types them
+   on its own core);
+2. ``INSERT … SELECT … ON CONFLICT DO NOTHING`` moves the staged events into ``<schema>.events``,
+   whose unique index on ``(event_id, event_fingerprint)`` (``NULLS NOT DISTINCT``) drops natural
+   duplicates, and ``RETURNING`` says which events are new;
+3. the entities of the new events only are copied into their tables (one per
+   ``vendor_name_model``, created or migrated first, see :mod:`~airflow_osds.snowplow.tables`), so
+   an event and its contexts are written together or not at all, and a replayed event brings no
+   second copy of its contexts;
+4. every line that failed becomes a self-describing bad row (:mod:`~airflow_osds.snowplow.badrows`)
+   in the bad-rows table, keyed by (file, line);
+5. the ledger (:mod:`~airflow_osds.snowplow.ledger`) records the last committed line.
+
+A chunk that PostgreSQL refuses (a value Python's checks let through) is split in halves until the
+offending lines are found; those become ``loader_runtime_error`` bad rows with the database's
+message, the rest loads. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_osds.snowplow import badrows, entities, fields, ledger, tables, tsv
+from airflow_osds.snowplow.iglu import Resolver, SchemaKey
+from airflow_osds.snowplow.sources import SourceFile, read_lines
+
+__all__ = ["BadRowsExceededError", "FileReport", "LoadOptions", "LoadReport", "load"]
+
+log = logging.getLogger(__name__)
+
+_CONTEXTS = fields.FIELD_INDEX["contexts"]
+_UNSTRUCT = fields.FIELD_INDEX["unstruct_event"]
+_DERIVED = fields.FIELD_INDEX["derived_contexts"]
+_EVENT_ID = fields.FIELD_INDEX["event_id"]
+_COLLECTOR_TSTAMP = fields.FIELD_INDEX["collector_tstamp"]
+_FINGERPRINT = fields.FIELD_INDEX["event_fingerprint"]
+_JSON_FIELDS = ((_CONTEXTS, "contexts"), (_UNSTRUCT, "unstruct_event"), (_DERIVED, "derived_contexts"))
+# The atomic part of a line: the TSV fields without the three JSON ones, as slices.
+_ATOMIC_SLICES = [slice(0, _CONTEXTS), slice(_CONTEXTS + 1, _UNSTRUCT), slice(_UNSTRUCT + 1, _DERIVED),
+                  slice(_DERIVED + 1, None)]
+# COPY … (FORMAT csv, DELIMITER tab) with a quote character enrich never writes: the TSV's
+# backslashes (in URLs, user agents) stay literal, an empty field is NULL.
+_QUOTE = "\x01"
+_COPY_OPTIONS = "(FORMAT csv, DELIMITER E'\\t', QUOTE E'\\x01', NULL '')"
+_STAGE = "osds_stage_events"
+
+
+@dataclass
+class LoadOptions:
+    """How to load.
+
+    :param schema: the schema of ``events`` and the entity tables (Snowplow's default ``atomic``).
+    :param bad_rows_table: where bad rows go (``<schema>.<table>``); default ``<schema>.osds_bad_rows``.
+    :param chunk_lines: lines per transaction (also bounds memory).
+    :param max_bad_rows: fail when more bad rows than this (``None``: no count limit).
+    :param max_bad_ratio: fail when bad rows ÷ lines read exceeds this (``None``: no ratio limit).
+    """
+
+    schema: str = "atomic"
+    bad_rows_table: str | None = None
+    chunk_lines: int = 20_000
+    max_bad_rows: int | None = None
+    max_bad_ratio: float | None = 0.01
+
+    @property
+    def events_table(self) -> str:
+        return f"{self.schema}.events"
+
+    @property
+    def bad_table(self) -> str:
+        return self.bad_rows_table or f"{self.schema}.osds_bad_rows"
+
+
+@dataclass
+class FileReport:
+    uri: str
+    lines: int = 0
+    events: int = 0
+    duplicates: int = 0
+    bad_rows: int = 0
+    skipped: str | None = None  # why the file was not read
+    resumed_after: int = 0
+    checksum: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class LoadReport:
+    """What a load did; ``table_rows`` counts the rows added per table (``atomic.events`` included)."""
+
+    files: list[FileReport] = field(default_factory=list)
+    table_rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bad_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def lines(self) -> int:
+        return sum(f.lines for f in self.files)
+
+    @property
+    def events(self) -> int:
+        return sum(f.events for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def bad_rows(self) -> int:
+        return sum(f.bad_rows for f in self.files)
+
+    @property
+    def loaded_files(self) -> list[FileReport]:
+        return [f for f in self.files if f.skipped is None]
+
+    def exceeded(self, options: LoadOptions) -> str | None:
+        """Why the bad rows are past the threshold, or ``None``."""
+        bad, lines = self.bad_rows, self.lines
+        if options.max_bad_rows is not None and bad > options.max_bad_rows:
+            return f"{bad} bad rows, more than max_bad_rows={options.max_bad_rows}"
+        if options.max_bad_ratio is not None and lines and bad / lines > options.max_bad_ratio:
+            return f"{bad} bad rows of {lines} lines ({bad / lines:.2%}), more than max_bad_ratio={options.max_bad_ratio:g}"
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"files": len(self.loaded_files), "skipped_files": len(self.files) - len(self.loaded_files),
+                "lines": self.lines, "events": self.events, "duplicates": self.duplicates, "bad_rows": self.bad_rows,
+                "bad_by_kind": dict(self.bad_by_kind), "table_rows": dict(self.table_rows)}
+
+
+class BadRowsExceededError(Exception):
+    """More bad rows than the load allows; the report says how many of which kind (everything good is loaded)."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def load(
+    conn: Any,
+    files: Sequence[SourceFile],
+    resolver: Resolver,
+    options: LoadOptions | None = None,
+    *,
+    say: Callable[[str], None] = log.info,
+) -> LoadReport:
+    """Load ``files`` into the warehouse ``conn`` (a psycopg 3 connection, not in a transaction).
+
+    :raises BadRowsExceededError: after loading, when the bad rows are past the thresholds.
+    """
+    options = options or LoadOptions()
+    report = LoadReport()
+    writer = _Writer(conn, options, resolver, report)
+    writer.prepare()
+    for source in files:
+        report.files.append(writer.load_file(source, say))
+    problem = report.exceeded(options)
+    if problem:
+        raise BadRowsExceededError(f"Snowplow load: {problem}; see {options.bad_table}", report)
+    return report
+
+
+@dataclass
+class _Event:
+    """A good line, parsed: its COPY line for the events table and its entities' COPY lines per schema."""
+
+    line: int
+    text: str  # the original line (for a bad row, should its entities not fit their table)
+    atomic: str
+    key: tuple[str, str]  # (event_id, event_fingerprint) as PostgreSQL returns them
+    entities: list[tuple[SchemaKey, str]]
+
+
+@dataclass
+class _Chunk:
+    """One chunk's lines, parsed: the good events, and every bad line (line, kind, reason, original, bad row)."""
+
+    events: list[_Event] = field(default_factory=list)
+    bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # rows added per table (once committed)
+
+
+class _Writer:
+    def __init__(self, conn: Any, options: LoadOptions, resolver: Resolver, report: LoadReport) -> None:
+        self.conn = conn
+        self.options = options
+        self.resolver = resolver
+        self.report = report
+        self.columns: dict[SchemaKey, list[Any]] = {}  # schema version → its columns
+        self.ready: set[SchemaKey] = set()  # versions whose table was checked in this load
+
+    # -- set-up -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        conn, schema = self.conn, self.options.schema
+        ledger.ensure_ledger(conn)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.options.events_table,))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+            conn.execute(fields.events_table_sql(schema))
+            conn.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS osds_events_event_id_fingerprint ON {_qualified(self.options.events_table)} "
+                "(event_id, event_fingerprint) NULLS NOT DISTINCT"
+            )
+            bad_schema = self.options.bad_table.rsplit(".", 1)[0]
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(bad_schema)}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_qualified(self.options.bad_table)} ("
+                "source text NOT NULL, line bigint NOT NULL, kind text NOT NULL, reason text NOT NULL, "
+                "original text NOT NULL, bad_row jsonb NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (source, line))"
+            )
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {_qualified(self.options.events_table)}) "
+                     "ON COMMIT DELETE ROWS")
+
+    # -- one file ---------------------------------------------------------------------------
+    def load_file(self, source: SourceFile, say: Callable[[str], None]) -> FileReport:
+        conn, events_table = self.conn, self.options.events_table
+        file_report = FileReport(source.uri)
+        started = time.monotonic()
+        # One loader per file at a time: a second task skips it instead of interleaving.
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                              (events_table, source.uri)).fetchone()[0]
+        if not locked:
+            file_report.skipped = "another load of this file is running"
+            say(f"{source.uri}: skipped, {file_report.skipped}")
+            return file_report
+        try:
+            with conn.transaction():
+                previous = ledger.state_of(conn, events_table, source.uri, lock=True)
+                if previous is not None and previous.status == "done" and previous.size == source.size:
+                    file_report.skipped = f"already loaded ({previous.events} events, checksum {previous.checksum})"
+                    say(f"{source.uri}: skipped, {file_report.skipped}")
+                    return file_report
+                if previous is not None and previous.size != source.size:
+                    say(f"{source.uri}: its size changed since it was loaded ({previous.size} → {source.size} bytes); "
+                        "loading it again (events already loaded are not duplicated)")
+                resume = ledger.start(conn, events_table, source, previous)
+            file_report.resumed_after = resume
+            if resume:
+                say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")
+            with read_lines(source) as reader:
+                pending: list[tuple[int, bytes]] = []
+                for number, raw in reader:
+                    if number <= resume:  # committed by an earlier try (read anyway: the checksum covers it)
+                        continue
+                    pending.append((number, raw))
+                    if len(pending) >= self.options.chunk_lines:
+                        self._chunk(source.uri, pending, file_report)
+                        pending = []
+                if pending:
+                    self._chunk(source.uri, pending, file_report)
+                file_report.checksum = reader.checksum
+            with conn.transaction():
+                ledger.finish(conn, events_table, source.uri, file_report.checksum)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", (events_table, source.uri))
+        file_report.seconds = round(time.monotonic() - started, 3)
+        say(f"{source.uri}: {file_report.lines:,} lines → {file_report.events:,} new events, "
+            f"{file_report.duplicates:,} duplicates, {file_report.bad_rows:,} bad rows ({file_report.seconds:.1f} s)")
+        return file_report
+
+    # -- one chunk --------------------------------------------------------------------------
+    def _chunk(self, uri: str, lines: list[tuple[int, bytes]], file_report: FileReport) -> None:
+        import psycopg
+
+        chunk = self._parse_chunk(lines)
+        ready = set(self.ready)
+        try:
+            with self.conn.transaction():
+                counts = self._write(uri, chunk)
+                ledger.progress(self.conn, self.options.events_table, uri, lines_done=lines[-1][0], **counts)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            self.ready = ready  # the tables this transaction created or migrated are rolled back too
+            chunk.rows.clear()
+            if len(lines) > 1:  # find the lines PostgreSQL refuses: halve until they are alone
+                half = len(lines) // 2
+                self._chunk(uri, lines[:half], file_report)
+                self._chunk(uri, lines[half:], file_report)
+                return
+            counts = self._runtime_bad_row(uri, lines[0], exc)
+            chunk.bad = [(lines[0][0], "loader_runtime_error", "", "", {})]
+        for table, added in chunk.rows.items():
+            self.report.table_rows[table] += added
+        for _, kind, *_rest in chunk.bad:
+            self.report.bad_by_kind[kind] += 1
+        file_report.lines += len(lines)
+        file_report.events += counts["events"]
+        file_report.duplicates += counts["duplicates"]
+        file_report.bad_rows += counts["bad_rows"]
+
+    def _parse_chunk(self, lines: list[tuple[int, bytes]]) -> _Chunk:
+        chunk = _Chunk()
+        for number, raw in lines:
+            self._parse(number, raw, chunk)
+        return chunk
+
+    def _parse(self, number: int, raw: bytes, chunk: _Chunk) -> None:
+        """Record the line as a good event or as a bad row."""
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "replace")
+            failure = {"type": "RowDecodingError",
+                       "errors": [{"type": "UnhandledRowDecodingError", "message": f"not UTF-8: {exc}"}]}
+            chunk.bad.append((number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
+                              badrows.parsing_error(text, failure)))
+            return
+        parts = tsv.check(line)  # the fields of a valid line, or why it is not one
+        if isinstance(parts, tsv.ParseFailure):
+            failure = parts.to_failure()
+            chunk.bad.append((number, "loader_parsing_error", _describe_parse_failure(failure), line,
+                              badrows.parsing_error(line, failure)))
+            return
+        found, failures = entities.extract_event(
+            {"contexts": parts[_CONTEXTS], "unstruct_event": parts[_UNSTRUCT], "derived_contexts": parts[_DERIVED]},
+            self.resolver,
+        )
+        rows: list[tuple[SchemaKey, str]] = []
+        if not failures:
+            root_id, root_tstamp = parts[_EVENT_ID], parts[_COLLECTOR_TSTAMP]
+            for entity in found:
+                try:
+                    values = tables.row(self._columns(entity.key), entity.key, root_id, root_tstamp, entity.data,
+                                        entity_hash=entity.hash)
+                except tables.RowError as exc:
+                    failures.append(exc.failure())
+                    continue
+                rows.append((entity.key, tables.copy_line(values)))
+        if failures:
+            chunk.bad.append((number, "loader_iglu_error", _describe_iglu_failures(failures), line,
+                              badrows.iglu_error(badrows.event_payload(parts), failures)))
+            return
+        atomic = "\t".join("\t".join(parts[s]) for s in _ATOMIC_SLICES)
+        if _QUOTE in atomic:  # never written by enrich; quote each field so COPY reads it as data
+            atomic = "\t".join(_quote_csv(p) for s in _ATOMIC_SLICES for p in parts[s])
+        key = (parts[_EVENT_ID].lower(), parts[_FINGERPRINT])
+        chunk.events.append(_Event(number, line, atomic + "\n", key, rows))
+
+    def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
+        conn = self.conn
+        self._prepare_tables(chunk)
+        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
+            for event in chunk.events:
+                copy.write(event.atomic)
+        new = set(conn.execute(
+            f"INSERT INTO {_qualified(self.options.events_table)} SELECT * FROM {_STAGE} "
+            "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
+        ).fetchall())  # fmt: skip
+        inserted = len(new)
+        chunk.rows[self.options.events_table] += inserted
+        # The entities of the events that are new, from the first line of each (a natural duplicate
+        # later in the chunk brings its copy of the same entities).
+        by_key: dict[SchemaKey, list[str]] = defaultdict(list)
+        for event in chunk.events:
+            if event.key in new:
+                new.discard(event.key)
+                for key, copy_line in event.entities:
+                    by_key[key].append(copy_line)
+        for key, lines in by_key.items():
+            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, lines)
+        self._write_bad(uri, chunk.bad)
+        return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
+
+    # -- entities ---------------------------------------------------------------------------
+    def _columns(self, key: SchemaKey) -> list[Any]:
+        """The columns of ``key``'s own version (a table may have more: a COPY names its columns)."""
+        known = self.columns.get(key)
+        if known is None:
+            known = self.columns[key] = tables.columns(self.resolver.lookup(key))
+        return known
+
+    def _prepare_tables(self, chunk: _Chunk) -> None:
+        """Create or migrate the entity tables this chunk's events need, before anything is written.
+
+        A table that cannot take a version (a type change we refuse) turns the events carrying
+        that version into bad rows, with the reason; the others load.
+        """
+        keys = {key for event in chunk.events for key, _ in event.entities} - self.ready
+        refused: dict[SchemaKey, str] = {}
+        for key in sorted(keys, key=lambda k: k.uri):
+            try:
+                self._prepare_table(key)
+            except tables.TableMigrationError as exc:
+                refused[key] = str(exc)
+        if not refused:
+            return
+        kept = []
+        for event in chunk.events:
+            problem = next((refused[k] for k, _ in event.entities if k in refused), None)
+            if problem is None:
+                kept.append(event)
+                continue
+            parts = event.text.split("\t")
+            chunk.bad.append((event.line, "loader_runtime_error", f"entity table: {problem}", event.text,
+                              badrows.runtime_error(badrows.event_payload(parts), problem)))
+        chunk.events = kept
+
+    def _prepare_table(self, key: SchemaKey) -> None:
+        conn, db_schema = self.conn, self.options.schema
+        name = tables.table_name(key)
+        # Serialised per table across loaders; the state is read again inside the lock.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{db_schema}.{name}",))
+        state = tables.read_table_state(conn, db_schema, name)
+        statements = tables.plan(db_schema, state.columns if state else None, state.comment if state else None,
+                                 key, self.resolver.lookup(key))
+        for statement in statements:
+            conn.execute(statement)
+        self.ready.add(key)
+
+    def _copy_entities(self, key: SchemaKey, lines: list[str]) -> int:
+        """Stage the rows, then insert those not there yet (an entity's hash keys it on its event)."""
+        conn, db_schema = self.conn, self.options.schema
+        name = tables.table_name(key)
+        staging = "osds_stage_entities"
+        columns = self._columns(key)
+        conn.execute(tables.staging_table_sql(db_schema, name, staging))
+        with conn.cursor() as cur, cur.copy(tables.copy_sql(None, staging, columns)) as copy:
+            for line in lines:
+                copy.write(line)
+        added = conn.execute(tables.insert_new_rows_sql(db_schema, name, staging, columns)).rowcount
+        conn.execute(f"DROP TABLE {_ident(staging)}")
+        return int(added)
+
+    # -- bad rows ---------------------------------------------------------------------------
+    def _write_bad(self, uri: str, bad: Iterable[tuple[int, str, str, str, dict[str, Any]]]) -> None:
+        import msgspec
+
+        bad = list(bad)
+        if not bad:
+            return
+        encode = msgspec.json.encode
+        self.conn.cursor().executemany(
+            f"INSERT INTO {_qualified(self.options.bad_table)} (source, line, kind, reason, original, bad_row) "
+            "VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (source, line) DO NOTHING",
+            [(uri, number, kind, reason, original, encode(row).decode()) for number, kind, reason, original, row in bad],
+        )
+
+    def _runtime_bad_row(self, uri: str, line: tuple[int, bytes], exc: Exception) -> dict[str, int]:
+        number, raw = line
+        text = raw.decode("utf-8", "replace")
+        parts = text.split("\t")
+        message = str(exc).strip() or type(exc).__name__
+        with self.conn.transaction():
+            self._write_bad(uri, [(number, "loader_runtime_error", f"PostgreSQL refused the event: {message}", text,
+                                   badrows.runtime_error(badrows.event_payload(parts), message))])
+            ledger.progress(self.conn, self.options.events_table, uri, lines_done=number, events=0, duplicates=0,
+                            bad_rows=1)
+        return {"events": 0, "duplicates": 0, "bad_rows": 1}
+
+
+def _describe_parse_failure(failure: dict[str, Any]) -> str:
+    if failure["type"] == "NotTSV":
+        return "not a tab-separated line"
+    if failure["type"] == "FieldNumberMismatch":
+        return f"{failure['fieldCount']} fields, an enriched event has 131"
+    errors = failure.get("errors") or []
+    return "; ".join(f"{e.get('key', '?')}: {e.get('message', '')}" for e in errors[:3]) or failure["type"]
+
+
+def _describe_iglu_failures(failures: list[dict[str, Any]]) -> str:
+    out = []
+    for f in failures[:3]:
+        error = f.get("error") or {}
+        kind = error.get("error", "?") if isinstance(error, dict) else str(error)
+        key = f.get("schemaKey") or f.get("schemaCriterion") or ""
+        detail = ""
+        if kind == "ValidationError":
+            reports = error.get("dataReports") or []
+            detail = ": " + "; ".join(f"{r.get('path')}: {r.get('message')}" for r in reports[:2])
+        elif kind == "ResolutionError":
+            detail = ": schema not found in any repository"
+        out.append(f"{kind} {key}{detail}".strip())
+    return "; ".join(out)
+
+
+def _quote_csv(value: str) -> str:
+    return "" if value == "" else _QUOTE + value.replace(_QUOTE, _QUOTE * 2) + _QUOTE
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(name: str) -> str:
+    schema, _, table = name.rpartition(".")
+    return f"{_ident(schema)}.{_ident(table)}" if schema else _ident(table)

@@ -1,0 +1,241 @@
+"""The loader against the real embedded PostgreSQL: types, bad rows, entity tables and their migration,
+idempotent re-loads, and a real crash (SIGKILL) in the middle of a file followed by a retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from airflow_osds.snowplow import fields, generate, tsv
+from airflow_osds.snowplow.iglu import Resolver
+from airflow_osds.snowplow.loader import BadRowsExceededError, LoadOptions, load
+from airflow_osds.snowplow.sources import local_files
+
+from tests.integration.snowplow.conftest import IGLU_CENTRAL
+
+START = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """A static registry: the Iglu Central schemas the generator uses plus its custom com.acme ones."""
+    root = tmp_path / "iglu"
+    shutil.copytree(IGLU_CENTRAL / "schemas", root / "schemas")
+    for relative, schema in generate.custom_schemas().items():
+        path = root / "schemas" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(schema))
+    return root
+
+
+@pytest.fixture
+def db(warehouse: Any, request: pytest.FixtureRequest) -> Any:
+    """A psycopg connection to a fresh schema-less database per test (the module's warehouse DB, reset)."""
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS atomic CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS osds_state CASCADE")
+        yield conn
+
+
+def _write(path: Path, lines: list[str], *, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(line + "\n" for line in lines).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def _count(conn: Any, sql: str) -> int:
+    return conn.execute(sql).fetchone()[0]
+
+
+def test_every_atomic_column_has_its_type_and_value(db: Any, registry: Path, tmp_path: Path) -> None:
+    lines = list(generate.generate(300, seed=1, start=START))
+    report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]))
+    assert (report.events, report.bad_rows, report.duplicates) == (300, 0, 0)
+    names = [f.name for f in fields.ATOMIC_FIELDS]
+    padded = {f.name for f in fields.ATOMIC_FIELDS if (f.sql_type or "").startswith("CHAR(")}
+    rows = {str(r[names.index("event_id")]): r for r in db.execute(
+        "SELECT " + ", ".join(f'"{n}"' for n in names) + " FROM atomic.events").fetchall()}
+    for line in lines:
+        expected = tsv.decode(tsv.split(line))
+        row = rows[expected["event_id"]]
+        for name, got in zip(names, row, strict=True):
+            want = expected[name]
+            if name in padded and got is not None:
+                got = got.rstrip(" ")  # CHAR(n) pads, as in the Postgres Loader's table
+            if isinstance(want, dt.datetime):
+                want = want.astimezone(dt.UTC).replace(tzinfo=None)  # TIMESTAMP without time zone, in UTC
+            if name == "event_id":
+                got, want = str(got), str(want)
+            if isinstance(want, float) and got is not None:
+                assert got == pytest.approx(want), name
+            else:
+                assert got == want, (name, got, want)
+
+
+def test_entities_go_to_one_table_per_model_with_root_keys(db: Any, registry: Path, tmp_path: Path) -> None:
+    lines = list(generate.generate(500, seed=2, start=START))
+    report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]))
+    web_page = "atomic.com_snowplowanalytics_snowplow_web_page_1"
+    expected = Counter()
+    for line in lines:
+        parts = tsv.split(line)
+        for text in (parts[fields.FIELD_INDEX["contexts"]], parts[fields.FIELD_INDEX["derived_contexts"]]):
+            if text:
+                for item in json.loads(text)["data"]:
+                    vendor, name, _, version = item["schema"].removeprefix("iglu:").split("/")
+                    expected[(vendor, name, version.split("-")[0])] += 1
+    assert report.table_rows[web_page] == expected[("com.snowplowanalytics.snowplow", "web_page", "1")] > 0
+    assert _count(db, f"SELECT count(*) FROM {web_page}") == report.table_rows[web_page]
+    # every entity joins back to its event on (root_id, root_tstamp) = (event_id, collector_tstamp)
+    orphans = _count(db, f"SELECT count(*) FROM {web_page} w LEFT JOIN atomic.events e "
+                         "ON e.event_id = w.root_id AND e.collector_tstamp = w.root_tstamp WHERE e.event_id IS NULL")
+    assert orphans == 0
+    comment = db.execute(f"SELECT obj_description('{web_page}'::regclass, 'pg_class')").fetchone()[0]
+    assert comment.startswith("iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-")
+
+
+def test_every_kind_of_bad_line_is_kept_with_its_reason(db: Any, registry: Path, tmp_path: Path) -> None:
+    labelled = list(generate.generate_labelled(200, seed=3, start=START, bad=12))
+    lines = [line for _, line in labelled]
+    good = [line for kind, line in labelled if kind == generate.GOOD]
+    report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]),
+                  LoadOptions(max_bad_ratio=None))
+    assert report.events == len(good) and report.bad_rows == len(lines) - len(good) > 0
+    rows = db.execute("SELECT line, kind, reason, original, bad_row FROM atomic.osds_bad_rows ORDER BY line").fetchall()
+    assert len(rows) == report.bad_rows
+    for number, kind, reason, original, bad_row in rows:
+        assert original == lines[number - 1], "the original line is kept as it was"
+        assert bad_row["schema"].startswith(f"iglu:com.snowplowanalytics.snowplow.badrows/{kind}/jsonschema/")
+        assert reason
+    kinds = Counter(r[1] for r in rows)
+    assert set(kinds) == {"loader_parsing_error", "loader_iglu_error"}
+    failures = {json.dumps(r[4]["data"]["failure"])[:60] for r in rows}
+    assert any("NotTSV" in f for f in failures) and any("FieldNumberMismatch" in f for f in failures)
+    assert any("RowDecodingError" in f for f in failures)
+    iglu = [r[4]["data"]["failure"] for r in rows if r[1] == "loader_iglu_error"]
+    errors = {e["error"]["error"] if isinstance(e.get("error"), dict) else e.get("error") for f in iglu for e in f}
+    assert {"ValidationError", "ResolutionError"} <= errors
+
+
+def test_bad_rows_past_the_threshold_fail_after_loading_the_good_events(db: Any, registry: Path, tmp_path: Path) -> None:
+    lines = list(generate.generate(100, seed=4, start=START, bad=12))
+    with pytest.raises(BadRowsExceededError, match="more than max_bad_rows=2") as info:
+        load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]),
+             LoadOptions(max_bad_rows=2, max_bad_ratio=None))
+    assert info.value.report.events == _count(db, "SELECT count(*) FROM atomic.events") > 0
+
+
+def test_reloading_adds_nothing_and_a_copied_file_brings_only_duplicates(db: Any, registry: Path, tmp_path: Path) -> None:
+    lines = list(generate.generate(400, seed=5, start=START, bad=4))
+    first = _write(tmp_path / "in" / "a.tsv.gz", lines, gz=True)
+    resolver = Resolver.from_sources([registry])
+    options = LoadOptions(max_bad_ratio=None, chunk_lines=97)
+    one = load(db, local_files(tmp_path / "in"), resolver, options)
+    counts = _table_counts(db)
+    again = load(db, local_files(tmp_path / "in"), resolver, options)
+    assert again.loaded_files == [] and "already loaded" in (again.files[0].skipped or "")
+    assert _table_counts(db) == counts
+    shutil.copy(first, tmp_path / "in" / "b.tsv.gz")  # the same events under another name
+    copy = load(db, local_files(tmp_path / "in"), resolver, options)
+    assert [f.uri.rsplit("/", 1)[-1] for f in copy.loaded_files] == ["b.tsv.gz"]
+    assert copy.events == 0 and copy.duplicates == one.events
+    after = _table_counts(db)
+    bad_table = "atomic.osds_bad_rows"
+    assert {k: v for k, v in after.items() if k != bad_table} == {k: v for k, v in counts.items() if k != bad_table}
+    assert after[bad_table] == 2 * counts[bad_table], "bad rows are kept per file and line"
+    ledger = db.execute("SELECT uri, status, checksum, events FROM osds_state.snowplow_files ORDER BY uri").fetchall()
+    assert [r[1] for r in ledger] == ["done", "done"] and ledger[0][2] == ledger[1][2] and ledger[0][2].startswith("sha256:")
+
+
+def _table_counts(conn: Any) -> dict[str, int]:
+    names = [r[0] for r in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'atomic' ORDER BY 1").fetchall()]
+    return {f"atomic.{n}": _count(conn, f'SELECT count(*) FROM atomic."{n}"') for n in names}
+
+
+def test_a_new_revision_adds_columns_and_a_new_model_gets_its_own_table(db: Any, registry: Path, tmp_path: Path) -> None:
+    resolver = Resolver.from_sources([registry])
+    base = list(generate.generate(3000, seed=6, start=START))
+    assert any("com.acme/cart/jsonschema/1-0-0" in line for line in base), "the generator sends the cart context"
+    load(db, local_files(_write(tmp_path / "in" / "a.tsv", base)), resolver)
+    table = "com_acme_cart_1"
+    before = _columns(db, table)
+    old_rows = _count(db, f"SELECT count(*) FROM atomic.{table}")
+    newer = list(generate.generate(3000, seed=61, start=START + dt.timedelta(days=1), cart_version="1-0-1"))
+    report = load(db, local_files(_write(tmp_path / "in" / "b.tsv", newer)), resolver)
+    assert report.bad_rows == 0 and report.table_rows[f"atomic.{table}"] > 0
+    added = [c for c in _columns(db, table) if c not in before]
+    assert added, "1-0-1 adds a field: its column is added"
+    assert db.execute(f"SELECT obj_description('atomic.{table}'::regclass, 'pg_class')").fetchone()[0].endswith("1-0-1")
+    nulls = _count(db, f'SELECT count(*) FROM atomic.{table} WHERE "{added[0]}" IS NULL')
+    assert nulls >= old_rows > 0, "rows loaded before the migration have NULL in the new column"
+    major = list(generate.generate(3000, seed=62, start=START + dt.timedelta(days=2), cart_version="2-0-0"))
+    load(db, local_files(_write(tmp_path / "in" / "c.tsv", major)), resolver)
+    assert _count(db, "SELECT count(*) FROM atomic.com_acme_cart_2") > 0
+    assert _count(db, f"SELECT count(*) FROM atomic.{table}") == old_rows + report.table_rows[f"atomic.{table}"]
+
+
+def _columns(conn: Any, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'atomic' AND table_name = %s "
+        "ORDER BY ordinal_position", (table,)).fetchall()]  # fmt: skip
+
+
+CRASH_CHILD = r"""
+import sys, json
+from airflow_osds.snowplow.iglu import Resolver
+from airflow_osds.snowplow.loader import LoadOptions, load
+from airflow_osds.snowplow.sources import local_files
+import psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+load(conn, local_files(sys.argv[2]), Resolver.from_sources([sys.argv[3]]), LoadOptions(chunk_lines=500, max_bad_ratio=None))
+"""
+
+
+def test_a_crash_in_the_middle_of_a_file_then_a_retry_loads_everything_exactly_once(
+    db: Any, warehouse: Any, registry: Path, tmp_path: Path
+) -> None:
+    labelled = list(generate.generate_labelled(20_000, seed=7, start=START, bad=40))
+    lines = [line for _, line in labelled]
+    good = [line for kind, line in labelled if kind == generate.GOOD]
+    path = _write(tmp_path / "in" / "big.tsv", lines)
+    dsn = warehouse.stack.postgres.uri(warehouse.dbname)
+    child = subprocess.Popen([sys.executable, "-c", CRASH_CHILD, dsn, str(path), str(registry)],
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 120
+    committed = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        row = db.execute("SELECT lines_done, status FROM osds_state.snowplow_files").fetchone() \
+            if _count(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'osds_state'") else None
+        if row and 2_000 <= row[0] and row[1] == "loading":
+            child.send_signal(signal.SIGKILL)  # a real crash: no cleanup, an open transaction rolled back
+            committed = row[0]
+            break
+        time.sleep(0.02)
+    child.wait(timeout=30)
+    assert committed and committed < len(lines), "the child was killed in the middle of the file"
+    events_at_crash = _count(db, "SELECT count(*) FROM atomic.events")
+    report = load(db, local_files(path), Resolver.from_sources([registry]), LoadOptions(chunk_lines=500, max_bad_ratio=None))
+    assert report.files[0].resumed_after >= committed
+    assert _count(db, "SELECT count(*) FROM atomic.events") == len(good) > events_at_crash
+    assert _count(db, "SELECT count(DISTINCT (event_id, event_fingerprint)) FROM atomic.events") == len(good)
+    assert _count(db, "SELECT count(*) FROM atomic.osds_bad_rows") == len(lines) - len(good)
+    web_page = "atomic.com_snowplowanalytics_snowplow_web_page_1"
+    assert _count(db, f"SELECT count(*) FROM {web_page}") == _count(
+        db, f"SELECT count(*) FROM (SELECT DISTINCT root_id, root_tstamp FROM {web_page}) d"), "no context twice"
+    state = db.execute("SELECT status, lines_done FROM osds_state.snowplow_files").fetchone()
+    assert state == ("done", len(lines))
