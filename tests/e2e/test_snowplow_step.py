@@ -61,7 +61,8 @@ def _return_value(dag_id: str, task_id: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _asset_events(uri_part: str) -> list[dict[str, Any]]:
+def _asset_events(dag_id: str, uri_part: str) -> list[dict[str, Any]]:
+    """The extras of the Asset events ``dag_id`` emitted for assets whose URI holds ``uri_part``, oldest first."""
     from sqlalchemy import select
 
     from airflow.models.asset import AssetEvent, AssetModel
@@ -69,7 +70,10 @@ def _asset_events(uri_part: str) -> list[dict[str, Any]]:
 
     with create_session() as session:
         rows = session.execute(
-            select(AssetModel.uri, AssetEvent.extra).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_dag_id == dag_id)
+            .order_by(AssetEvent.timestamp)
         ).all()
     return [extra for uri, extra in rows if uri_part in uri]
 
@@ -86,9 +90,9 @@ def test_snowplow_step_loads_and_the_reader_of_a_context_table_runs_after_it(
     assert summary["events"] == warehouse.scalar("SELECT count(*) FROM atomic.events") == 2_000 - 10
     assert summary["bad_rows"] == warehouse.scalar("SELECT count(*) FROM atomic.osds_bad_rows") == 10
     assert warehouse.scalar("SELECT n FROM public.page_counts") == warehouse.scalar(f"SELECT count(*) FROM {WEB_PAGE}") > 0
-    events = _asset_events("/atomic/events")
-    assert events and events[-1]["rows"] == 2_000 - 10
-    assert _asset_events("web_page_1")[-1]["rows"] == summary["table_rows"][WEB_PAGE]
+    events = _asset_events("snowplow_e2e", "/atomic/events")
+    assert [e["rows"] for e in events] == [2_000 - 10]
+    assert [e["rows"] for e in _asset_events("snowplow_e2e", "web_page_1")] == [summary["table_rows"][WEB_PAGE]]
 
     again = run_dag(dag)  # nothing new: the load is skipped, loudly, and adds nothing
     assert again.task_states["load_events"] == "skipped", again
