@@ -66,6 +66,7 @@ class SnowplowNewFilesTrigger(BaseTrigger):
                 self.log.info("%d enriched file(s) not loaded yet at %s", len(found), self.source)
                 yield TriggerEvent({"status": "found", "files": found})
                 return
+            self.log.info("%s: nothing new to load yet", self.source)
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 yield TriggerEvent({"status": "timeout", "files": []})

@@ -110,6 +110,7 @@ def write_scenarios(stack: AirflowStack) -> None:
     (osds / "osds_pipelines.py").write_text(LOADER_DAG.format(pipelines=str(pipelines)))
     (osds / "osds_pipeline_errors.py").write_text(ERRORS_DAG.format(pipelines=str(pipelines)))
     write_freshness_scenario(stack)
+    write_snowplow_scenario(stack)
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +190,39 @@ def write_freshness_scenario(stack: AirflowStack) -> None:
         (project / name).write_text(textwrap.dedent(text))
     (stack.dags_folder / "freshness").mkdir()
     (stack.dags_folder / "freshness" / "freshness_wait.py").write_text(FRESHNESS_DAG.format(project=str(project)))
+
+
+# -- snowplow/: a deferrable SnowplowNewFilesSensor, then the load (tests/e2e/test_scheduler_snowplow.py) --
+
+SNOWPLOW_DAG = """\
+# airflow dag file: wait in the triggerer for enriched files not loaded yet, then load them
+from airflow.sdk import DAG
+
+from airflow_osds.operators.snowplow import SnowplowLoadOperator
+from airflow_osds.sensors.snowplow import SnowplowNewFilesSensor
+
+with DAG("snowplow_wait", schedule=None, catchup=False, tags=["e2e"]):
+    wait = SnowplowNewFilesSensor(task_id="wait_for_files", source={source!r}, deferrable=True, poke_interval=1,
+                                  timeout=300)
+    load = SnowplowLoadOperator(task_id="load_events", source={source!r}, iglu=[{iglu!r}])
+    wait >> load
+"""
+
+
+def snowplow_paths(stack: AirflowStack) -> tuple[Path, Path]:
+    """(the folder the sensor watches, the static Iglu registry): outside the DAG folder."""
+    return stack.root / "snowplow" / "enriched", stack.root / "snowplow" / "iglu"
+
+
+def write_snowplow_scenario(stack: AirflowStack) -> None:
+    import shutil
+
+    from airflow_osds.snowplow.generate import write_custom_schemas
+    from tests.unit.snowplow._support import IGLU_CENTRAL
+
+    source, iglu = snowplow_paths(stack)
+    source.mkdir(parents=True)
+    shutil.copytree(IGLU_CENTRAL / "schemas", iglu / "schemas")
+    write_custom_schemas(iglu)
+    (stack.dags_folder / "snowplow").mkdir()
+    (stack.dags_folder / "snowplow" / "snowplow_wait.py").write_text(SNOWPLOW_DAG.format(source=str(source), iglu=str(iglu)))
