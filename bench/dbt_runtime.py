@@ -4,7 +4,8 @@ Two projects, each in its own run of dbt_runtime_child.py (project .venv; it dri
 dbt_runtime_cosmos.py in the Cosmos + dbt venv) against its own throw-away embedded PostgreSQL:
 
 * ``demo``: the demo project (include/dbt/web_analytics), copied (the repo is never written), its
-  source ``snowplow.events`` loaded by the demo's own include/pipelines/sql/load_events.sql;
+  sources (``atomic.events`` and its web_page table) loaded from the demo's enriched sample by the
+  Snowplow loader, as the demo's first step does;
 * ``gen<N>``: a generated project of N models (bench/dbt_project.py; N // 50 seeds, as the
   2,000-model project's 40), 1–2 tests per model.
 
@@ -32,7 +33,8 @@ __all__ = ["DEMO", "measure_runtime", "summarize"]
 CHILD = BENCH_DIR / "dbt_runtime_child.py"
 COSMOS_CHILD = BENCH_DIR / "dbt_runtime_cosmos.py"
 DEMO = REPO / "include" / "dbt" / "web_analytics"
-DEMO_SQL = REPO / "include" / "pipelines" / "sql" / "load_events.sql"
+# The demo's events: its enriched sample, loaded by the Snowplow loader as the demo's first step does.
+DEMO_EVENTS = {"source": str(REPO / "include" / "data" / "enriched"), "iglu": str(REPO / "include" / "iglu")}
 
 
 def _log(message: str) -> None:
@@ -96,12 +98,12 @@ def measure_runtime(demo_reps: int, large_reps: int, large_models: int = 200) ->
         work.mkdir(parents=True)
         if models is None:
             ours, cosmos = _demo_copy(work / "ours" / "web_analytics"), _demo_copy(work / "cosmos" / "web_analytics")
-            tests, profile, name, sql = None, "osds", "web_analytics", str(DEMO_SQL)
+            tests, profile, name, events = None, "osds", "web_analytics", DEMO_EVENTS
         else:
             ours, tests = _generated(work / "ours" / PROJECT_NAME, models)
             cosmos, _ = _generated(work / "cosmos" / PROJECT_NAME, models)
-            profile, name, sql = PROFILE_NAME, PROJECT_NAME, None
-        config = {"label": label, "project": str(ours), "cosmos_project": str(cosmos), "setup_sql": sql,
+            profile, name, events = PROFILE_NAME, PROJECT_NAME, None
+        config = {"label": label, "project": str(ours), "cosmos_project": str(cosmos), "setup_events": events,
                   "reps": reps, "out": str(work / "result.json"), "work": str(work),
                   "cosmos_python": str(cosmos_python), "cosmos_child": str(COSMOS_CHILD),
                   "profile_name": profile, "project_name": name, "cosmos_dag_id": f"cosmos_rt_{label}"}

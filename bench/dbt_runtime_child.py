@@ -2,7 +2,7 @@
 
 Usage (project .venv): dbt_runtime_child.py CONFIG_JSON
 
-CONFIG_JSON: ``{"label", "project", "cosmos_project", "setup_sql", "reps", "out", "cosmos_python",
+CONFIG_JSON: ``{"label", "project", "cosmos_project", "setup_events", "reps", "out", "cosmos_python",
 "cosmos_child", "cosmos_work", "profile_rounds"}``. Against a throw-away embedded PostgreSQL:
 
 1. ``parse_project(project, connection=<the warehouse's PostgresTarget>)`` (what ``osds dbt-parse
@@ -237,9 +237,15 @@ def main(argv: list[str]) -> int:
         pg.start()
         pg.create_database("bench")
         pg_start_s = time.monotonic() - t0
-        if config.get("setup_sql"):
+        if config.get("setup_events"):  # the demo's sources, as its snowplow step loads them
+            from airflow_osds.snowplow.iglu import Resolver
+            from airflow_osds.snowplow.loader import LoadOptions, load
+            from airflow_osds.snowplow.sources import local_files
+
+            events = config["setup_events"]
             with pg.connect("bench", autocommit=True) as conn:
-                conn.execute(Path(config["setup_sql"]).read_text())
+                load(conn, local_files(events["source"]), Resolver.from_sources([events["iglu"]]),
+                     LoadOptions(max_bad_ratio=None))
         conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "bench"}
         os.environ["AIRFLOW_CONN_WAREHOUSE"] = json.dumps(conn)
         # The connection every task uses, as `osds dbt-parse --connection warehouse` resolves it.

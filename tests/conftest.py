@@ -149,3 +149,16 @@ def repo_dbt_manifests() -> None:
     from airflow_osds.dbt.manifest_build import parse_stale_projects
 
     parse_stale_projects(REPO_ROOT / "include" / "dbt")
+
+
+def copy_web_analytics(dest: Path) -> Path:
+    """The demo's web_analytics pipeline with everything it reads, under ``dest`` as under include/:
+    pipelines/web_analytics.yml, data/enriched/, iglu/ and dbt/web_analytics/ (no target/). Returns pipelines/."""
+    include = REPO_ROOT / "include"
+    (dest / "pipelines").mkdir(parents=True, exist_ok=True)
+    shutil.copy(include / "pipelines" / "web_analytics.yml", dest / "pipelines")
+    for part in ("data", "iglu"):
+        shutil.copytree(include / part, dest / part)
+    shutil.copytree(include / "dbt" / "web_analytics", dest / "dbt" / "web_analytics",
+                    ignore=shutil.ignore_patterns("target", "logs"))
+    return dest / "pipelines"

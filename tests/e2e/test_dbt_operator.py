@@ -6,7 +6,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from tests.conftest import DAGS_FOLDER
+from tests.conftest import DAGS_FOLDER, copy_web_analytics
 
 REPO_DBT = Path(__file__).resolve().parents[2] / "include" / "dbt" / "web_analytics"
 
@@ -71,14 +71,10 @@ def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, 
     """The demo's web_analytics pipeline: load events, then a task per dbt model, each with its Asset."""
     from airflow_osds.dbt.manifest_build import parse_project
 
-    repo_include = Path(__file__).resolve().parents[2] / "include"
-    shutil.copytree(REPO_DBT, tmp_path / "dbt" / "web_analytics", ignore=shutil.ignore_patterns("target", "logs"))
-    (tmp_path / "pipelines" / "sql").mkdir(parents=True)
-    shutil.copy(repo_include / "pipelines" / "web_analytics.yml", tmp_path / "pipelines")
-    shutil.copy(repo_include / "pipelines" / "sql" / "load_events.sql", tmp_path / "pipelines" / "sql")
+    pipelines = copy_web_analytics(tmp_path)
     parse_project(tmp_path / "dbt" / "web_analytics")
 
-    dag = pipeline_dags(tmp_path / "pipelines")["web_analytics"]
+    dag = pipeline_dags(pipelines)["web_analytics"]
     assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == {"load_events"}
     result = run_dag(dag)
     assert result.state == "success", result

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import DAGS_FOLDER
+from tests.conftest import DAGS_FOLDER, copy_web_analytics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,14 +35,11 @@ def _parse_for_the_warehouse(project: Path) -> None:
 
 
 def test_every_model_task_reuses_the_recorded_parse(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
+    pipelines = copy_web_analytics(tmp_path)
     project = tmp_path / "dbt" / "web_analytics"
-    shutil.copytree(REPO / "include" / "dbt" / "web_analytics", project, ignore=shutil.ignore_patterns("target", "logs"))
-    (tmp_path / "pipelines" / "sql").mkdir(parents=True)
-    shutil.copy(REPO / "include" / "pipelines" / "web_analytics.yml", tmp_path / "pipelines")
-    shutil.copy(REPO / "include" / "pipelines" / "sql" / "load_events.sql", tmp_path / "pipelines" / "sql")
     _parse_for_the_warehouse(project)
 
-    result = run_dag(pipeline_dags(tmp_path / "pipelines")["web_analytics"])
+    result = run_dag(pipeline_dags(pipelines)["web_analytics"])
     assert result.state == "success", result
     dbt_tasks = {task: value for task, value in _return_values("web_analytics").items() if task.startswith("transform.")}
     assert len(dbt_tasks) >= 5
