@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "FINGERPRINT_FILE",
     "ParseRecord",
+    "installed_dbt_packages",
     "project_files",
     "project_fingerprint",
     "read_fingerprint",
@@ -67,6 +68,8 @@ class ParseRecord:
     dbt_version: str = ""
     # Non-secret connection fields of the parse's profile (dbt's partial-parse check hashes them).
     connection: Mapping[str, Any] = field(default_factory=dict)
+    # Versions of the distributions whose macros dbt parses beside the project's (in process only).
+    dbt_packages: Mapping[str, str] = field(default_factory=dict)
 
 
 def project_fingerprint(project_dir: str | os.PathLike[str]) -> str:
@@ -74,9 +77,27 @@ def project_fingerprint(project_dir: str | os.PathLike[str]) -> str:
     root = Path(project_dir).resolve()
     outer = hashlib.sha256()
     for path in project_files(root):
-        outer.update(str(path.relative_to(root)).encode())
+        # relpath: a `local:` package is a symlink to a folder outside the project.
+        outer.update(os.path.relpath(path, root).encode())
         outer.update(_digest(path).encode())
     return outer.hexdigest()
+
+
+# The distributions holding the macros dbt parses besides the project's (global project, adapter).
+_DBT_DISTRIBUTIONS = ("dbt-core", "dbt-adapters", "dbt-postgres")
+
+
+def installed_dbt_packages() -> dict[str, str]:
+    """Versions of the dbt distributions installed in this interpreter (``{}`` without dbt)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in _DBT_DISTRIBUTIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def project_files(project_dir: str | os.PathLike[str]) -> list[Path]:
@@ -88,7 +109,8 @@ def project_files(project_dir: str | os.PathLike[str]) -> list[Path]:
     install = root / str(config.get("packages-install-path") or "dbt_packages")
     if install.is_dir():
         for package in sorted(p for p in install.iterdir() if (p / "dbt_project.yml").is_file()):
-            _add_project(package, _project_config(package), files)
+            # Resolved: `dbt deps` links a `local:` package to its folder, whose files must count too.
+            _add_project(package.resolve(), _project_config(package), files)
     return sorted(files)
 
 

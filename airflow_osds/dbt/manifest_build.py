@@ -16,7 +16,7 @@ from typing import Any
 from airflow_osds.dbt.artifacts import Manifest
 
 from airflow_osds.dbt.partial_parse import connection_fields
-from airflow_osds.dbt.fingerprint import project_fingerprint, read_parse_record, write_fingerprint
+from airflow_osds.dbt.fingerprint import installed_dbt_packages, project_fingerprint, read_parse_record, write_fingerprint
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.runner import run_dbt
 
@@ -60,6 +60,7 @@ def parse_project(
         target, fingerprint, target_schema=target_schema, vars=dict(vars or {}),
         dbt_version=Manifest.from_path(manifest).dbt_version,
         connection=connection_fields(profile_target) if connection is not None else {},
+        dbt_packages=installed_dbt_packages() if dbt_executable is None else {},
     )
     return manifest
 

@@ -41,6 +41,9 @@ class ParseReuse:
 
     seeded: bool
     reason: str  # why the state was not copied, or "" when it was
+    # The project's files and dbt's own packages are those of the parse, proven before dbt starts
+    # (fingerprint and versions): dbt need not read and hash every file again to find no change.
+    files_unchanged: bool = False
 
     def log_line(self) -> str:
         if self.seeded:

@@ -402,10 +402,16 @@ def run_dbt(
         if on_profile is not None:
             on_profile(profile)
         lean = executable is None and command in LEAN_COMMANDS and not write_manifest
+        reuse = None
+        if parse_state is not None:
+            reuse = _seed_parse_state(Path(parse_state), target_dir, target, vars, profile_name, target_name, executable,
+                                      project)
+        # The parse's files are proven unchanged: dbt may trust its saved file list (no re-read, no re-hash).
+        trusted = ["--no-partial-parse-file-diff"] if reuse is not None and reuse.files_unchanged else []
         args = build_args(
             command, project_dir=project, profile=profile, target_path=target_dir, log_path=log_dir,
             select=select, exclude=exclude, selector=selector, vars=vars, full_refresh=full_refresh,
-            threads=threads, extra_args=[*extra_args, *_quiet_args(executable, log_callback, log_path, lean)],
+            threads=threads, extra_args=[*extra_args, *_quiet_args(executable, log_callback, log_path, lean), *trusted],
         )  # fmt: skip
         run_env = {**_BASE_ENV, **caller_env, **profile.env}
         lines: list[str] = []
@@ -419,9 +425,7 @@ def run_dbt(
         if target.password and not is_maskable(target.password):
             emit(_WEAK_PASSWORD_NOTE)
         parse_lines: list[str] = []  # in process: dbt's debug events about parsing (no dbt.log needed)
-        reuse = None
-        if parse_state is not None:
-            reuse = _seed_parse_state(Path(parse_state), target_dir, target, vars, profile_name, target_name, executable)
+        if reuse is not None:
             emit(reuse.log_line())
         started = time.monotonic()
         try:
@@ -472,9 +476,11 @@ def _quiet_args(executable: Path | None, log_callback: Any, log_path: Any, lean:
 
 def _seed_parse_state(
     parse_state: Path, target_dir: Path, target: PostgresTarget, vars: Mapping[str, Any] | None,
-    profile_name: str, target_name: str, executable: Path | None,
+    profile_name: str, target_name: str, executable: Path | None, project: Path,
 ) -> ParseReuse:
-    from airflow_osds.dbt.fingerprint import read_parse_record
+    import dataclasses
+
+    from airflow_osds.dbt.fingerprint import installed_dbt_packages, project_fingerprint, read_parse_record
 
     if (target_dir / partial_parse.PARSE_STATE_FILE).is_file():  # a persistent target keeps its own
         return partial_parse.ParseReuse(True, "")
@@ -483,10 +489,18 @@ def _seed_parse_state(
         from importlib.metadata import version
 
         dbt_version = version("dbt-core")
-    return partial_parse.seed(
-        parse_state, target_dir, record=read_parse_record(parse_state), connection=partial_parse.connection_fields(target),
+    record = read_parse_record(parse_state)
+    reuse = partial_parse.seed(
+        parse_state, target_dir, record=record, connection=partial_parse.connection_fields(target),
         vars=vars, profile_name=profile_name, target_name=target_name, dbt_version=dbt_version,
     )
+    # In process only (the dbt that runs is this interpreter's): the same dbt distributions, whose
+    # macros dbt parses too, and the project's files with the parse's fingerprint.
+    if (reuse.seeded and record is not None and executable is None and record.dbt_packages
+            and dict(record.dbt_packages) == installed_dbt_packages()
+            and record.fingerprint == project_fingerprint(project)):
+        reuse = dataclasses.replace(reuse, files_unchanged=True)
+    return reuse
 
 
 def _read_parse_outcome(result: DbtRunResult, source: Path | list[str], emit: Callable[[str], None]) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from airflow_osds.snowplow import badrows, entities, fields, ledger, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
 
-__all__ = ["BadRowsExceededError", "FileReport", "LoadOptions", "LoadReport", "load"]
+__all__ = ["BadRowsExceededError", "FileReport", "LoadOptions", "LoadReport", "SourceReadError", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class LoadReport:
         return {"files": len(self.loaded_files), "skipped_files": len(self.files) - len(self.loaded_files),
                 "lines": self.lines, "events": self.events, "duplicates": self.duplicates, "bad_rows": self.bad_rows,
                 "bad_by_kind": dict(self.bad_by_kind), "table_rows": dict(self.table_rows)}
+
+
+class SourceReadError(OSError):
+    """A file could not be read to its end (a truncated gzip, a storage error); what came before is loaded."""
 
 
 class BadRowsExceededError(Exception):
@@ -252,7 +257,20 @@ class _Writer:
                 say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")
             with read_lines(source) as reader:
                 pending: list[tuple[int, bytes]] = []
-                for number, raw in reader:
+                lines, number = iter(reader), 0
+                while True:
+                    try:
+                        item = next(lines, None)
+                    except (OSError, EOFError, zlib.error) as exc:  # truncated gzip, a dropped connection …
+                        if pending:  # what was read is kept; the ledger says where the file broke
+                            self._chunk(source.uri, pending, file_report)
+                        raise SourceReadError(
+                            f"{source.uri} cannot be read past line {number:,}: {type(exc).__name__}: {exc}. "
+                            "The lines before it are loaded; a retry resumes there once the file is whole"
+                        ) from exc
+                    if item is None:
+                        break
+                    number, raw = item
                     if number <= resume:  # committed by an earlier try (read anyway: the checksum covers it)
                         continue
                     pending.append((number, raw))

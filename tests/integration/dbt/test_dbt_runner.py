@@ -334,3 +334,27 @@ def test_source_freshness_and_the_snowplow_source(pg: EmbeddedPostgres, seeded: 
             "SELECT definition LIKE '%atomic.events%' FROM pg_views WHERE schemaname = 'staging' AND viewname = 'stg_page_views'"
         ).fetchone()
     assert row == (True,)
+
+
+def test_dbt_trusts_the_recorded_file_list_only_when_the_files_are_proven_unchanged(
+    pg: EmbeddedPostgres, seeded: dict[str, Any], tmp_path: Path
+) -> None:
+    from airflow_osds.dbt.manifest_build import parse_project
+
+    project = tmp_path / "web_analytics"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
+    target = tcp_target(pg, seeded["dbname"])
+    parse_project(project, connection=target, vars=SEED_VARS)
+
+    def run() -> Any:
+        return run_dbt("run", project_dir=project, target=target, select=["stg_contacts"], vars=SEED_VARS,
+                       parse_state=project / "target").raise_for_status()
+
+    same = run()
+    assert "--no-partial-parse-file-diff" in same.args and same.partial_parse is True
+    model = project / "models" / "staging" / "stg_contacts.sql"
+    model.write_text(model.read_text().rstrip().rstrip(";") + "\n-- edited after the parse\n")
+    changed = run()  # the fingerprint differs: dbt reads and hashes the files, and re-parses the edit
+    assert "--no-partial-parse-file-diff" not in changed.args and changed.partial_parse is True
+    (result,) = changed.run_results["results"]
+    assert "edited after the parse" in result["compiled_code"], "the edited model ran, not the parse's copy"

@@ -21,7 +21,7 @@ import pytest
 
 from airflow_osds.snowplow import fields, generate, tsv
 from airflow_osds.snowplow.iglu import Resolver
-from airflow_osds.snowplow.loader import BadRowsExceededError, LoadOptions, load
+from airflow_osds.snowplow.loader import BadRowsExceededError, LoadOptions, SourceReadError, load
 from airflow_osds.snowplow.sources import local_files
 
 from tests.integration.snowplow.conftest import IGLU_CENTRAL
@@ -239,3 +239,23 @@ def test_a_crash_in_the_middle_of_a_file_then_a_retry_loads_everything_exactly_o
         db, f"SELECT count(*) FROM (SELECT DISTINCT root_id, root_tstamp FROM {web_page}) d"), "no context twice"
     state = db.execute("SELECT status, lines_done FROM osds_state.snowplow_files").fetchone()
     assert state == ("done", len(lines))
+
+
+def test_a_truncated_file_fails_naming_it_keeps_what_was_read_and_loads_whole_once_complete(
+    db: Any, registry: Path, tmp_path: Path
+) -> None:
+    lines = list(generate.generate(3_000, seed=8, start=START))
+    whole = gzip.compress("".join(line + "\n" for line in lines).encode())
+    path = tmp_path / "in" / "part.tsv.gz"
+    path.parent.mkdir()
+    path.write_bytes(whole[: len(whole) // 2])  # still being uploaded, or cut off
+    resolver, options = Resolver.from_sources([registry]), LoadOptions(chunk_lines=250)
+    with pytest.raises(SourceReadError, match=r"part\.tsv\.gz cannot be read past line [\d,]+: EOFError"):
+        load(db, local_files(path), resolver, options)
+    partial = _count(db, "SELECT count(*) FROM atomic.events")
+    assert 0 < partial < len(lines), "the lines before the break are loaded"
+    assert db.execute("SELECT status FROM osds_state.snowplow_files").fetchone() == ("loading",)
+    path.write_bytes(whole)  # the complete file: another size, so it is read again from the top
+    report = load(db, local_files(path), resolver, options)
+    assert report.events == len(lines) - partial and report.duplicates == partial
+    assert _count(db, "SELECT count(*) FROM atomic.events") == len(lines)
