@@ -309,6 +309,23 @@ class AirflowStack:
 
         return self.wait_for(finished, timeout=timeout, what=f"run {dag_id}/{run_id} to succeed")
 
+    def wait_for_deferral_drained(self, dag_id: str, run_id: str, task_id: str, *, timeout: float = 60.0) -> None:
+        """Wait until the scheduler has processed the executor event of ``task_id``'s exit on deferral.
+
+        Airflow 3.3 fails a resumed task when that event is drained only after the resumed
+        attempt is running (apache/airflow#72716, open): a test that lets the trigger fire must
+        wait for this first, or it fails at random on a loaded machine. The scheduler logs
+        ``TaskInstance Finished: dag_id=…, task_id=…, run_id=…`` with ``state=deferred`` for it.
+        """
+        needle = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+        log_path = next(c.log_path for c in self._components if c.name == "scheduler")
+
+        def drained() -> bool:
+            text = log_path.read_text(errors="replace")
+            return any(needle in line and "state=deferred" in line for line in text.splitlines())
+
+        self.wait_for(drained, timeout=timeout, what=f"the scheduler to drain {task_id}'s deferral exit")
+
     def wait_for_run_of_type(self, dag_id: str, run_type: str, *, timeout: float = 120.0) -> dict[str, Any]:
         """Wait for a successful run of ``dag_id`` with ``run_type`` (e.g. ``asset_triggered``)."""
 
@@ -327,10 +344,25 @@ class AirflowStack:
             return
         dag_id, run_id = run["dag_id"], run["dag_run_id"]
         states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+        # The audit log first: it says who failed a task ("state mismatch" from the scheduler,
+        # a heartbeat timeout...) in a few lines, where a CI log may cut the long tails below.
         raise StackError(
             f"Run {dag_id}/{run_id} failed; task states {states}\n"
+            f"--- audit log of the run ---\n{self.audit_log(dag_id, run_id)}\n"
             f"{self.task_logs(dag_id, run_id)}\n{self.component_logs()}"
         )
+
+    def audit_log(self, dag_id: str, run_id: str) -> str:
+        """The run's audit-log events (``/api/v2/eventLogs``): state changes and who made them."""
+        try:
+            params = {"dag_id": dag_id, "run_id": run_id, "order_by": "when", "limit": 100}
+            entries = self._request("GET", "/api/v2/eventLogs", params=params)["event_logs"]
+        except (StackError, httpx.TransportError) as exc:
+            return f"<audit log unavailable: {exc}>"
+        return "\n".join(
+            f"{e['when']} {e.get('task_id') or '-'} try {e.get('try_number')} {e['event']}: {e.get('extra') or ''}"
+            for e in entries
+        ) or "<no audit-log events>"
 
 
 def _signal_pid(pid: int, sig: signal.Signals) -> None:

@@ -79,6 +79,7 @@ def test_deferred_sensor_waits_in_the_triggerer_until_the_source_is_fresh(airflo
     downstream = {ti["task_id"]: ti["state"] for ti in stack.task_instances(DAG_ID, run_id)}["build_orders_clean"]
     assert downstream is None, downstream
 
+    stack.wait_for_deferral_drained(DAG_ID, run_id, SENSOR)  # apache/airflow#72716
     fresh_at = time.monotonic()
     _warehouse(stack, "INSERT INTO shop_raw.orders VALUES (2, now())")
     run = stack.wait_for_run(DAG_ID, run_id, timeout=90)

@@ -52,6 +52,8 @@ def test_deferred_sensor_waits_in_the_triggerer_for_new_files_then_the_load_runs
     stack.wait_for(lambda: _trigger_log(stack, run_id).count("nothing new") >= 2, timeout=60, what="two polls")
     assert _states(stack, run_id).get("load_events") is None, "the load waits for the sensor"
 
+    stack.wait_for_deferral_drained(DAG_ID, run_id, SENSOR)  # apache/airflow#72716
+
     start = dt.datetime(2026, 11, 24, 10, tzinfo=dt.UTC)
     landed = source / "part-0001.tsv.gz"
     generate.write(landed.with_suffix(".tmp"), 300, gzip=True, seed=21, start=start)
