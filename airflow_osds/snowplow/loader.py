@@ -1,16 +1,18 @@
 """Load enriched-event files into PostgreSQL the way Snowplow's Postgres Loader lays them out.
 
 For each file (see :mod:`airflow_osds.snowplow.sources`), in chunks of ``chunk_lines`` lines,
-each chunk in one transaction:
+each chunk parsed while the one before is written by a writer thread, and written in one
+transaction:
 
 1. every line is split, its typed fields checked (:mod:`~airflow_osds.snowplow.tsv`) and its
    ``contexts``, ``unstruct_event`` and ``derived_contexts`` validated against their Iglu schemas
-   (:mod:`~airflow_osds.snowplow.entities`); the atomic fields of a good line are streamed to a
-   ``COPY`` into a temporary staging table while the next lines are parsed (PostgreSQL types them
-   on its own core);
-2. ``INSERT … SELECT … ON CONFLICT DO NOTHING`` moves the staged events into ``<schema>.events``,
-   whose unique index on ``(event_id, event_fingerprint)`` (``NULLS NOT DISTINCT``) drops natural
-   duplicates, and ``RETURNING`` says which events are new;
+   (:mod:`~airflow_osds.snowplow.entities`); a field text seen before in the chunk (a visitor's
+   derived contexts, a page's contexts on each ping) is parsed, validated and shredded once;
+2. the events whose ``(event_id, event_fingerprint)`` is not in ``<schema>.events`` yet (one
+   indexed lookup per chunk; natural duplicates in the chunk dropped) are ``COPY``-ed straight
+   into it. Its unique index (``NULLS NOT DISTINCT``) guards the race with another loader: a
+   refused COPY is rolled back to its savepoint and the chunk goes through a staging table and
+   ``INSERT … ON CONFLICT DO NOTHING RETURNING`` instead;
 3. the entities of the new events only are copied into their tables (one per
    ``vendor_name_model``, created or migrated first, see :mod:`~airflow_osds.snowplow.tables`), so
    an event and its contexts are written together or not at all, and a replayed event brings no
@@ -27,6 +29,7 @@ message, the rest loads. Nothing here imports Airflow.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import zlib
 from collections import defaultdict
@@ -57,6 +60,7 @@ _ATOMIC_SLICES = [slice(0, _CONTEXTS), slice(_CONTEXTS + 1, _UNSTRUCT), slice(_U
 _QUOTE = "\x01"
 _COPY_OPTIONS = "(FORMAT csv, DELIMITER E'\\t', QUOTE E'\\x01', NULL '')"
 _STAGE = "osds_stage_events"
+_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -169,8 +173,15 @@ def load(
     report = LoadReport()
     writer = _Writer(conn, options, resolver, report)
     writer.prepare()
-    for source in files:
-        report.files.append(writer.load_file(source, say))
+    # The writer thread waits on PostgreSQL hundreds of times per chunk while this thread
+    # parses; at the default 5 ms switch interval each wait ends with a long wait for the GIL.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL_S))
+    try:
+        for source in files:
+            report.files.append(writer.load_file(source, say))
+    finally:
+        sys.setswitchinterval(interval)
     problem = report.exceeded(options)
     if problem:
         raise BadRowsExceededError(f"Snowplow load: {problem}; see {options.bad_table}", report)
@@ -195,6 +206,18 @@ class _Chunk:
     events: list[_Event] = field(default_factory=list)
     bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # rows added per table (once committed)
+
+
+@dataclass
+class _Memo:
+    """What one chunk's lines share: parsed entity fields by text, an entity's column values by its canonical text.
+
+    Real traffic repeats these a lot (every event of a visitor has the same derived contexts,
+    every ping of a page the same contexts); a chunk bounds how many are kept.
+    """
+
+    fields: entities.FieldMemo = field(default_factory=dict)
+    data_text: dict[str, str | tables.RowError] = field(default_factory=dict)
 
 
 class _Writer:
@@ -255,7 +278,7 @@ class _Writer:
             file_report.resumed_after = resume
             if resume:
                 say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")
-            with read_lines(source) as reader:
+            with read_lines(source) as reader, _OneWriter() as writer:
                 pending: list[tuple[int, bytes]] = []
                 lines, number = iter(reader), 0
                 while True:
@@ -263,7 +286,8 @@ class _Writer:
                         item = next(lines, None)
                     except (OSError, EOFError, zlib.error) as exc:  # truncated gzip, a dropped connection …
                         if pending:  # what was read is kept; the ledger says where the file broke
-                            self._chunk(source.uri, pending, file_report)
+                            writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
+                        writer.wait()
                         raise SourceReadError(
                             f"{source.uri} cannot be read past line {number:,}: {type(exc).__name__}: {exc}. "
                             "The lines before it are loaded; a retry resumes there once the file is whole"
@@ -275,10 +299,12 @@ class _Writer:
                         continue
                     pending.append((number, raw))
                     if len(pending) >= self.options.chunk_lines:
-                        self._chunk(source.uri, pending, file_report)
+                        # Parsed here while the previous chunk is written: PostgreSQL works on its own core.
+                        writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
                         pending = []
                 if pending:
-                    self._chunk(source.uri, pending, file_report)
+                    writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
+                writer.wait()
                 file_report.checksum = reader.checksum
             with conn.transaction():
                 ledger.finish(conn, events_table, source.uri, file_report.checksum)
@@ -291,9 +317,12 @@ class _Writer:
 
     # -- one chunk --------------------------------------------------------------------------
     def _chunk(self, uri: str, lines: list[tuple[int, bytes]], file_report: FileReport) -> None:
+        self._write_chunk(uri, lines, self._parse_chunk(lines), file_report)
+
+    def _write_chunk(self, uri: str, lines: list[tuple[int, bytes]], chunk: _Chunk, file_report: FileReport) -> None:
+        """Write one parsed chunk in one transaction; a chunk PostgreSQL refuses is halved until the culprits are alone."""
         import psycopg
 
-        chunk = self._parse_chunk(lines)
         ready = set(self.ready)
         try:
             with self.conn.transaction():
@@ -320,11 +349,12 @@ class _Writer:
 
     def _parse_chunk(self, lines: list[tuple[int, bytes]]) -> _Chunk:
         chunk = _Chunk()
+        memo = _Memo()
         for number, raw in lines:
-            self._parse(number, raw, chunk)
+            self._parse(number, raw, chunk, memo)
         return chunk
 
-    def _parse(self, number: int, raw: bytes, chunk: _Chunk) -> None:
+    def _parse(self, number: int, raw: bytes, chunk: _Chunk, memo: _Memo) -> None:
         """Record the line as a good event or as a bad row."""
         try:
             line = raw.decode("utf-8")
@@ -344,18 +374,20 @@ class _Writer:
         found, failures = entities.extract_event(
             {"contexts": parts[_CONTEXTS], "unstruct_event": parts[_UNSTRUCT], "derived_contexts": parts[_DERIVED]},
             self.resolver,
+            memo.fields,
         )
         rows: list[tuple[SchemaKey, str]] = []
         if not failures:
             root_id, root_tstamp = parts[_EVENT_ID], parts[_COLLECTOR_TSTAMP]
             for entity in found:
-                try:
-                    values = tables.row(self._columns(entity.key), entity.key, root_id, root_tstamp, entity.data,
-                                        entity_hash=entity.hash)
-                except tables.RowError as exc:
-                    failures.append(exc.failure())
+                data_text = memo.data_text.get(entity.canonical)
+                if data_text is None:
+                    data_text = memo.data_text[entity.canonical] = self._data_text(entity)
+                if isinstance(data_text, tables.RowError):
+                    failures.append(data_text.failure())
                     continue
-                rows.append((entity.key, tables.copy_line(values)))
+                meta = tables.copy_fields(tables.meta_values(entity.key, root_id, root_tstamp, entity.hash))
+                rows.append((entity.key, f"{meta}\t{data_text}\n" if data_text else meta + "\n"))
         if failures:
             chunk.bad.append((number, "loader_iglu_error", _describe_iglu_failures(failures), line,
                               badrows.iglu_error(badrows.event_payload(parts), failures)))
@@ -366,16 +398,16 @@ class _Writer:
         key = (parts[_EVENT_ID].lower(), parts[_FINGERPRINT])
         chunk.events.append(_Event(number, line, atomic + "\n", key, rows))
 
+    def _data_text(self, entity: entities.Entity) -> str | tables.RowError:
+        """The COPY fields of the entity's own columns (the same for every event carrying it), or why it does not fit."""
+        try:
+            return tables.copy_fields(tables.data_values(self._columns(entity.key), entity.key, entity.data))
+        except tables.RowError as exc:
+            return exc
+
     def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
-        conn = self.conn
         self._prepare_tables(chunk)
-        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
-            for event in chunk.events:
-                copy.write(event.atomic)
-        new = set(conn.execute(
-            f"INSERT INTO {_qualified(self.options.events_table)} SELECT * FROM {_STAGE} "
-            "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
-        ).fetchall())  # fmt: skip
+        new = self._insert_events(chunk.events)
         inserted = len(new)
         chunk.rows[self.options.events_table] += inserted
         # The entities of the events that are new, from the first line of each (a natural duplicate
@@ -390,6 +422,45 @@ class _Writer:
             chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, lines)
         self._write_bad(uri, chunk.bad)
         return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
+
+    def _insert_events(self, events: list[_Event]) -> set[tuple[str, str]]:
+        """Insert the events not loaded yet; returns their keys.
+
+        The fast path asks which keys are there already and COPYs the rest straight into the
+        table. Should another loader insert one of them meanwhile, the unique index refuses the
+        COPY; its savepoint is rolled back and the chunk goes through a staging table and
+        ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which is exact under any concurrency.
+        """
+        import psycopg
+
+        conn, table = self.conn, _qualified(self.options.events_table)
+        if not events:
+            return set()
+        ids = "{" + ",".join({event.key[0] for event in events}) + "}"  # one array literal: no per-id adaptation
+        seen = set(conn.execute(
+            f"SELECT event_id::text, coalesce(event_fingerprint, '') FROM {table} WHERE event_id = ANY(%s::uuid[])", (ids,)
+        ).fetchall())  # fmt: skip
+        fresh: list[_Event] = []
+        for event in events:
+            if event.key not in seen:
+                seen.add(event.key)
+                fresh.append(event)
+        if not fresh:
+            return set()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
+                    copy.write("".join(event.atomic for event in fresh))
+            return {event.key for event in fresh}
+        except psycopg.errors.UniqueViolation:
+            log.info("%s: another load inserted some of these events meanwhile; deduplicating through staging", table)
+        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
+            copy.write("".join(event.atomic for event in events))
+        new = set(conn.execute(
+            f"INSERT INTO {table} SELECT * FROM {_STAGE} "
+            "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
+        ).fetchall())  # fmt: skip
+        return new
 
     # -- entities ---------------------------------------------------------------------------
     def _columns(self, key: SchemaKey) -> list[Any]:
@@ -438,15 +509,29 @@ class _Writer:
         self.ready.add(key)
 
     def _copy_entities(self, key: SchemaKey, lines: list[str]) -> int:
-        """Stage the rows, then insert those not there yet (an entity's hash keys it on its event)."""
+        """COPY the rows of new events; their (event, entity hash) can be there only for a synthetic duplicate.
+
+        That case (another event with the same id and timestamp but another fingerprint carried
+        the same entity) makes the unique index refuse the COPY: its savepoint is rolled back and
+        the rows go through a staging table, inserting those not there yet.
+        """
+        import psycopg
+
         conn, db_schema = self.conn, self.options.schema
         name = tables.table_name(key)
-        staging = "osds_stage_entities"
         columns = self._columns(key)
+        text = "".join(lines)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(tables.copy_sql(db_schema, name, columns)) as copy:
+                    copy.write(text)
+            return len(lines)
+        except psycopg.errors.UniqueViolation:
+            pass
+        staging = "osds_stage_entities"
         conn.execute(tables.staging_table_sql(db_schema, name, staging))
         with conn.cursor() as cur, cur.copy(tables.copy_sql(None, staging, columns)) as copy:
-            for line in lines:
-                copy.write(line)
+            copy.write(text)
         added = conn.execute(tables.insert_new_rows_sql(db_schema, name, staging, columns)).rowcount
         conn.execute(f"DROP TABLE {_ident(staging)}")
         return int(added)
@@ -476,6 +561,43 @@ class _Writer:
             ledger.progress(self.conn, self.options.events_table, uri, lines_done=number, events=0, duplicates=0,
                             bad_rows=1)
         return {"events": 0, "duplicates": 0, "bad_rows": 1}
+
+
+class _OneWriter:
+    """Runs one write at a time in a thread, so the next chunk is parsed meanwhile.
+
+    :meth:`submit` first waits for the write before it, so chunks commit in order and a
+    failed write stops the file at once (its exception is raised by the next ``submit`` or
+    :meth:`wait`). Leaving the block waits for the write in flight, whatever happens.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="osds-snowplow-writer")
+        self._future: Any = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self.wait()
+        self._future = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        future, self._future = self._future, None
+        if future is not None:
+            future.result()
+
+    def __enter__(self) -> _OneWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        future, self._future = self._future, None
+        try:
+            if future is not None and exc_info[0] is not None:
+                future.exception()  # wait for it, but the exception in flight is the one to raise
+            elif future is not None:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _describe_parse_failure(failure: dict[str, Any]) -> str:

@@ -78,14 +78,17 @@ __all__ = [
     "TableState",
     "canonical_json",
     "columns",
+    "copy_fields",
     "copy_line",
     "copy_sql",
     "create_table_sql",
+    "data_values",
     "entity_canonical",
     "entity_hash",
     "entity_hash_text",
     "index_name",
     "insert_new_rows_sql",
+    "meta_values",
     "migration_sql",
     "normalize_type",
     "plan",
@@ -760,15 +763,21 @@ def row(
         identical repeats on one event); computed as the first occurrence when omitted.
     :raises RowError: a value cannot be stored (out of range, longer than the column, NUL …).
     """
-    values: list[str | None] = [
-        key.vendor,
-        key.name,
-        key.format,
-        key.version,
-        root_id,
-        root_tstamp,
-        entity_hash if entity_hash is not None else _hash(key, data),
-    ]
+    meta = meta_values(key, root_id, root_tstamp, entity_hash if entity_hash is not None else _hash(key, data))
+    return meta + data_values(columns, key, data)
+
+
+def meta_values(key: SchemaKey, root_id: str, root_tstamp: str, entity_hash: str) -> list[str | None]:
+    """The values of :data:`META_COLUMNS`: what ties an entity row to its schema and event."""
+    return [key.vendor, key.name, key.format, key.version, root_id, root_tstamp, entity_hash]
+
+
+def data_values(columns: Sequence[Column], key: SchemaKey, data: Any) -> list[str | None]:
+    """The values of ``columns`` from the entity's data (see :func:`row`); they depend on the data alone.
+
+    :raises RowError: a value cannot be stored.
+    """
+    values: list[str | None] = []
     for column in columns:
         value = _value_at(data, column.path)
         if value is None:
@@ -789,9 +798,16 @@ def copy_line(values: Sequence[str | None]) -> str:
 
     Every value is quoted (quotes doubled), so tabs, newlines, quotes, backslashes and a lone
     ``\\.`` inside values need no escaping; ``None`` is an unquoted empty field (NULL), ``""``
-    a quoted empty string.
+    a quoted empty string. ``copy_fields(a) + "\\t" + copy_fields(b) + "\\n"`` is the line of
+    ``a + b`` (both non-empty): the loader joins a row's meta values to data values it computed
+    once per distinct entity.
     """
-    return "\t".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in values) + "\n"
+    return copy_fields(values) + "\n"
+
+
+def copy_fields(values: Sequence[str | None]) -> str:
+    """The fields of :func:`copy_line`, without the line end."""
+    return "\t".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in values)
 
 
 def _column_list(cols: Sequence[Column]) -> str:

@@ -161,6 +161,62 @@ def test_reloading_adds_nothing_and_a_copied_file_brings_only_duplicates(db: Any
     assert [r[1] for r in ledger] == ["done", "done"] and ledger[0][2] == ledger[1][2] and ledger[0][2].startswith("sha256:")
 
 
+def test_a_synthetic_duplicate_keeps_both_events_and_its_shared_context_once(
+    db: Any, registry: Path, tmp_path: Path
+) -> None:
+    """Same event id and collector time, another fingerprint: two events; their identical context is one row.
+
+    The entity's (root_id, root_tstamp, hash) is then taken, so the direct COPY of the second
+    chunk's entities is refused and they go through the staging path.
+    """
+    (line,) = [x for x in generate.generate(30, seed=8, start=START) if "web_page" in x.split("\t")[fields.FIELD_INDEX["contexts"]]][:1]
+    parts = line.split("\t")
+    twin = parts.copy()
+    twin[fields.FIELD_INDEX["event_fingerprint"]] = "f" * 32
+    resolver = Resolver.from_sources([registry])
+    options = LoadOptions(max_bad_ratio=None, chunk_lines=1)  # each in its own chunk: the second one conflicts
+    report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", [line, "\t".join(twin)])), resolver, options)
+    assert (report.events, report.duplicates, report.bad_rows) == (2, 0, 0)
+    assert _count(db, "SELECT count(*) FROM atomic.events") == 2
+    assert _count(db, "SELECT count(*) FROM atomic.com_snowplowanalytics_snowplow_web_page_1") == 1
+    assert report.table_rows["atomic.com_snowplowanalytics_snowplow_web_page_1"] == 1
+
+
+def test_events_another_loader_inserts_meanwhile_are_not_duplicated(
+    db: Any, registry: Path, tmp_path: Path, warehouse: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection (a race PostgreSQL cannot be made to lose on demand): right after the loader
+    looked up which events exist, another connection commits one of them. The direct COPY is refused
+    by the unique index, and the chunk is deduplicated through staging instead."""
+    lines = list(generate.generate(50, seed=9, start=START))
+    path = _write(tmp_path / "in" / "a.tsv", lines)
+    first = tsv.decode(lines[0].split("\t"))
+    resolver = Resolver.from_sources([registry])
+    load(db, [], resolver)  # creates atomic.events
+    looked_up = []
+    real_execute = db.execute
+
+    def execute(query: Any, params: Any = None, **kwargs: Any) -> Any:
+        result = real_execute(query, params, **kwargs)
+        if isinstance(query, str) and "WHERE event_id = ANY" in query and not looked_up:
+            looked_up.append(query)
+            with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as other:
+                other.execute("INSERT INTO atomic.events (app_id, collector_tstamp, event_id, v_collector, v_etl, "
+                              "event_fingerprint) VALUES ('other', %s, %s, 'x', 'x', %s)",
+                              (first["collector_tstamp"], first["event_id"], first["event_fingerprint"]))
+        return result
+
+    db.execute = execute
+    with caplog.at_level("INFO", logger="airflow_osds.snowplow.loader"):
+        report = load(db, local_files(path), resolver, LoadOptions(max_bad_ratio=None))
+    assert looked_up, "the loader no longer looks events up: this test no longer injects the race"
+    # The chunk took the staging path at once (not the halving meant for values PostgreSQL refuses).
+    assert "another load inserted some of these events meanwhile" in caplog.text
+    assert (report.events, report.duplicates) == (len(lines) - 1, 1)
+    assert _count(db, "SELECT count(*) FROM atomic.events") == len(lines)
+    assert _count(db, "SELECT count(*) FROM atomic.events WHERE app_id = 'other'") == 1
+
+
 def _table_counts(conn: Any) -> dict[str, int]:
     names = [r[0] for r in conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'atomic' ORDER BY 1").fetchall()]

@@ -181,6 +181,19 @@ def test_extract_event_numbers_across_fields(resolver: Resolver) -> None:
     assert len({e.hash for e in entities}) == 4
 
 
+def test_a_memo_parses_each_distinct_field_text_once_with_the_same_result(resolver: Resolver) -> None:
+    events = [
+        {"contexts": contexts(PAGE), "derived_contexts": contexts(CART)},
+        {"contexts": contexts(PAGE, PAGE), "derived_contexts": contexts(CART)},
+        {"contexts": "{", "derived_contexts": contexts(CART)},
+    ]
+    memo: dict = {}
+    with_memo = [extract_event(e, resolver, memo) for e in events]
+    assert with_memo == [extract_event(e, resolver) for e in events]
+    assert len(memo) == 5  # three contexts texts, one derived_contexts text, one empty unstruct_event
+    assert with_memo[0][0][1].canonical and with_memo[0][0][1].hash == with_memo[1][0][2].hash
+
+
 def test_extract_event_collects_every_fields_failures(resolver: Resolver) -> None:
     entities, failures = extract_event({"contexts": "{", "unstruct_event": json.dumps({"schema": UNSTRUCT, "data": {"schema": ACME, "data": {}}})}, resolver)
     assert entities == []

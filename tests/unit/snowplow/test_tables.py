@@ -436,6 +436,16 @@ def test_row_renders_copy_text() -> None:
     assert row(cols, CUSTOMER, *ROOT, data, entity_hash="f" * 32)[6] == "f" * 32
 
 
+def test_a_row_is_its_meta_values_joined_to_its_data_values() -> None:
+    """The loader computes an entity's data fields once and joins them to each event's meta fields."""
+    cols = columns(NESTED)
+    data = {"id": UUID, "address": {"city": 'Q"uote\tTab'}, "tags": ["x"]}
+    values = row(cols, CUSTOMER, *ROOT, data, entity_hash="e" * 32)
+    meta, own = tables.meta_values(CUSTOMER, *ROOT, "e" * 32), tables.data_values(cols, CUSTOMER, data)
+    assert meta + own == values
+    assert f"{tables.copy_fields(meta)}\t{tables.copy_fields(own)}\n" == tables.copy_line(values)
+
+
 @pytest.mark.parametrize(
     ("sql", "value", "text"),
     [
