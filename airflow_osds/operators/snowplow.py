@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_osds.hooks.snowplow import SnowplowHook
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -59,8 +60,8 @@ class SnowplowLoadOperator(BaseOperator):
         schema: str = "atomic",
         bad_rows_table: str | None = None,
         max_bad_rows: int | None = None,
-        max_bad_ratio: float | None = 0.01,
-        chunk_lines: int = 20_000,
+        max_bad_ratio: float | None = DEFAULT_MAX_BAD_RATIO,
+        chunk_lines: int = DEFAULT_CHUNK_LINES,
         base_dir: str = "",
         **kwargs: Any,
     ) -> None:

@@ -8,11 +8,11 @@ transaction:
    ``contexts``, ``unstruct_event`` and ``derived_contexts`` validated against their Iglu schemas
    (:mod:`~airflow_osds.snowplow.entities`); a field text seen before in the chunk (a visitor's
    derived contexts, a page's contexts on each ping) is parsed, validated and shredded once;
-2. the events whose ``(event_id, event_fingerprint)`` is not in ``<schema>.events`` yet (one
-   indexed lookup per chunk; natural duplicates in the chunk dropped) are ``COPY``-ed straight
-   into it. Its unique index (``NULLS NOT DISTINCT``) guards the race with another loader: a
-   refused COPY is rolled back to its savepoint and the chunk goes through a staging table and
-   ``INSERT … ON CONFLICT DO NOTHING RETURNING`` instead;
+2. the events (natural duplicates in the chunk dropped) are ``COPY``-ed straight into
+   ``<schema>.events``, whose unique index on ``(event_id, event_fingerprint)`` (``NULLS NOT
+   DISTINCT``) refuses an event loaded before. Then the COPY is rolled back to its savepoint,
+   and that chunk and the rest of the file go through a staging table and ``INSERT … ON
+   CONFLICT DO NOTHING RETURNING``, exact whatever loads at the same time;
 3. the entities of the new events only are copied into their tables (one per
    ``vendor_name_model``, created or migrated first, see :mod:`~airflow_osds.snowplow.tables`), so
    an event and its contexts are written together or not at all, and a replayed event brings no
@@ -28,16 +28,18 @@ message, the rest loads. Nothing here imports Airflow.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_osds.snowplow import badrows, entities, fields, ledger, tables, tsv
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, entities, fields, ledger, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
 
@@ -76,9 +78,9 @@ class LoadOptions:
 
     schema: str = "atomic"
     bad_rows_table: str | None = None
-    chunk_lines: int = 20_000
+    chunk_lines: int = DEFAULT_CHUNK_LINES
     max_bad_rows: int | None = None
-    max_bad_ratio: float | None = 0.01
+    max_bad_ratio: float | None = DEFAULT_MAX_BAD_RATIO
 
     @property
     def events_table(self) -> str:
@@ -173,15 +175,9 @@ def load(
     report = LoadReport()
     writer = _Writer(conn, options, resolver, report)
     writer.prepare()
-    # The writer thread waits on PostgreSQL hundreds of times per chunk while this thread
-    # parses; at the default 5 ms switch interval each wait ends with a long wait for the GIL.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL_S))
-    try:
+    with _throughput_mode():
         for source in files:
             report.files.append(writer.load_file(source, say))
-    finally:
-        sys.setswitchinterval(interval)
     problem = report.exceeded(options)
     if problem:
         raise BadRowsExceededError(f"Snowplow load: {problem}; see {options.bad_table}", report)
@@ -228,6 +224,7 @@ class _Writer:
         self.report = report
         self.columns: dict[SchemaKey, list[Any]] = {}  # schema version → its columns
         self.ready: set[SchemaKey] = set()  # versions whose table was checked in this load
+        self._direct = True
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -257,6 +254,7 @@ class _Writer:
         conn, events_table = self.conn, self.options.events_table
         file_report = FileReport(source.uri)
         started = time.monotonic()
+        self._direct = True  # straight COPY into the events table until it meets an event already there
         # One loader per file at a time: a second task skips it instead of interleaving.
         locked = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                               (events_table, source.uri)).fetchone()[0]
@@ -426,9 +424,10 @@ class _Writer:
     def _insert_events(self, events: list[_Event]) -> set[tuple[str, str]]:
         """Insert the events not loaded yet; returns their keys.
 
-        The fast path asks which keys are there already and COPYs the rest straight into the
-        table. Should another loader insert one of them meanwhile, the unique index refuses the
-        COPY; its savepoint is rolled back and the chunk goes through a staging table and
+        New data is COPYed straight into the table (natural duplicates inside the chunk dropped
+        first). When the unique index refuses that COPY, some events are there already (a file
+        loaded again, a duplicate from another file, a concurrent loader): the savepoint is rolled
+        back, and this chunk and the rest of the file go through a staging table and
         ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which is exact under any concurrency.
         """
         import psycopg
@@ -436,31 +435,27 @@ class _Writer:
         conn, table = self.conn, _qualified(self.options.events_table)
         if not events:
             return set()
-        ids = "{" + ",".join({event.key[0] for event in events}) + "}"  # one array literal: no per-id adaptation
-        seen = set(conn.execute(
-            f"SELECT event_id::text, coalesce(event_fingerprint, '') FROM {table} WHERE event_id = ANY(%s::uuid[])", (ids,)
-        ).fetchall())  # fmt: skip
-        fresh: list[_Event] = []
-        for event in events:
-            if event.key not in seen:
-                seen.add(event.key)
-                fresh.append(event)
-        if not fresh:
-            return set()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
-                    copy.write("".join(event.atomic for event in fresh))
-            return {event.key for event in fresh}
-        except psycopg.errors.UniqueViolation:
-            log.info("%s: another load inserted some of these events meanwhile; deduplicating through staging", table)
+        if self._direct:
+            seen: set[tuple[str, str]] = set()
+            fresh: list[_Event] = []
+            for event in events:
+                if event.key not in seen:
+                    seen.add(event.key)
+                    fresh.append(event)
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
+                        copy.write("".join(event.atomic for event in fresh))
+                return seen
+            except psycopg.errors.UniqueViolation:
+                self._direct = False
+                log.info("%s: some events of this file are loaded already; deduplicating through staging", table)
         with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
             copy.write("".join(event.atomic for event in events))
-        new = set(conn.execute(
+        return set(conn.execute(
             f"INSERT INTO {table} SELECT * FROM {_STAGE} "
             "ON CONFLICT DO NOTHING RETURNING event_id::text, coalesce(event_fingerprint, '')"
         ).fetchall())  # fmt: skip
-        return new
 
     # -- entities ---------------------------------------------------------------------------
     def _columns(self, key: SchemaKey) -> list[Any]:
@@ -561,6 +556,29 @@ class _Writer:
             ledger.progress(self.conn, self.options.events_table, uri, lines_done=number, events=0, duplicates=0,
                             bad_rows=1)
         return {"events": 0, "duplicates": 0, "bad_rows": 1}
+
+
+@contextmanager
+def _throughput_mode() -> Iterator[None]:
+    """Interpreter settings for a load, restored after it.
+
+    * The cyclic GC is paused: a chunk makes millions of short-lived, acyclic objects (fields,
+      parsed JSON) that reference counting frees, and the collector's passes over them cost
+      ≈30 % of the parse. One collection at the end picks up any cycle.
+    * A shorter switch interval: the writer thread waits on PostgreSQL hundreds of times per
+      chunk while the parsing thread runs; at the default 5 ms, each wait ends with a long wait
+      for the GIL.
+    """
+    gc_enabled, interval = gc.isenabled(), sys.getswitchinterval()
+    gc.disable()
+    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        if gc_enabled:
+            gc.enable()
+            gc.collect()
 
 
 class _OneWriter:

@@ -11,6 +11,7 @@ from airflow_osds.assets import FilesRef, TableRef
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, ProviderModules, StepContext
 from airflow_osds.factory.compiled import TaskNode
 from airflow_osds.factory.types import Strict
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
 
 _ENTITY = re.compile(r"^(?:iglu:)?([a-zA-Z0-9-_.]+)/([a-zA-Z0-9-_]+)/(?:jsonschema/)?([1-9][0-9]*)(?:-[0-9]+-[0-9]+)?$")
 
@@ -44,8 +45,8 @@ class SnowplowBlock(Strict):
     source_conn: str | None = Field(None, description="Connection object-storage URLs are read with.")
     bad_rows_table: str | None = Field(None, description="`schema.table` for bad rows (default `<schema>.osds_bad_rows`).")
     max_bad_rows: int | None = Field(None, ge=0, description="Fail past this many bad rows (default: no count limit).")
-    max_bad_ratio: float | None = Field(0.01, ge=0, le=1, description="Fail when bad rows exceed this fraction of the lines read.")
-    chunk_lines: int = Field(20_000, ge=1, description="Lines per transaction (bounds memory).")
+    max_bad_ratio: float | None = Field(DEFAULT_MAX_BAD_RATIO, ge=0, le=1, description="Fail when bad rows exceed this fraction of the lines read.")
+    chunk_lines: int = Field(DEFAULT_CHUNK_LINES, ge=1, description="Lines per transaction (bounds memory).")
 
     @field_validator("entities")
     @classmethod
