@@ -1,7 +1,9 @@
-"""Parse-time benchmark: airflow-osds YAML vs dag-factory 1.1.0 vs hand-written Python, and dbt vs Cosmos 1.15.
+"""Benchmarks: airflow-osds YAML vs dag-factory 1.1.0 vs hand-written Python, dbt vs Cosmos 1.15, the Snowplow
+loader vs a bare COPY and the Snowplow SDK.
 
     make bench                                      # everything (= .venv/bin/python bench/run.py)
     make bench-dbt                                  # shape E only (= bench/run.py --shapes E)
+    make bench-snowplow                             # the Snowplow part only (= bench/run.py --snowplow-only)
     .venv/bin/python bench/run.py --reps 1 --shapes C --no-dbt-runtime --import-reps 0
 
 Generates the inputs into bench/.work/, measures Airflow's production path for each shape
@@ -38,6 +40,7 @@ from report import render
 from sections import imports_section, profile_section, runtime_lines, shape_section
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
+from snowplow_load import measure_snowplow, snowplow_entries, snowplow_section
 from targets import comparisons, entries, merge_results, runtime_entries
 
 ALL_SHAPES = ("A", "B", "C", "D", "E")
@@ -71,6 +74,8 @@ def _command(argv: list[str]) -> str:
             return "make bench"
         if argv == ["--shapes", "E"]:
             return "make bench-dbt"
+        if argv == ["--snowplow-only"]:
+            return "make bench-snowplow"
     return ".venv/bin/python bench/run.py " + " ".join(argv)
 
 
@@ -172,6 +177,20 @@ def _measure_dbt_runtime(run: _Run) -> None:
     run.sections["dbt-runtime"] = runtime_lines(run.meta(reps), runtime, summaries, rows, error)
 
 
+def _measure_snowplow(run: _Run) -> None:
+    """The Snowplow loader's own section: full load vs bare COPY and the SDK transform, peak RSS by file size."""
+    args = run.args
+    result, rows, error = None, [], None
+    try:
+        result = measure_snowplow(args.snowplow_reps, args.snowplow_lines, args.snowplow_rss_lines)
+        rows = snowplow_entries(result, command=run.command, date=run.date, commit=run.commit)
+    except ChildFailed as exc:
+        error = " / ".join(str(exc).splitlines()[-3:])[:400]
+        _log(f"snowplow part failed: {error}")
+    run.entries += [e for e, _ in rows]
+    run.sections["snowplow"] = snowplow_section(run.meta(f"{args.snowplow_reps} round(s)"), result, rows, error)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5, help="measured loops per series and shape (default 5)")
@@ -192,6 +211,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure only the dbt runtime part (its section and ids), nothing else")
     p.add_argument("--dbt-runtime-models", type=int, default=200,
                    help="models of the runtime part's generated project (default 200)")
+    p.add_argument("--snowplow-reps", type=int, default=3,
+                   help="rounds of the Snowplow part (bare COPY and our load, alternating; default 3; 0 skips)")
+    p.add_argument("--snowplow-only", action="store_true", help="measure only the Snowplow part (its section and ids)")
+    p.add_argument("--snowplow-lines", type=int, default=200_000, help="events per file of the Snowplow part")
+    p.add_argument("--snowplow-rss-lines", type=int, default=1_000_000,
+                   help="events of the larger file whose peak RSS is compared (default 1,000,000)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -216,13 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args, argv)
     _log(f"osds compile available: {osds_compile_available(PROJECT_PYTHON)}")
     failed = False
+    if args.snowplow_only:
+        names = []
     try:
         _measure_operator_shapes(run, [n for n in names if n != "E"], homes)
         if "E" in names and not args.dbt_runtime_only:
             _measure_dbt(run, homes)
         if ("E" in names or args.dbt_runtime_only) and (args.dbt_runtime_reps > 0 or args.dbt_runtime_large_reps > 0):
             _measure_dbt_runtime(run)
-        if args.import_reps > 0 and not args.dbt_runtime_only:
+        if args.snowplow_reps > 0 and (args.snowplow_only or (not args.dbt_runtime_only and names == list(ALL_SHAPES))):
+            _measure_snowplow(run)
+        if args.import_reps > 0 and not args.dbt_runtime_only and not args.snowplow_only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))
     except ChildFailed as exc:

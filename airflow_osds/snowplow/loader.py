@@ -273,6 +273,10 @@ class _Writer:
                     say(f"{source.uri}: its size changed since it was loaded ({previous.size} → {source.size} bytes); "
                         "loading it again (events already loaded are not duplicated)")
                 resume = ledger.start(conn, events_table, source, previous)
+                if previous is not None and resume == 0:
+                    # Read again from the top: a line that was bad (cut off while the file was still being
+                    # written) may be whole now. The lines still bad get their bad rows back.
+                    conn.execute(f"DELETE FROM {_qualified(self.options.bad_table)} WHERE source = %s", (source.uri,))
             file_report.resumed_after = resume
             if resume:
                 say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")

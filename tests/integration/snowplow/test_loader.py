@@ -206,6 +206,31 @@ def test_an_event_loaded_before_sends_the_file_through_staging_without_duplicate
     assert _count(db, "SELECT count(DISTINCT root_id) FROM atomic.com_snowplowanalytics_snowplow_web_page_1") == len(lines) - 1
 
 
+def test_a_file_read_while_it_was_written_loads_whole_later_without_a_stale_bad_row(
+    db: Any, registry: Path, tmp_path: Path
+) -> None:
+    """A plain file read mid-write ends in a cut line (a bad row); once whole, its size changed and it is
+    read again from the top: the line loads and its bad row goes, nothing is duplicated."""
+    lines = list(generate.generate(30, seed=12, start=START))
+    whole = "".join(line + "\n" for line in lines)
+    cut = len(whole) - len(lines[-1]) // 2 - 1  # halfway through the last line
+    path = tmp_path / "in" / "a.tsv"
+    path.parent.mkdir()
+    path.write_text(whole[:cut])
+    resolver = Resolver.from_sources([registry])
+    options = LoadOptions(max_bad_ratio=None, chunk_lines=7)
+    first = load(db, local_files(path), resolver, options)
+    assert (first.events, first.bad_rows) == (len(lines) - 1, 1)
+    assert db.execute("SELECT line, kind FROM atomic.osds_bad_rows").fetchall() == [(len(lines), "loader_parsing_error")]
+    path.write_text(whole)
+    again = load(db, local_files(path), resolver, options)
+    assert (again.events, again.duplicates, again.bad_rows) == (1, len(lines) - 1, 0)
+    assert _count(db, "SELECT count(*) FROM atomic.events") == len(lines)
+    assert _count(db, "SELECT count(*) FROM atomic.osds_bad_rows") == 0
+    ledger = db.execute("SELECT status, events, duplicates, bad_rows FROM osds_state.snowplow_files").fetchall()
+    assert ledger == [("done", 1, len(lines) - 1, 0)]
+
+
 def _table_counts(conn: Any) -> dict[str, int]:
     names = [r[0] for r in conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'atomic' ORDER BY 1").fetchall()]
