@@ -48,8 +48,11 @@ __all__ = [
     "describe_results",
     "format_age",
     "freshness_checks",
-    "postgres_connect_kwargs",
+    "APPLICATION_NAME",
 ]
+
+#: ``application_name`` of the freshness checks' warehouse connections (seen in ``pg_stat_activity``).
+APPLICATION_NAME = "airflow-osds source freshness"
 
 #: dbt's freshness statuses: no threshold exceeded, ``warn_after`` exceeded, ``error_after`` exceeded
 #: (or no row to date the table by).
@@ -360,22 +363,6 @@ def freshness_checks(manifest: Manifest, sources: str | Sequence[str]) -> tuple[
 # --------------------------------------------------------------------------------------------
 # Running the checks
 # --------------------------------------------------------------------------------------------
-
-
-def postgres_connect_kwargs(
-    *,
-    host: str | None,
-    port: int | str | None,
-    login: str | None,
-    password: str | None,
-    dbname: str | None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``psycopg.connect()`` keyword arguments for the freshness checks (see :func:`airflow_osds.postgres.connect_kwargs`)."""
-    from airflow_osds.postgres import connect_kwargs
-
-    return connect_kwargs(host=host, port=port, login=login, password=password, dbname=dbname, extra=extra,
-                          application_name="airflow-osds source freshness")
 
 
 def _query_failed(check: FreshnessCheck, exc: Exception) -> DbtFreshnessError:

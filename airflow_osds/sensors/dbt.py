@@ -15,14 +15,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_osds.dbt.artifacts import Manifest, load_manifest
 from airflow_osds.dbt.errors import DbtArtifactError
 from airflow_osds.dbt.freshness import (
+    APPLICATION_NAME,
     DbtFreshnessError,
     FreshnessCheck,
     FreshnessResult,
     check_freshness,
     describe_results,
     freshness_checks,
-    postgres_connect_kwargs,
 )
+from airflow_osds.postgres import connect_kwargs
 from airflow_osds.triggers.dbt import TRIGGER_STATUSES, DbtSourceFreshnessTrigger
 
 if TYPE_CHECKING:
@@ -129,9 +130,9 @@ class DbtSourceFreshnessSensor(BaseSensorOperator):
         import psycopg
 
         conn = BaseHook.get_connection(self.warehouse_conn_id)
-        kwargs = postgres_connect_kwargs(
+        kwargs = connect_kwargs(
             host=conn.host, port=conn.port, login=conn.login, password=conn.password, dbname=conn.schema,
-            extra=conn.extra_dejson,
+            extra=conn.extra_dejson, application_name=APPLICATION_NAME,
         )
         try:
             with psycopg.connect(autocommit=True, **kwargs) as pg:

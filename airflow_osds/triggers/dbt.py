@@ -11,12 +11,13 @@ from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_osds.dbt.freshness import (
+    APPLICATION_NAME,
     FreshnessCheck,
     FreshnessResult,
     acheck_freshness,
     describe_results,
-    postgres_connect_kwargs,
 )
+from airflow_osds.postgres import connect_kwargs
 
 __all__ = ["TRIGGER_STATUSES", "DbtSourceFreshnessTrigger", "freshness_event"]
 
@@ -109,9 +110,9 @@ class DbtSourceFreshnessTrigger(BaseTrigger):
         # aextra_dejson masks secrets without the sync call that would block the loop; a
         # backend returning another connection class may lack it.
         aextra = getattr(conn, "aextra_dejson", None)
-        kwargs = postgres_connect_kwargs(
+        kwargs = connect_kwargs(
             host=conn.host, port=conn.port, login=conn.login, password=conn.password, dbname=conn.schema,
-            extra=await aextra() if aextra is not None else conn.extra_dejson,
+            extra=await aextra() if aextra is not None else conn.extra_dejson, application_name=APPLICATION_NAME,
         )
         # A connection per poll: polls may be hours apart, and an idle one could be dropped meanwhile.
         async with await psycopg.AsyncConnection.connect(autocommit=True, **kwargs) as pg:

@@ -19,7 +19,6 @@ from airflow_osds.dbt.freshness import (
     check_freshness,
     format_age,
     freshness_checks,
-    postgres_connect_kwargs,
 )
 from airflow_osds.exceptions import OsdsError
 
@@ -267,9 +266,12 @@ class TestAgainstPostgres:
 
 
 def test_connect_kwargs_take_libpq_extras_only() -> None:
-    kwargs = postgres_connect_kwargs(
+    from airflow_osds.dbt.freshness import APPLICATION_NAME
+    from airflow_osds.postgres import connect_kwargs
+
+    kwargs = connect_kwargs(
         host="/tmp/socket", port="5433", login="etl", password="", dbname="wh",
-        extra={"sslmode": "require", "dbt_schema": "analytics", "connect_timeout": 3},
+        extra={"sslmode": "require", "dbt_schema": "analytics", "connect_timeout": 3}, application_name=APPLICATION_NAME,
     )
     assert kwargs == {
         "host": "/tmp/socket", "port": 5433, "user": "etl", "dbname": "wh", "connect_timeout": 3,
