@@ -92,11 +92,13 @@ def list_source(source: str | os.PathLike[str], *, conn_id: str | None = None) -
     """:class:`~airflow_osds.snowplow.sources.SourceFile` of every file at ``source``, sorted by name.
 
     Local paths (and ``file://`` URLs) are listed directly; any other URL goes through Airflow's
-    ``ObjectStoragePath`` (``s3://`` needs the filesystem its scheme uses, e.g. ``s3fs``).
+    ``ObjectStoragePath`` (``s3://`` needs the filesystem its scheme uses: the amazon provider and
+    ``s3fs``), listed afresh each call. Either way, ``.``/``_``-prefixed files and folders are skipped,
+    and an object's URI (its ledger name) is its plain URL, without the connection id.
 
     :raises FileNotFoundError: nothing exists at ``source``.
     """
-    from airflow_osds.snowplow.sources import SourceFile, local_files
+    from airflow_osds.snowplow.sources import _IGNORED_PREFIXES, SourceFile, local_files
 
     text = os.fspath(source)
     if "://" not in text or text.startswith("file://"):
@@ -104,10 +106,17 @@ def list_source(source: str | os.PathLike[str], *, conn_id: str | None = None) -
     from airflow.sdk import ObjectStoragePath
 
     root = ObjectStoragePath(text, conn_id=conn_id)
+    # Airflow keeps one filesystem per connection for the life of the process (a triggerer polls with
+    # the same one for days), and fsspec's listings cache would hide objects written since, or report
+    # an old size: list afresh.
+    root.fs.invalidate_cache()
     if root.is_file():
         found = [root]
     elif root.is_dir():
-        found = sorted((p for p in root.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))), key=str)
+        found = sorted((p for p in root.rglob("*") if p.is_file() and not any(
+            part.startswith(_IGNORED_PREFIXES) for part in p.relative_to(root).parts)), key=lambda p: p.as_uri())
     else:
         raise FileNotFoundError(f"no enriched events at {text}: nothing exists there")
-    return [SourceFile(uri=str(p), size=int(p.stat().st_size), opener=lambda p=p: p.open("rb")) for p in found]
+    # as_uri(), not str(): str() puts the connection id in the URL (s3://aws_default@bucket/…), and the
+    # ledger must name a file the same whichever connection reads it.
+    return [SourceFile(uri=p.as_uri(), size=int(p.stat().st_size), opener=lambda p=p: p.open("rb")) for p in found]

@@ -24,21 +24,7 @@ from airflow_osds.snowplow.iglu import Resolver
 from airflow_osds.snowplow.loader import BadRowsExceededError, LoadOptions, SourceReadError, load
 from airflow_osds.snowplow.sources import local_files
 
-from tests.integration.snowplow.conftest import IGLU_CENTRAL
-
 START = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    """A static registry: the Iglu Central schemas the generator uses plus its custom com.acme ones."""
-    root = tmp_path / "iglu"
-    shutil.copytree(IGLU_CENTRAL / "schemas", root / "schemas")
-    for relative, schema in generate.custom_schemas().items():
-        path = root / "schemas" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(schema))
-    return root
 
 
 @pytest.fixture
