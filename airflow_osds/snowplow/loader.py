@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_osds.background import OneWriter
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, entities, fields, ledger, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
@@ -280,7 +281,7 @@ class _Writer:
             file_report.resumed_after = resume
             if resume:
                 say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")
-            with read_lines(source) as reader, _OneWriter() as writer:
+            with read_lines(source) as reader, OneWriter() as writer:
                 pending: list[tuple[int, bytes]] = []
                 lines, number = iter(reader), 0
                 while True:
@@ -583,43 +584,6 @@ def _throughput_mode() -> Iterator[None]:
         if gc_enabled:
             gc.enable()
             gc.collect()
-
-
-class _OneWriter:
-    """Runs one write at a time in a thread, so the next chunk is parsed meanwhile.
-
-    :meth:`submit` first waits for the write before it, so chunks commit in order and a
-    failed write stops the file at once (its exception is raised by the next ``submit`` or
-    :meth:`wait`). Leaving the block waits for the write in flight, whatever happens.
-    """
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="osds-snowplow-writer")
-        self._future: Any = None
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self.wait()
-        self._future = self._pool.submit(fn, *args)
-
-    def wait(self) -> None:
-        future, self._future = self._future, None
-        if future is not None:
-            future.result()
-
-    def __enter__(self) -> _OneWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        future, self._future = self._future, None
-        try:
-            if future is not None and exc_info[0] is not None:
-                future.exception()  # wait for it, but the exception in flight is the one to raise
-            elif future is not None:
-                future.result()
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 def _describe_parse_failure(failure: dict[str, Any]) -> str:

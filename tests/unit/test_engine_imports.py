@@ -8,6 +8,7 @@ import sys
 ENGINE_MODULES = [
     "airflow_osds",
     "airflow_osds.assets",
+    "airflow_osds.background",
     "airflow_osds.dbt.artifacts",
     "airflow_osds.dbt.graph",
     "airflow_osds.dbt.invocation",
@@ -37,6 +38,9 @@ ENGINE_MODULES = [
     "airflow_osds.snowplow.registries",
     "airflow_osds.snowplow.tables",
     "airflow_osds.snowplow.validation",
+    "airflow_osds.singer",
+    "airflow_osds.singer.columns",
+    "airflow_osds.singer.target_postgres",
     "airflow_osds.sql",
     "airflow_osds.localrun",
     "airflow_osds.snowplow",

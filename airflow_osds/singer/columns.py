@@ -1,0 +1,180 @@
+"""Singer stream schemas as PostgreSQL columns, and record values as ``COPY`` text (no Airflow imports).
+
+A property's JSON Schema type decides its column (the first non-null type wins; several, or an
+object or array, make ``JSONB``):
+
+========================  ===================  =========================================
+JSON Schema               column               COPY text
+========================  ===================  =========================================
+``integer``               ``BIGINT``           the integer (out of 64-bit range: unfit)
+``number``                ``NUMERIC``          the number as JSON writes it
+``boolean``               ``BOOLEAN``          ``t`` / ``f``
+``string`` (date-time)    ``TIMESTAMPTZ``      as given (RFC 3339; PostgreSQL parses it)
+``string`` (date, time)   ``DATE`` / ``TIME``  as given
+``string``                ``TEXT``             the text, escaped for COPY's text format
+anything else             ``JSONB``            its JSON
+========================  ===================  =========================================
+
+A value of another type than its column's (a schema allowing several) is stored as its JSON
+text in a ``TEXT`` or ``JSONB`` column; a value that cannot be stored (a NUL character, an
+integer beyond 64 bits) raises :class:`Unfit`, which the target turns into a reject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Column", "Unfit", "columns_of", "copy_line", "quote_ident"]
+
+_INT64 = (-(2**63), 2**63 - 1)
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_FORMATS = {"date-time": "TIMESTAMPTZ", "date": "DATE", "time": "TIME"}
+
+
+class Unfit(ValueError):
+    """A value its column cannot hold."""
+
+
+def _json_text(value: Any) -> str:
+    import msgspec.json
+
+    return msgspec.json.encode(value).decode()
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else _json_text(value)
+    if "\x00" in text:
+        raise Unfit("text with a NUL character (PostgreSQL text cannot hold it)")
+    # Most values need no escape; four substring tests are much cheaper than a translate.
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
+
+
+def _bigint(value: Any) -> str:
+    if type(value) is int and -9223372036854775808 <= value <= 9223372036854775807:  # the common case first
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise Unfit(f"an integer, got {_json_text(value)}")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise Unfit(f"a 64-bit integer, got {value}")
+    return str(value)
+
+
+def _numeric(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+        return repr(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Unfit(f"a number, got {_json_text(value)}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise Unfit("a finite number")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _boolean(value: Any) -> str:
+    if not isinstance(value, bool):
+        raise Unfit(f"a boolean, got {_json_text(value)}")
+    return "t" if value else "f"
+
+
+def _as_given(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Unfit(f"a string, got {_json_text(value)}")
+    return _text(value)
+
+
+_CONVERTERS: dict[str, Callable[[Any], str]] = {
+    "BIGINT": _bigint,
+    "NUMERIC": _numeric,
+    "BOOLEAN": _boolean,
+    "TIMESTAMPTZ": _as_given,
+    "DATE": _as_given,
+    "TIME": _as_given,
+    "TEXT": _text,
+    "JSONB": lambda value: _text(_json_text(value)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    sql_type: str
+
+    @property
+    def convert(self) -> Callable[[Any], str]:
+        return _CONVERTERS[self.sql_type]
+
+
+def _types(prop: Mapping[str, Any]) -> list[str]:
+    kinds = prop.get("type")
+    if kinds is None and isinstance(prop.get("anyOf"), list):
+        found: list[str] = []
+        for option in prop["anyOf"]:
+            found += [t for t in _types(option) if t not in found]
+        return found
+    if isinstance(kinds, str):
+        return [kinds]
+    return [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else []
+
+
+def sql_type(prop: Mapping[str, Any]) -> str:
+    """The column type of one property's schema (see the module docstring)."""
+    kinds = [k for k in _types(prop) if k != "null"]
+    if len(kinds) != 1:
+        return "JSONB"
+    kind = kinds[0]
+    if kind == "string":
+        fmt = prop.get("format") or next((o.get("format") for o in prop.get("anyOf") or [] if o.get("format")), None)
+        return _FORMATS.get(fmt, "TEXT")
+    return {"integer": "BIGINT", "number": "NUMERIC", "boolean": "BOOLEAN"}.get(kind, "JSONB")
+
+
+def columns_of(schema: Mapping[str, Any]) -> list[Column]:
+    """The columns of a SCHEMA message's ``schema``, in property order.
+
+    :raises ValueError: the schema has no ``properties`` object, or a property name PostgreSQL
+        cannot take (empty, or longer than 63 bytes).
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        raise ValueError("the stream's schema has no 'properties' object")
+    out = []
+    for name, prop in properties.items():
+        if not name or len(name.encode()) > 63:
+            raise ValueError(f"property name {name!r} cannot be a PostgreSQL column (1–63 bytes)")
+        out.append(Column(name, sql_type(prop if isinstance(prop, Mapping) else {})))
+    return out
+
+
+def copy_line(converters: Sequence[tuple[str, Callable[[Any], str]]], record: Mapping[str, Any],
+              extra: Sequence[str]) -> str:
+    """One line of ``COPY … FROM STDIN`` (text format): the record's columns, then ``extra`` as given.
+
+    A missing property or JSON ``null`` is ``\\N``.
+
+    :raises Unfit: a value its column cannot hold (the message names the column).
+    """
+    values = []
+    get = record.get
+    for name, convert in converters:
+        value = get(name)
+        if value is None:
+            values.append("\\N")
+            continue
+        try:
+            values.append(convert(value))
+        except Unfit as exc:
+            raise Unfit(f"{name}: {exc}") from None
+    values += extra
+    return "\t".join(values) + "\n"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

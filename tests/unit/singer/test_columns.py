@@ -1,0 +1,61 @@
+"""Singer property schemas as columns, record values as COPY text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_osds.singer.columns import Unfit, columns_of, copy_line, sql_type
+
+
+@pytest.mark.parametrize(
+    ("prop", "expected"),
+    [
+        ({"type": "integer"}, "BIGINT"),
+        ({"type": ["null", "integer"]}, "BIGINT"),
+        ({"type": ["null", "number"]}, "NUMERIC"),
+        ({"type": "boolean"}, "BOOLEAN"),
+        ({"type": ["string", "null"], "format": "date-time"}, "TIMESTAMPTZ"),
+        ({"type": "string", "format": "date"}, "DATE"),
+        ({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}, "TIMESTAMPTZ"),
+        ({"type": "string"}, "TEXT"),
+        ({"type": ["null", "object"]}, "JSONB"),
+        ({"type": ["string", "integer"]}, "JSONB"),
+        ({}, "JSONB"),
+    ],
+)
+def test_sql_type(prop: dict[str, Any], expected: str) -> None:
+    assert sql_type(prop) == expected
+
+
+def test_copy_line_escapes_text_and_writes_nulls() -> None:
+    cols = columns_of({"properties": {"id": {"type": "integer"}, "s": {"type": "string"}, "n": {"type": "number"},
+                                      "b": {"type": "boolean"}, "o": {"type": "object"}}})
+    conv = [(c.name, c.convert) for c in cols]
+    line = copy_line(conv, {"id": 7, "s": "a\tb\\c\nd\re", "n": 0.1, "b": False, "o": {"k": "x\ty"}}, ["\\N"])
+    assert line == '7\ta\\tb\\\\c\\nd\\re\t0.1\tf\t{"k":"x\\\\ty"}\t\\N\n'
+    assert copy_line(conv, {"id": 1}, []) == "1\t\\N\t\\N\t\\N\t\\N\n"
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "message"),
+    [
+        ({"type": "integer"}, 2**64, "x: a 64-bit integer, got 18446744073709551616"),
+        ({"type": "integer"}, True, "x: an integer, got true"),
+        ({"type": "number"}, float("nan"), "x: a finite number"),
+        ({"type": "string"}, "a\x00b", "x: text with a NUL character (PostgreSQL text cannot hold it)"),
+    ],
+)
+def test_values_a_column_cannot_hold_are_unfit(prop: dict[str, Any], value: Any, message: str) -> None:
+    (col,) = columns_of({"properties": {"x": prop}})
+    with pytest.raises(Unfit) as info:
+        copy_line([(col.name, col.convert)], {"x": value}, [])
+    assert str(info.value) == message
+
+
+def test_a_schema_without_properties_or_with_a_long_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="no 'properties' object"):
+        columns_of({"type": "object"})
+    with pytest.raises(ValueError, match="cannot be a PostgreSQL column"):
+        columns_of({"properties": {"x" * 64: {"type": "string"}}})
