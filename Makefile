@@ -7,7 +7,7 @@ STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,embedded
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow
+.PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer
 
 demo: $(STAMP)
 	$(BIN)/osds demo
@@ -30,6 +30,10 @@ bench-dbt: $(STAMP)
 # Only the Snowplow part (our load vs a bare COPY and the SDK, peak RSS 200k vs 1M events), ≈ 6–8 min.
 bench-snowplow: $(STAMP)
 	$(BIN)/python bench/run.py --snowplow-only $(BENCH_ARGS)
+
+# Only the Singer targets (osds-target-postgres vs meltanolabs and pipelinewise), ≈ 3–5 min.
+bench-singer: $(STAMP)
+	$(BIN)/python bench/run.py --singer-only $(BENCH_ARGS)
 
 venv: $(STAMP)
 

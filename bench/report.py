@@ -16,7 +16,7 @@ from sections import targets_table
 
 __all__ = ["SECTION_ORDER", "render"]
 
-SECTION_ORDER = ("A", "B", "C", "D", "E", "dbt-runtime", "snowplow", "imports", "profile")
+SECTION_ORDER = ("A", "B", "C", "D", "E", "dbt-runtime", "snowplow", "singer-target", "imports", "profile")
 _SECTION = re.compile(r"<!-- section:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /section:(?P=name) -->\n", re.S)
 
 METHOD = [
@@ -69,6 +69,8 @@ RATIOS = [
     "`snowplow.load.<shape>.vs_bare_copy` / `.vs_sdk_transform`: ratio = our events/s ÷ theirs (median rounds; "
     "targets ≥ 0.5, ≥ 2); `snowplow.peak_rss.<large>_vs_<small>`: ratio = our peak RSS loading the larger file ÷ "
     "the smaller (≤ 1.1: memory independent of file size).",
+    "`singer_target.ours.vs_<target>`: ratio = our records/s ÷ theirs (targets ≥ 10 meltanolabs, ≥ 4 "
+    "pipelinewise); `singer_target.ours.records_per_s`: ours ÷ 100,000 (≥ 1).",
     "Ours series: `ours.steady`, `ours.cold` (errors file first), `ours.cold-reverse` (pipelines file first), "
     "`ours-derive.*` (A, B: reads/writes found in the SQL).",
 ]

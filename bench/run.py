@@ -4,6 +4,7 @@ loader vs a bare COPY and the Snowplow SDK.
     make bench                                      # everything (= .venv/bin/python bench/run.py)
     make bench-dbt                                  # shape E only (= bench/run.py --shapes E)
     make bench-snowplow                             # the Snowplow part only (= bench/run.py --snowplow-only)
+    make bench-singer                               # the Singer targets only (= bench/run.py --singer-only)
     .venv/bin/python bench/run.py --reps 1 --shapes C --no-dbt-runtime --import-reps 0
 
 Generates the inputs into bench/.work/, measures Airflow's production path for each shape
@@ -40,6 +41,7 @@ from report import render
 from sections import imports_section, profile_section, runtime_lines, shape_section
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
+from singer_target import measure_singer_targets, singer_entries, singer_section
 from snowplow_load import measure_snowplow, snowplow_entries, snowplow_section
 from targets import comparisons, entries, merge_results, runtime_entries
 
@@ -76,6 +78,8 @@ def _command(argv: list[str]) -> str:
             return "make bench-dbt"
         if argv == ["--snowplow-only"]:
             return "make bench-snowplow"
+        if argv == ["--singer-only"]:
+            return "make bench-singer"
     return ".venv/bin/python bench/run.py " + " ".join(argv)
 
 
@@ -191,6 +195,20 @@ def _measure_snowplow(run: _Run) -> None:
     run.sections["snowplow"] = snowplow_section(run.meta(f"{args.snowplow_reps} round(s)"), result, rows, error)
 
 
+def _measure_singer(run: _Run) -> None:
+    """Our Singer target against meltanolabs-target-postgres and pipelinewise-target-postgres."""
+    args = run.args
+    result, rows, error = None, [], None
+    try:
+        result = measure_singer_targets(args.singer_reps, args.singer_records)
+        rows = singer_entries(result, command=run.command, date=run.date, commit=run.commit)
+    except ChildFailed as exc:
+        error = " / ".join(str(exc).splitlines()[-3:])[:400]
+        _log(f"singer part failed: {error}")
+    run.entries += [e for e, _ in rows]
+    run.sections["singer-target"] = singer_section(run.meta(f"{args.singer_reps} round(s)"), result, rows, error)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5, help="measured loops per series and shape (default 5)")
@@ -217,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--snowplow-lines", type=int, default=200_000, help="events per file of the Snowplow part")
     p.add_argument("--snowplow-rss-lines", type=int, default=1_000_000,
                    help="events of the larger file whose peak RSS is compared (default 1,000,000)")
+    p.add_argument("--singer-reps", type=int, default=3, help="rounds of the Singer target part (default 3; 0 skips)")
+    p.add_argument("--singer-only", action="store_true", help="measure only the Singer target part")
+    p.add_argument("--singer-records", type=int, default=200_000, help="records of the Singer target part")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -241,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args, argv)
     _log(f"osds compile available: {osds_compile_available(PROJECT_PYTHON)}")
     failed = False
-    if args.snowplow_only:
+    only = args.snowplow_only or args.singer_only or args.dbt_runtime_only
+    if args.snowplow_only or args.singer_only:
         names = []
     try:
         _measure_operator_shapes(run, [n for n in names if n != "E"], homes)
@@ -249,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             _measure_dbt(run, homes)
         if ("E" in names or args.dbt_runtime_only) and (args.dbt_runtime_reps > 0 or args.dbt_runtime_large_reps > 0):
             _measure_dbt_runtime(run)
-        if args.snowplow_reps > 0 and (args.snowplow_only or (not args.dbt_runtime_only and names == list(ALL_SHAPES))):
+        everything = not only and names == list(ALL_SHAPES)
+        if args.snowplow_reps > 0 and (args.snowplow_only or everything):
             _measure_snowplow(run)
-        if args.import_reps > 0 and not args.dbt_runtime_only and not args.snowplow_only:
+        if args.singer_reps > 0 and (args.singer_only or everything):
+            _measure_singer(run)
+        if args.import_reps > 0 and not only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))
     except ChildFailed as exc:

@@ -22,11 +22,12 @@ integer beyond 64 bits) raises :class:`Unfit`, which the target turns into a rej
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Column", "Unfit", "columns_of", "copy_line", "quote_ident"]
+__all__ = ["Column", "Converter", "Unfit", "columns_of", "converters", "copy_line", "quote_ident", "strict_converters"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -153,19 +154,90 @@ def columns_of(schema: Mapping[str, Any]) -> list[Column]:
     return out
 
 
-def copy_line(converters: Sequence[tuple[str, Callable[[Any], str]]], record: Mapping[str, Any],
-              extra: Sequence[str]) -> str:
+#: ``(property, converter, nullable)``: how :func:`copy_line` renders one column.
+Converter = tuple[str, Callable[[Any], str], bool]
+
+
+def converters(columns: Sequence[Column]) -> list[Converter]:
+    """Lenient converters: any value its column can hold (the schema is checked by a validator)."""
+    return [(c.name, c.convert, True) for c in columns]
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise Unfit(f"a string, got {_json_text(value)}")
+    return _text(value)
+
+
+def _date_time(value: Any) -> str:
+    if type(value) is not str or not _DATE_TIME(value):
+        raise Unfit(f"an RFC 3339 date-time, got {_json_text(value)}")
+    return _text(value)
+
+
+def _kind(check: type, label: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, check):
+            raise Unfit(f"{label}, got {_json_text(value)}")
+        return _text(_json_text(value))
+
+    return convert
+
+
+# fastjsonschema's date-time pattern, so both paths accept the same values.
+_DATE_TIME = re.compile(
+    r"^\d{4}-[01]\d-[0-3]\d[tT][0-2]\d:[0-5]\d:[0-5]\d(?:\.\d+)?(?:[+-][0-2]\d:[0-5]\d|[+-][0-2]\d[0-5]\d|[zZ])\Z"
+).match
+_STRICT: dict[tuple[str, str | None], Callable[[Any], str]] = {
+    ("integer", None): _bigint, ("number", None): _numeric, ("boolean", None): _boolean,
+    ("string", None): _string, ("string", "date-time"): _date_time,
+    ("object", None): _kind(dict, "an object"), ("array", None): _kind(list, "an array"),
+}
+_PLAIN_PROPERTY = {"type", "format", "description", "title", "examples"}
+_PLAIN_SCHEMA = {"type", "properties", "$schema", "description", "title", "additionalProperties"}
+
+
+def strict_converters(schema: Mapping[str, Any]) -> list[Converter] | None:
+    """Converters that check all the schema says, when it says only types, nullability and ``date-time``.
+
+    That is the shape taps emit; then no JSON Schema validator runs per record. ``None`` when
+    the schema says more (``required``, ``enum``, ``maxLength``, ``anyOf``, another format…).
+    """
+    if set(schema) - _PLAIN_SCHEMA or schema.get("additionalProperties", True) is not True:
+        return None
+    if schema.get("type", "object") not in ("object", ["object"], ["null", "object"], ["object", "null"]):
+        return None
+    out: list[Converter] = []
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, Mapping) or set(prop) - _PLAIN_PROPERTY:
+            return None
+        kinds = prop.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(kinds, list):
+            return None
+        real = [k for k in kinds if k != "null"]
+        convert = _STRICT.get((real[0], prop.get("format"))) if len(real) == 1 else None
+        if convert is None or (prop.get("format") and real[0] != "string"):
+            return None
+        out.append((name, convert, "null" in kinds))
+    return out
+
+
+def copy_line(converters: Sequence[Converter], record: Mapping[str, Any], extra: Sequence[str]) -> str:
     """One line of ``COPY … FROM STDIN`` (text format): the record's columns, then ``extra`` as given.
 
-    A missing property or JSON ``null`` is ``\\N``.
+    A missing property or JSON ``null`` is ``\\N`` (a ``null`` where the converter is not
+    nullable is unfit).
 
     :raises Unfit: a value its column cannot hold (the message names the column).
     """
     values = []
     get = record.get
-    for name, convert in converters:
+    for name, convert, nullable in converters:
         value = get(name)
         if value is None:
+            if not nullable and name in record:
+                raise Unfit(f"{name}: not null")
             values.append("\\N")
             continue
         try:

@@ -11,7 +11,9 @@ libpq parameter among ``sslmode``…; ``default_target_schema`` (default ``raw``
   become ``_``) with a column per property (:mod:`airflow_osds.singer.columns`), a primary key
   on ``key_properties``, and ``_sdc_extracted_at``, ``_sdc_table_version``, ``_sdc_deleted_at``.
   A later SCHEMA with more properties adds their columns.
-* **Records** are validated against their stream's schema (compiled once per SCHEMA). A valid
+* **Records** are validated against their stream's schema: by the column converters themselves
+  when the schema says only types, nullability and ``date-time`` (what taps emit), else by the
+  schema compiled once per SCHEMA (fastjsonschema). A valid
   record becomes one COPY line in its stream's batch; an invalid one (or one whose value its
   column cannot hold) goes to the rejects table with the reason and the record's JSON text
   (``text``: jsonb could not hold a ``\\u0000``), never dropped.
@@ -41,10 +43,20 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import IO, Any
 
 from airflow_osds.background import OneWriter
-from airflow_osds.singer.columns import Column, Unfit, columns_of, copy_line, quote_ident
+from airflow_osds.singer.columns import (
+    Column,
+    Converter,
+    Unfit,
+    columns_of,
+    converters,
+    copy_line,
+    quote_ident,
+    strict_converters,
+)
 
 __all__ = ["TargetConfig", "TargetError", "main", "run"]
 
@@ -52,6 +64,7 @@ log = logging.getLogger("osds-target-postgres")
 
 _META = (Column("_sdc_extracted_at", "TIMESTAMPTZ"), Column("_sdc_table_version", "BIGINT"),
          Column("_sdc_deleted_at", "TIMESTAMPTZ"))
+_FORMATS = {"singer.decimal": r"^-?[0-9]+(\.[0-9]+)?$"}
 _LIBPQ = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert", "sslcert", "sslkey",
           "connect_timeout", "application_name", "options")
 
@@ -92,12 +105,19 @@ class _Stream:
     table: str
     keys: list[str]
     columns: list[Column]
-    validate: Callable[[Any], Any]
-    converters: list[tuple[str, Callable[[Any], str]]] = field(default_factory=list)
+    schema: dict[str, Any]
+    converters: list[Converter]
+    checked: bool  # the converters check the whole schema: no validator per record
     lines: list[str] = field(default_factory=list)
     by_key: dict[tuple[Any, ...], str] = field(default_factory=dict)
     loaded: int = 0
     direct: bool = True  # COPY straight into the table until a key is found there already
+
+    @cached_property
+    def validate(self) -> Callable[[Any], Any]:
+        import fastjsonschema
+
+        return fastjsonschema.compile(self.schema, formats=_FORMATS)
 
     @property
     def pending(self) -> int:
@@ -158,13 +178,13 @@ class _Target:
         missing = [k for k in keys if k not in {c.name for c in columns}]
         if missing:
             raise TargetError(f"stream {name}: key_properties {missing} are not properties of its schema")
+        strict = strict_converters(schema)
+        stream = _Stream(name, table_name(name), keys, columns, schema, strict or converters(columns), strict is not None)
         try:
-            validate = fastjsonschema.compile(schema, formats={"singer.decimal": r"^-?[0-9]+(\.[0-9]+)?$"})
+            stream.validate  # noqa: B018 - compiled now, so a bad schema fails here, not at its first record
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise TargetError(f"stream {name}: its schema does not compile: {exc}") from None
         self.sync()  # the old schema's records first, and the connection free for the DDL
-        stream = _Stream(name, table_name(name), keys, columns, validate,
-                         converters=[(c.name, c.convert) for c in columns])
         self._prepare_table(stream)
         self.streams[name] = stream
 
@@ -179,7 +199,8 @@ class _Target:
             self._reject(stream, "the record is not a JSON object", record)
             return
         try:
-            stream.validate(record)
+            if not stream.checked:
+                stream.validate(record)
             extracted = message.get("time_extracted")
             version = message.get("version")
             line = copy_line(stream.converters, record, (
@@ -190,7 +211,7 @@ class _Target:
         except Exception as exc:  # fastjsonschema's JsonSchemaValueException, Unfit
             if not _is_record_error(exc):
                 raise
-            self._reject(stream, _reason(exc), record)
+            self._reject(stream, _reason(stream, exc, record), record)
             return
         if stream.keys:
             key = tuple(record.get(k) for k in stream.keys)
@@ -325,9 +346,14 @@ def _is_record_error(exc: Exception) -> bool:
     return isinstance(exc, (fastjsonschema.JsonSchemaValueException, Unfit))
 
 
-def _reason(exc: Exception) -> str:
+def _reason(stream: _Stream, exc: Exception, record: Any) -> str:
     import fastjsonschema
 
+    if isinstance(exc, Unfit) and stream.checked:  # the validator words a schema violation the usual way
+        try:
+            stream.validate(record)
+        except fastjsonschema.JsonSchemaValueException as violation:
+            exc = violation
     if isinstance(exc, fastjsonschema.JsonSchemaValueException):
         return f"violates its schema: {exc.message}"
     return f"a value its column cannot hold: {exc}"

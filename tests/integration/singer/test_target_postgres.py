@@ -3,6 +3,7 @@ PostgreSQL behind it, state lines on stdout."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -161,3 +162,25 @@ def test_bad_config_and_bad_input_fail_with_what_to_fix(target: Any, tmp_path: P
 
 def test_the_target_is_installed_as_an_executable() -> None:
     assert (Path(sys.executable).parent / "osds-target-postgres").exists(), "reinstall the package (make venv)"
+
+
+def test_a_plain_schema_is_checked_by_the_converters_with_the_same_reasons(target: Any, warehouse: Any) -> None:
+    """A schema of types, nullability and date-time only (what taps emit) runs no validator per record."""
+    plain = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["null", "string"]},
+                                              "at": {"type": ["null", "string"], "format": "date-time"}}}
+    code, _, err = target([
+        _schema(schema=plain),
+        _record({"id": "x"}), _record({"id": 2, "at": "yesterday"}), _record({"id": 3, "name": "a\u0000"}),
+        _record({"id": None}), _record({"id": 5, "name": 7}), _record({"id": 6, "at": "2026-11-01T10:00:00+01:00"}),
+    ])
+    assert code == 0, err
+    assert _rows(warehouse, "SELECT id, at FROM raw_crm.crm_contacts") == [
+        (6, dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC))]
+    reasons = sorted(r[0] for r in _rows(warehouse, "SELECT reason FROM raw_crm._osds_rejects"))
+    assert reasons == [
+        "a value its column cannot hold: name: text with a NUL character (PostgreSQL text cannot hold it)",
+        "violates its schema: data.at must be date-time",
+        "violates its schema: data.id must be integer",
+        "violates its schema: data.id must be integer",
+        "violates its schema: data.name must be null or string",
+    ]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from airflow_osds.singer.columns import Unfit, columns_of, copy_line, sql_type
+from airflow_osds.singer.columns import Unfit, columns_of, converters, copy_line, sql_type, strict_converters
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_sql_type(prop: dict[str, Any], expected: str) -> None:
 def test_copy_line_escapes_text_and_writes_nulls() -> None:
     cols = columns_of({"properties": {"id": {"type": "integer"}, "s": {"type": "string"}, "n": {"type": "number"},
                                       "b": {"type": "boolean"}, "o": {"type": "object"}}})
-    conv = [(c.name, c.convert) for c in cols]
+    conv = converters(cols)
     line = copy_line(conv, {"id": 7, "s": "a\tb\\c\nd\re", "n": 0.1, "b": False, "o": {"k": "x\ty"}}, ["\\N"])
     assert line == '7\ta\\tb\\\\c\\nd\\re\t0.1\tf\t{"k":"x\\\\ty"}\t\\N\n'
     assert copy_line(conv, {"id": 1}, []) == "1\t\\N\t\\N\t\\N\t\\N\n"
@@ -50,7 +50,7 @@ def test_copy_line_escapes_text_and_writes_nulls() -> None:
 def test_values_a_column_cannot_hold_are_unfit(prop: dict[str, Any], value: Any, message: str) -> None:
     (col,) = columns_of({"properties": {"x": prop}})
     with pytest.raises(Unfit) as info:
-        copy_line([(col.name, col.convert)], {"x": value}, [])
+        copy_line(converters([col]), {"x": value}, [])
     assert str(info.value) == message
 
 
@@ -59,3 +59,20 @@ def test_a_schema_without_properties_or_with_a_long_name_is_refused() -> None:
         columns_of({"type": "object"})
     with pytest.raises(ValueError, match="cannot be a PostgreSQL column"):
         columns_of({"properties": {"x" * 64: {"type": "string"}}})
+
+
+def test_strict_converters_cover_plain_schemas_only() -> None:
+    plain = {"type": "object", "properties": {"id": {"type": "integer"}, "at": {"type": ["null", "string"],
+                                                                                  "format": "date-time"}}}
+    strict = strict_converters(plain)
+    assert strict is not None and [(n, nullable) for n, _, nullable in strict] == [("id", False), ("at", True)]
+    assert copy_line(strict, {"id": 1, "at": "2026-11-01T10:00:00Z"}, []) == "1\t2026-11-01T10:00:00Z\n"
+    for record, message in [({"id": "1"}, "id: an integer"), ({"id": None}, "id: not null"),
+                            ({"id": 1, "at": "yesterday"}, "at: an RFC 3339 date-time")]:
+        with pytest.raises(Unfit, match=message):
+            copy_line(strict, record, [])
+    assert copy_line(strict, {}, []) == "\\N\t\\N\n"  # missing is fine: nothing is required
+    for richer in ({**plain, "required": ["id"]}, {"properties": {"x": {"type": "string", "maxLength": 3}}},
+                   {"properties": {"x": {"type": ["string", "integer"]}}},
+                   {"properties": {"x": {"type": "string", "format": "email"}}}):
+        assert strict_converters(richer) is None
