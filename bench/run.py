@@ -181,32 +181,35 @@ def _measure_dbt_runtime(run: _Run) -> None:
     run.sections["dbt-runtime"] = runtime_lines(run.meta(reps), runtime, summaries, rows, error)
 
 
-def _measure_snowplow(run: _Run) -> None:
-    """The Snowplow loader's own section: full load vs bare COPY and the SDK transform, peak RSS by file size."""
-    args = run.args
+def _measure_part(run: _Run, section: str, reps: int, measure: Any, to_entries: Any, render_section: Any) -> None:
+    """A part with its own section and ids (Snowplow, Singer): measured, its entries made, its section rendered.
+
+    A part that fails records why in its section instead of stopping the run.
+    """
     result, rows, error = None, [], None
     try:
-        result = measure_snowplow(args.snowplow_reps, args.snowplow_lines, args.snowplow_rss_lines)
-        rows = snowplow_entries(result, command=run.command, date=run.date, commit=run.commit)
+        result = measure()
+        rows = to_entries(result, command=run.command, date=run.date, commit=run.commit)
     except ChildFailed as exc:
         error = " / ".join(str(exc).splitlines()[-3:])[:400]
-        _log(f"snowplow part failed: {error}")
+        _log(f"{section} part failed: {error}")
     run.entries += [e for e, _ in rows]
-    run.sections["snowplow"] = snowplow_section(run.meta(f"{args.snowplow_reps} round(s)"), result, rows, error)
+    run.sections[section] = render_section(run.meta(f"{reps} round(s)"), result, rows, error)
+
+
+def _measure_snowplow(run: _Run) -> None:
+    """The Snowplow loader: full load vs bare COPY and the SDK transform, peak RSS by file size."""
+    a = run.args
+    _measure_part(run, "snowplow", a.snowplow_reps,
+                  lambda: measure_snowplow(a.snowplow_reps, a.snowplow_lines, a.snowplow_rss_lines),
+                  snowplow_entries, snowplow_section)
 
 
 def _measure_singer(run: _Run) -> None:
     """Our Singer target against meltanolabs-target-postgres and pipelinewise-target-postgres."""
-    args = run.args
-    result, rows, error = None, [], None
-    try:
-        result = measure_singer_targets(args.singer_reps, args.singer_records)
-        rows = singer_entries(result, command=run.command, date=run.date, commit=run.commit)
-    except ChildFailed as exc:
-        error = " / ".join(str(exc).splitlines()[-3:])[:400]
-        _log(f"singer part failed: {error}")
-    run.entries += [e for e, _ in rows]
-    run.sections["singer-target"] = singer_section(run.meta(f"{args.singer_reps} round(s)"), result, rows, error)
+    a = run.args
+    _measure_part(run, "singer-target", a.singer_reps, lambda: measure_singer_targets(a.singer_reps, a.singer_records),
+                  singer_entries, singer_section)
 
 
 def _parser() -> argparse.ArgumentParser:
