@@ -5,11 +5,13 @@ Each environment is ``<cache>/<name>``, where ``<cache>`` is ``$OSDS_VENV_CACHE`
 ``${XDG_CACHE_HOME:-~/.cache}/airflow-osds/venvs``: a fresh clone, a CI run or a second worker
 reuses what an earlier one built. An environment is built once and reused while the marker file it
 holds (``.osds-venv.json``) records the same requirements; a directory there that is not a
-virtualenv is never deleted. No Airflow imports.
+virtualenv is never deleted. Building holds a lock next to it (``.<name>.lock``), so concurrent
+callers build it once. No Airflow imports.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -55,16 +57,37 @@ def ensure_venv(
     :raises VenvError: a step failed, or the directory exists and is not a virtualenv.
     """
     root = root or cache_dir() / name
+    wanted: dict[str, object] = {"requirements": list(requirements), "pip_args": list(pip_args)}
+    if _is_current(root, wanted):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two tasks (or workers sharing the cache) may want it at once: one builds, the other waits
+    # for the lock and then finds it current.
+    with open(root.parent / f".{root.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _is_current(root, wanted):
+                return root
+            return _build(root, wanted, requirements, pip_args, check, timeout)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _is_current(root: Path, wanted: dict[str, object]) -> bool:
+    marker = root / MARKER
+    if not ((root / "bin" / "python").exists() and marker.exists()):
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except ValueError:
+        return False  # a corrupt marker: rebuild
+    return all(recorded.get(k, []) == v for k, v in wanted.items())
+
+
+def _build(root: Path, wanted: dict[str, object], requirements: Sequence[str], pip_args: Sequence[str],
+           check: Sequence[str], timeout: float) -> Path:
     python = root / "bin" / "python"
     marker = root / MARKER
-    wanted: dict[str, object] = {"requirements": list(requirements), "pip_args": list(pip_args)}
-    if python.exists() and marker.exists():
-        try:
-            recorded = json.loads(marker.read_text())
-            if all(recorded.get(k, []) == v for k, v in wanted.items()):
-                return root
-        except ValueError:
-            pass  # a corrupt marker: rebuild
     if root.exists() and any(root.iterdir()) and not (root / "pyvenv.cfg").exists():
         raise VenvError(f"{root} exists and is not a virtualenv; refusing to replace it.")
     shutil.rmtree(root, ignore_errors=True)

@@ -34,3 +34,23 @@ def test_a_directory_that_is_not_a_virtualenv_is_never_replaced(monkeypatch: pyt
     with pytest.raises(VenvError, match="is not a virtualenv"):
         ensure_venv("precious", ())
     assert (tmp_path / "precious" / "thesis.txt").read_text() == "keep me"
+
+
+def test_two_processes_wanting_the_same_virtualenv_build_it_once(tmp_path: Path) -> None:
+    """Two real processes at once (two tasks on a worker): one builds under the lock, the other reuses it."""
+    import os
+    import subprocess
+    import sys
+
+    builds = tmp_path / "builds.txt"
+    code = (
+        "import sys; from airflow_osds.venvs import ensure_venv; "
+        f"print(ensure_venv('shared', (), check=['-c', \"open({str(builds)!r}, 'a').write('built\\\\n')\"]))"
+    )
+    env = {**os.environ, "OSDS_VENV_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert {out.strip() for out, _ in outputs} == {str(tmp_path / "cache" / "shared")}
+    assert builds.read_text() == "built\n", "built exactly once"
