@@ -1,0 +1,142 @@
+"""``tap | target`` through the runner: real processes joined by an OS pipe, a real PyPI tap in its own
+virtualenv, ``osds-target-postgres`` on the embedded PostgreSQL. The failing taps and targets below are
+small scripts: fault injection, a real tap cannot be made to die mid-stream on demand."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_osds.singer.runner import SingerError, run_pipe
+from airflow_osds.venvs import VenvError, ensure_venv
+
+TAP_JSONL = "tap-jsonl==0.3.1"
+
+
+@pytest.fixture(scope="module")
+def tap_jsonl() -> Path:
+    try:
+        return ensure_venv("singer-tap-jsonl-0.3.1", [TAP_JSONL]) / "bin" / "tap-jsonl"
+    except VenvError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
+        pytest.skip(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
+
+
+@pytest.fixture
+def target_config(warehouse: Any, tmp_path: Path) -> Path:
+    pg = warehouse.stack.postgres.airflow_connection(warehouse.dbname)
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS raw_runner CASCADE")
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"],
+                                "database": warehouse.dbname, "default_target_schema": "raw_runner"}))
+    return path
+
+
+def _target(config: Path) -> list[str]:
+    return [str(Path(sys.executable).parent / "osds-target-postgres"), "--config", str(config)]
+
+
+def _script(tmp_path: Path, name: str, body: str) -> list[str]:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return [sys.executable, str(path)]
+
+
+def test_a_real_tap_pipes_into_our_target_and_the_committed_state_comes_back(
+    tap_jsonl: Path, target_config: Path, warehouse: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.jsonl").write_text("".join(json.dumps({"id": i, "kind": "open" if i % 2 else "click"}) + "\n"
+                                               for i in range(2500)))
+    tap_config = tmp_path / "tap.json"
+    tap_config.write_text(json.dumps({"path": str(data / "*.jsonl"), "stream_name": "events", "primary_keys": ["id"],
+                                      "emit_state_every": 1000}))
+    logs: list[tuple[str, str]] = []
+    states: list[Any] = []
+    run = run_pipe([str(tap_jsonl), "--config", str(tap_config)], _target(target_config),
+                   on_log=lambda side, line: logs.append((side, line)), on_state=states.append, timeout=300)
+    assert (run.tap_exit, run.target_exit) == (0, 0)
+    with warehouse.stack.postgres.connect(warehouse.dbname) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM raw_runner.events").fetchone() == (2500, 2500)
+    assert run.record_counts == {"events": 2500}  # from the target's METRIC lines
+    assert states and run.state == states[-1] and "bookmarks" in run.state
+    assert {side for side, _ in logs} == {"tap", "target"}
+
+
+def test_a_tap_dying_mid_stream_fails_naming_it_and_keeps_the_committed_state(
+    target_config: Path, warehouse: Any, tmp_path: Path
+) -> None:
+    tap = _script(tmp_path, "dying_tap.py", """
+        import json, sys
+        print(json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"properties": {"id": {"type": "integer"}}},
+                          "key_properties": ["id"]}))
+        for i in range(5):
+            print(json.dumps({"type": "RECORD", "stream": "s", "record": {"id": i}}))
+        print(json.dumps({"type": "STATE", "value": {"bookmarks": {"s": {"id": 4}}}}))
+        sys.stdout.flush()
+        print("connection reset by source", file=sys.stderr)
+        sys.exit(3)
+    """)
+    states: list[Any] = []
+    with pytest.raises(SingerError) as info:
+        run_pipe(tap, _target(target_config), on_state=states.append, timeout=120)
+    message = str(info.value)
+    assert message.startswith('the tap (exit 3) failed; the last committed state is kept: {"bookmarks": {"s": {"id": 4}}}')
+    assert "connection reset by source" in message
+    assert info.value.run.target_exit == 0 and states == [{"bookmarks": {"s": {"id": 4}}}]
+    with warehouse.stack.postgres.connect(warehouse.dbname) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_runner.s").fetchone() == (5,)
+
+
+def test_a_failing_target_is_named_and_secrets_are_masked(tmp_path: Path) -> None:
+    tap = _script(tmp_path, "tap.py", """
+        import json
+        print(json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"properties": {}}, "key_properties": []}))
+    """)
+    target = _script(tmp_path, "target.py", """
+        import sys
+        sys.stdin.read()
+        print("could not connect with password hunter2-secret", file=sys.stderr)
+        sys.exit(1)
+    """)
+    logs: list[str] = []
+    with pytest.raises(SingerError) as info:
+        run_pipe(tap, target, secrets=["hunter2-secret"], on_log=lambda side, line: logs.append(line), timeout=60)
+    assert str(info.value).startswith("the target (exit 1) failed")
+    assert "hunter2-secret" not in str(info.value) and "hunter2-secret" not in "".join(logs)
+    assert "could not connect with password ***" in str(info.value)
+
+
+def test_a_missing_executable_says_which_side(tmp_path: Path) -> None:
+    with pytest.raises(SingerError, match="the tap could not start: .*no-such-tap"):
+        run_pipe([str(tmp_path / "no-such-tap")], [sys.executable, "-c", "pass"])
+    with pytest.raises(SingerError, match="the target could not start: .*no-such-target"):
+        run_pipe([sys.executable, "-c", "pass"], [str(tmp_path / "no-such-target")])
+
+
+def test_a_timeout_stops_both_processes(tmp_path: Path) -> None:
+    tap = _script(tmp_path, "slow_tap.py", """
+        import os, time
+        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
+        time.sleep(120)
+    """)
+    target = _script(tmp_path, "slow_target.py", """
+        import os, sys
+        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
+        sys.stdin.read()
+    """)
+    pids = tmp_path / "pids"
+    with pytest.raises(SingerError, match="timed out after 2 s; both processes were stopped"):
+        run_pipe(tap, target, env={**os.environ, "PIDS": str(pids)}, timeout=2)
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
