@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     dbt_parse.set_defaults(handler=_dbt_parse)
 
+    singer = sub.add_parser("singer", help="Singer EL: the state kept in the warehouse")
+    singer_sub = singer.add_subparsers(title="singer commands", required=True)
+    state = singer_sub.add_parser("state", help="list, show, set or clear Singer state (osds_state.singer_state)")
+    state.add_argument("action", choices=("list", "get", "set", "clear"))
+    state.add_argument("state_id", nargs="?", help="the state id (all but list), e.g. crm:extract:tap-postgres-to-target")
+    state.add_argument("value", nargs="?", help="set: the state as JSON, or @file.json")
+    state.add_argument("--connection", default="warehouse", metavar="CONN_ID",
+                       help="the Airflow connection of the warehouse holding the state (default: warehouse)")
+    state.set_defaults(handler=_singer_state)
+
     version = sub.add_parser("version", help="print the airflow-osds version")
     version.set_defaults(handler=_version)
     return parser
@@ -189,6 +199,45 @@ def _dbt_parse(args: argparse.Namespace) -> int:
         vars=args.vars, connection=connection,
     )
     print(f"wrote {manifest}")
+    return 0
+
+
+def _singer_state(args: argparse.Namespace) -> int:
+    from airflow.sdk import BaseHook
+
+    from airflow_osds.hooks.warehouse import connect
+    from airflow_osds.singer import state
+
+    if args.action != "list" and not args.state_id:
+        print(f"osds singer state {args.action}: give the state id (see: osds singer state list)", file=sys.stderr)
+        return 2
+    if args.action == "set" and args.value is None:
+        print("osds singer state set: give the state as JSON, or @file.json", file=sys.stderr)
+        return 2
+    value: Any = None
+    if args.action == "set":
+        text = Path(args.value[1:]).read_text() if args.value.startswith("@") else args.value
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            print(f"osds singer state set: the state is not JSON: {exc}", file=sys.stderr)
+            return 2
+    with connect(BaseHook.get_connection(args.connection), application_name="osds singer state") as conn:
+        if args.action == "list":
+            for stored in state.list_states(conn):
+                print(f"{stored.state_id}\t{stored.updated_at.isoformat(timespec='seconds')}\t{stored.size} bytes")
+        elif args.action == "get":
+            found = state.get(conn, args.state_id)
+            if found is None:
+                print(f"no state for {args.state_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(found, indent=2))
+        elif args.action == "set":
+            state.put(conn, args.state_id, value)
+            print(f"state of {args.state_id} set")
+        else:
+            print(f"state of {args.state_id} cleared" if state.clear(conn, args.state_id)
+                  else f"{args.state_id} had no state")
     return 0
 
 

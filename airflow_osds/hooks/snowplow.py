@@ -50,14 +50,9 @@ class SnowplowHook(BaseHook):
 
     def get_conn(self) -> psycopg.Connection[Any]:
         """A psycopg 3 connection to the warehouse (autocommit: the loader opens its own transactions)."""
-        import psycopg
+        from airflow_osds.hooks.warehouse import connect
 
-        from airflow_osds.postgres import connect_kwargs
-
-        conn = self.get_connection(self.warehouse_conn_id)
-        kwargs = connect_kwargs(host=conn.host, port=conn.port, login=conn.login, password=conn.password,
-                                dbname=conn.schema, extra=conn.extra_dejson, application_name="airflow-osds snowplow")
-        return psycopg.connect(autocommit=True, **kwargs)
+        return connect(self.get_connection(self.warehouse_conn_id), application_name="airflow-osds snowplow")
 
     def resolver(self) -> Resolver:
         from airflow_osds.snowplow.iglu import Resolver

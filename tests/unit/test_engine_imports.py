@@ -41,6 +41,7 @@ ENGINE_MODULES = [
     "airflow_osds.singer",
     "airflow_osds.singer.columns",
     "airflow_osds.singer.runner",
+    "airflow_osds.singer.state",
     "airflow_osds.singer.target_postgres",
     "airflow_osds.sql",
     "airflow_osds.localrun",
