@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LIBPQ_EXTRAS", "connect_kwargs"]
+__all__ = ["LIBPQ_EXTRAS", "STATE_SCHEMA", "connect_kwargs", "create_once"]
 
 # libpq parameters taken from a connection's extra; anything else there (dbt_schema …) is not libpq's.
 LIBPQ_EXTRAS = (
@@ -36,3 +36,17 @@ def connect_kwargs(
     }
     kwargs.update({k: (extra or {})[k] for k in LIBPQ_EXTRAS if k in (extra or {})})
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+#: The schema of what airflow-osds keeps in the warehouse about its own runs (ledgers, Singer state).
+STATE_SCHEMA = "osds_state"
+
+
+def create_once(conn: Any, name: str, ddl: str) -> None:
+    """Run ``ddl`` (``;``-separated, idempotent ``CREATE … IF NOT EXISTS``) in its own transaction, under a lock
+    on ``name``: tasks starting together would otherwise race on the catalog."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+        for statement in ddl.split(";"):
+            if statement.strip():
+                conn.execute(statement)

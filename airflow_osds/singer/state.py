@@ -12,12 +12,14 @@ import json
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from airflow_osds.postgres import STATE_SCHEMA, create_once
+
 __all__ = ["STATE_TABLE", "StoredState", "clear", "ensure_table", "get", "list_states", "put", "state_id"]
 
-STATE_TABLE = "osds_state.singer_state"
+STATE_TABLE = f"{STATE_SCHEMA}.singer_state"
 
 _DDL = f"""
-CREATE SCHEMA IF NOT EXISTS osds_state;
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
 CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
     state_id text PRIMARY KEY,
     state jsonb NOT NULL,
@@ -38,9 +40,7 @@ def state_id(pipeline: str, step: str, tap: str, target: str) -> str:
 
 
 def ensure_table(conn: Any) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (STATE_TABLE,))
-        conn.execute(_DDL)
+    create_once(conn, STATE_TABLE, _DDL)
 
 
 def get(conn: Any, sid: str) -> Any:

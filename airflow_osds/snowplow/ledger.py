@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_osds.postgres import STATE_SCHEMA, create_once
 from airflow_osds.snowplow.sources import SourceFile
 
 __all__ = ["LEDGER_TABLE", "FileState", "ensure_ledger", "finish", "pending", "progress", "start", "state_of"]
 
-LEDGER_TABLE = "osds_state.snowplow_files"
+LEDGER_TABLE = f"{STATE_SCHEMA}.snowplow_files"
 
 _DDL = f"""
-CREATE SCHEMA IF NOT EXISTS osds_state;
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
 CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     events_table text NOT NULL,
     uri text NOT NULL,
@@ -56,11 +57,7 @@ class FileState:
 
 def ensure_ledger(conn: Any) -> None:
     """Create the ledger table if it is missing (its own transaction, under a lock: loaders may start together)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (LEDGER_TABLE,))
-        for statement in _DDL.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+    create_once(conn, LEDGER_TABLE, _DDL)
 
 
 def state_of(conn: Any, events_table: str, uri: str, *, lock: bool = False) -> FileState | None:
