@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from airflow_osds.singer.plugins import PluginError, env_name, executable
 from airflow_osds.singer.runner import SingerError, run_pipe
-from airflow_osds.venvs import VenvError, ensure_venv
 
 TAP_JSONL = "tap-jsonl==0.3.1"
 
@@ -22,8 +22,8 @@ TAP_JSONL = "tap-jsonl==0.3.1"
 @pytest.fixture(scope="module")
 def tap_jsonl() -> Path:
     try:
-        return ensure_venv("singer-tap-jsonl-0.3.1", [TAP_JSONL]) / "bin" / "tap-jsonl"
-    except VenvError as exc:
+        return executable("tap-jsonl", pip_url=TAP_JSONL)
+    except PluginError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
         pytest.skip(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
@@ -140,3 +140,24 @@ def test_a_timeout_stops_both_processes(tmp_path: Path) -> None:
     for pid in map(int, pids.read_text().split()):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_pip_spec_has_its_own_environment_and_a_changed_spec_another(
+    tap_jsonl: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert tap_jsonl.parent.parent.name == env_name(TAP_JSONL)  # the same spec finds the same environment
+    assert executable("tap-jsonl", pip_url=TAP_JSONL) == tap_jsonl
+    assert env_name("tap-jsonl==0.3.1") != env_name("tap-jsonl==0.3.0") and env_name(TAP_JSONL).startswith("singer-tap-jsonl-")
+    with pytest.raises(PluginError, match="installs no executable 'tap-nope'; it installs: .*tap-jsonl"):
+        executable("tap-nope", pip_url=TAP_JSONL)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PluginError, match="no executable 'tap-jsonl' on PATH; give its path, or a pip_url"):
+        executable("tap-jsonl")
+    with pytest.raises(PluginError, match="an empty pip_url"):
+        env_name("  ")
+
+
+def test_a_spec_that_cannot_install_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OSDS_VENV_CACHE", str(tmp_path))
+    with pytest.raises(PluginError, match="installing 'no-such-tap-osds==0.0.0 --no-index' for tap-x failed"):
+        executable("tap-x", pip_url="no-such-tap-osds==0.0.0 --no-index")
