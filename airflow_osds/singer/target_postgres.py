@@ -62,8 +62,8 @@ __all__ = ["TargetConfig", "TargetError", "main", "run"]
 
 log = logging.getLogger("osds-target-postgres")
 
-_META = (Column("_sdc_extracted_at", "TIMESTAMPTZ"), Column("_sdc_table_version", "BIGINT"),
-         Column("_sdc_deleted_at", "TIMESTAMPTZ"))
+_EXTRACTED_AT = Column("_sdc_extracted_at", "TIMESTAMPTZ")
+_META = (_EXTRACTED_AT, Column("_sdc_table_version", "BIGINT"), Column("_sdc_deleted_at", "TIMESTAMPTZ"))
 _FORMATS = {"singer.decimal": r"^-?[0-9]+(\.[0-9]+)?$"}
 _LIBPQ = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert", "sslcert", "sslkey",
           "connect_timeout", "application_name", "options")
@@ -204,7 +204,7 @@ class _Target:
             extracted = message.get("time_extracted")
             version = message.get("version")
             line = copy_line(stream.converters, record, (
-                _escape(extracted) if isinstance(extracted, str) else "\\N",
+                _EXTRACTED_AT.convert(extracted) if isinstance(extracted, str) else "\\N",
                 str(version) if isinstance(version, int) and not isinstance(version, bool) else "\\N",
                 "\\N",
             ))
@@ -325,10 +325,6 @@ class _Target:
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         self.conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({keys}) {action}")
         self.conn.execute(f"DROP TABLE {stage}")
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _json(value: Any) -> str:

@@ -282,6 +282,11 @@ class _Writer:
             if resume:
                 say(f"{source.uri}: resuming after line {resume:,} (committed by an earlier try)")
             with read_lines(source) as reader, OneWriter() as writer:
+
+                def write(lines: list[tuple[int, bytes]]) -> None:
+                    # Parsed here while the previous chunk is written: PostgreSQL works on its own core.
+                    writer.submit(self._write_chunk, source.uri, lines, self._parse_chunk(lines), file_report)
+
                 pending: list[tuple[int, bytes]] = []
                 lines, number = iter(reader), 0
                 while True:
@@ -289,7 +294,7 @@ class _Writer:
                         item = next(lines, None)
                     except (OSError, EOFError, zlib.error) as exc:  # truncated gzip, a dropped connection …
                         if pending:  # what was read is kept; the ledger says where the file broke
-                            writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
+                            write(pending)
                         writer.wait()
                         raise SourceReadError(
                             f"{source.uri} cannot be read past line {number:,}: {type(exc).__name__}: {exc}. "
@@ -302,11 +307,10 @@ class _Writer:
                         continue
                     pending.append((number, raw))
                     if len(pending) >= self.options.chunk_lines:
-                        # Parsed here while the previous chunk is written: PostgreSQL works on its own core.
-                        writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
+                        write(pending)
                         pending = []
                 if pending:
-                    writer.submit(self._write_chunk, source.uri, pending, self._parse_chunk(pending), file_report)
+                    write(pending)
                 writer.wait()
                 file_report.checksum = reader.checksum
             with conn.transaction():
