@@ -1,1 +1,15 @@
 """Singer EL: taps and targets in their own virtualenvs, state in the warehouse, and ``osds-target-postgres`` (no Airflow imports)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["table_name"]
+
+
+def table_name(stream: str) -> str:
+    """The table a stream lands in, named as Singer SDK SQL targets name it (MeltanoLabs target-postgres):
+    the part after the last ``-`` (``public-customers`` → ``customers``; the schema is the target's),
+    lower-cased, every other character than ``a-z0-9_`` as ``_``, and ``_`` before a leading digit."""
+    name = re.sub(r"[^a-z0-9_]", "_", stream.rsplit("-", 1)[-1].lower()) or "_"
+    return "_" + name if name[0].isdigit() else name

@@ -7,8 +7,8 @@ libpq parameter among ``sslmode``…; ``default_target_schema`` (default ``raw``
 ``batch_size_rows`` (default 100,000), ``hard_delete`` (default false), ``rejects_table``
 (default ``_osds_rejects``, in the target schema), ``max_state_lag_seconds`` (default 30).
 
-* **Tables.** A SCHEMA message creates ``<schema>.<stream>`` (``-`` and ``.`` in the stream name
-  become ``_``) with a column per property (:mod:`airflow_osds.singer.columns`), a primary key
+* **Tables.** A SCHEMA message creates ``<schema>.<table>``, the table named as Singer SDK targets name
+  it (:func:`airflow_osds.singer.table_name`: ``public-customers`` → ``customers``) with a column per property (:mod:`airflow_osds.singer.columns`), a primary key
   on ``key_properties``, and ``_sdc_extracted_at``, ``_sdc_table_version``, ``_sdc_deleted_at``.
   A later SCHEMA with more properties adds their columns.
 * **Records** are validated against their stream's schema: by the column converters themselves
@@ -47,6 +47,7 @@ from functools import cached_property
 from typing import IO, Any
 
 from airflow_osds.background import OneWriter
+from airflow_osds.singer import table_name
 from airflow_osds.singer.columns import (
     Column,
     Converter,
@@ -122,10 +123,6 @@ class _Stream:
     @property
     def pending(self) -> int:
         return len(self.by_key) if self.keys else len(self.lines)
-
-
-def table_name(stream: str) -> str:
-    return stream.replace("-", "_").replace(".", "_")
 
 
 class _Target:

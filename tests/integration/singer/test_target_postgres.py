@@ -74,13 +74,13 @@ def test_records_are_upserted_by_key_typed_and_the_state_follows_the_commit(targ
     ])
     assert code == 0, err
     assert out == ['{"bookmarks":{"crm-contacts":{"position":3}}}']
-    assert _rows(warehouse, "SELECT id, name, amount, active, updated_at IS NULL, tags FROM raw_crm.crm_contacts "
+    assert _rows(warehouse, "SELECT id, name, amount, active, updated_at IS NULL, tags FROM raw_crm.contacts "
                             "ORDER BY id") == [
         (1, "Ada L.", None, False, True, None),
         (2, "tab\there \\ and\nnewline", 3, None, True, None),
     ]
     types = dict(_rows(warehouse, "SELECT column_name, data_type FROM information_schema.columns "
-                                  "WHERE table_schema = 'raw_crm' AND table_name = 'crm_contacts'"))
+                                  "WHERE table_schema = 'raw_crm' AND table_name = 'contacts'"))
     assert {k: types[k] for k in ("id", "name", "amount", "active", "updated_at", "tags")} == {
         "id": "bigint", "name": "text", "amount": "numeric", "active": "boolean",
         "updated_at": "timestamp with time zone", "tags": "jsonb"}
@@ -99,7 +99,7 @@ def test_invalid_records_go_to_the_rejects_table_with_the_reason(target: Any, wa
     ])
     assert code == 0, err
     assert out == ['{"bookmarks":{"crm-contacts":{"position":6}}}']
-    assert _rows(warehouse, "SELECT id FROM raw_crm.crm_contacts") == [(5,)]
+    assert _rows(warehouse, "SELECT id FROM raw_crm.contacts") == [(5,)]
     rejects = _rows(warehouse, "SELECT stream, reason, record FROM raw_crm._osds_rejects ORDER BY received_at, reason")
     reasons = {json.loads(r[2]).get("id"): (r[0], r[1]) for r in rejects}
     assert reasons["not-an-int"][1].startswith("violates its schema: data.id must be integer")
@@ -121,7 +121,7 @@ def test_a_grown_schema_adds_columns_and_a_stream_without_key_appends(target: An
         _record({"kind": "open"}, stream="events"),
     ])
     assert code == 0, err
-    assert _rows(warehouse, "SELECT id, region FROM raw_crm.crm_contacts ORDER BY id") == [(1, None), (2, "EU")]
+    assert _rows(warehouse, "SELECT id, region FROM raw_crm.contacts ORDER BY id") == [(1, None), (2, "EU")]
     assert _rows(warehouse, "SELECT count(*) FROM raw_crm.events") == [(2,)]
 
 
@@ -136,7 +136,7 @@ def test_state_is_printed_only_for_what_was_committed_before_a_failure(target: A
     assert code == 1
     assert "failed: InvalidDatetimeFormat" in err and "password" not in err
     assert out == ['{"bookmarks":{"crm-contacts":{"position":1}}}']
-    assert _rows(warehouse, "SELECT id FROM raw_crm.crm_contacts ORDER BY id") == [(1,), (2,)]
+    assert _rows(warehouse, "SELECT id FROM raw_crm.contacts ORDER BY id") == [(1,), (2,)]
 
 
 def test_activate_version_marks_or_deletes_the_older_rows(target: Any, warehouse: Any) -> None:
@@ -145,10 +145,10 @@ def test_activate_version_marks_or_deletes_the_older_rows(target: Any, warehouse
              _record({"id": 1}, version=2),
              json.dumps({"type": "ACTIVATE_VERSION", "stream": "crm-contacts", "version": 2})]
     assert target(lines)[0] == 0
-    assert _rows(warehouse, "SELECT id, _sdc_table_version, _sdc_deleted_at IS NOT NULL FROM raw_crm.crm_contacts "
+    assert _rows(warehouse, "SELECT id, _sdc_table_version, _sdc_deleted_at IS NOT NULL FROM raw_crm.contacts "
                             "ORDER BY id") == [(1, 2, False), (2, 1, True)]
     assert target(lines, hard_delete=True, default_target_schema="raw_hard")[0] == 0
-    assert _rows(warehouse, "SELECT id FROM raw_hard.crm_contacts") == [(1,)]
+    assert _rows(warehouse, "SELECT id FROM raw_hard.contacts") == [(1,)]
 
 
 def test_bad_config_and_bad_input_fail_with_what_to_fix(target: Any, tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_a_plain_schema_is_checked_by_the_converters_with_the_same_reasons(targe
         _record({"id": None}), _record({"id": 5, "name": 7}), _record({"id": 6, "at": "2026-11-01T10:00:00+01:00"}),
     ])
     assert code == 0, err
-    assert _rows(warehouse, "SELECT id, at FROM raw_crm.crm_contacts") == [
+    assert _rows(warehouse, "SELECT id, at FROM raw_crm.contacts") == [
         (6, dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC))]
     reasons = sorted(r[0] for r in _rows(warehouse, "SELECT reason FROM raw_crm._osds_rejects"))
     assert reasons == [
