@@ -1,4 +1,4 @@
-"""The ``osds`` command line: ``demo``, ``validate``, ``compile``, ``schema``, ``graph``, ``dbt-parse``, ``version``.
+"""The ``osds`` command line: ``demo``, ``validate``, ``compile``, ``schema``, ``graph``, ``dbt-parse``, ``singer``, ``version``.
 
 Airflow is imported lazily (``osds demo`` must set Airflow's environment first).
 """
@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     state.add_argument("--connection", default="warehouse", metavar="CONN_ID",
                        help="the Airflow connection of the warehouse holding the state (default: warehouse)")
     state.set_defaults(handler=_singer_state)
+    install = singer_sub.add_parser(
+        "install", help="build the virtualenvs of every tap and target the pipelines name (for Docker images)")
+    install.add_argument("paths", nargs="+", type=Path, help="pipeline folders")
+    install.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
+    install.set_defaults(handler=_singer_install)
 
     version = sub.add_parser("version", help="print the airflow-osds version")
     version.set_defaults(handler=_version)
@@ -258,6 +263,48 @@ def _version(_args: argparse.Namespace) -> int:
 
     print(__version__)
     return 0
+
+
+def _singer_install(args: argparse.Namespace) -> int:
+    from airflow_osds.factory.compile import compile_project
+    from airflow_osds.factory.project import load_project
+    from airflow_osds.singer.plugins import PluginError, executable
+    from airflow_osds.venvs import cache_dir
+
+    plugins: dict[tuple[str, str], list[str]] = {}  # (executable, pip_url) → the steps using it
+    invalid = 0
+    for path in args.paths:
+        compiled = compile_project(load_project(path.resolve(), default_warehouse=args.warehouse))
+        invalid += len(compiled.errors)
+        for error in compiled.errors:
+            print(f"left out (invalid): {error.path}", file=sys.stderr)
+        for pipeline in compiled.pipelines.values():
+            for node in _task_nodes(pipeline.nodes):
+                if node.operator != "airflow_osds.operators.singer.SingerOperator":
+                    continue
+                for side in ("tap", "target"):
+                    spec = node.kwargs.get(side) or {}
+                    if spec.get("pip_url") and "{{" not in str(spec["pip_url"]):
+                        plugins.setdefault((str(spec["executable"]), str(spec["pip_url"])), []).append(
+                            f"{pipeline.dag_id}.{node.id}")
+    failed = 0
+    print(f"virtualenv cache: {cache_dir()}")
+    for (name, pip_url), steps in sorted(plugins.items()):
+        try:
+            found = executable(name, pip_url=pip_url)
+            print(f"ok      {name} from {pip_url!r}: {found} (used by {', '.join(steps)})")
+        except PluginError as exc:
+            failed += 1
+            print(f"FAILED  {name} from {pip_url!r}: {exc}", file=sys.stderr)
+    print(f"{len(plugins)} plugin(s), {failed} failed" + (f"; {invalid} invalid pipeline file(s) left out" if invalid else ""))
+    return 1 if failed or invalid else 0
+
+
+def _task_nodes(nodes: list[Any]) -> list[Any]:
+    out = []
+    for node in nodes:
+        out.extend(_task_nodes(node.children) if hasattr(node, "children") else [node])
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from airflow_osds.assets import TableRef, table_ref_from_uri
-from airflow_osds.localrun import DagRunResult, LocalStack, apply_environ, migrate_metadata_db, run_dag
+from airflow_osds.localrun import CRM_SOURCE_DB, DagRunResult, LocalStack, apply_environ, migrate_metadata_db, run_dag
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "seed_crm_source"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
     console.print(f"[bold]osds demo[/]: embedded PostgreSQL in {stack.postgres.state_dir}")
     stack.start()
     try:
+        seed_crm_source(stack, project_dir / "include" / "data" / "crm" / "crm_source.sql")
         log_level = "INFO" if verbose else "WARNING"
         apply_environ(stack.environ(extra={"AIRFLOW__LOGGING__LOGGING_LEVEL": log_level}))
         migrate_metadata_db()
@@ -40,6 +41,13 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
             console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db)}")
         else:
             stack.postgres.stop()
+
+
+def seed_crm_source(stack: LocalStack, script: Path) -> None:
+    """The demo's CRM database, which the web_analytics pipeline replicates into raw_crm (recreated each run)."""
+    stack.postgres.create_database(CRM_SOURCE_DB)
+    with stack.postgres.connect(CRM_SOURCE_DB, autocommit=True) as conn:
+        conn.execute(script.read_text())
 
 
 def _run_pipelines(console: Console, stack: LocalStack) -> int:

@@ -33,6 +33,8 @@ __all__ = [
 
 METADATA_DB = "airflow"
 WAREHOUSE_DB = "warehouse"
+#: The demo's application database (the "CRM") that its Singer step replicates, and its connection id.
+CRM_SOURCE_DB = "crm_source"
 
 
 def airflow_environ(
@@ -140,7 +142,12 @@ class LocalStack:
             home=self.state_dir / "airflow",
             dags_folder=self.dags_folder,
             metadata_url=self.postgres.uri(METADATA_DB, driver="psycopg2"),
-            connections={"warehouse": self.postgres.airflow_connection(self.warehouse_db)},
+            connections={
+                "warehouse": self.postgres.airflow_connection(self.warehouse_db),
+                # Over TCP: tap-postgres cannot use a unix socket. Trust authentication accepts any
+                # password, and the tap wants one.
+                CRM_SOURCE_DB: {**self.postgres.airflow_connection(CRM_SOURCE_DB, tcp=True), "password": "demo"},
+            },
             # The compiled pipelines of this installation stay with its other state.
             extra={"OSDS_CACHE_DIR": str(self.state_dir / "cache"), **extra},
         )

@@ -153,7 +153,8 @@ def repo_dbt_manifests() -> None:
 
 def copy_web_analytics(dest: Path) -> Path:
     """The demo's web_analytics pipeline with everything it reads, under ``dest`` as under include/:
-    pipelines/web_analytics.yml, data/enriched/, iglu/ and dbt/web_analytics/ (no target/). Returns pipelines/."""
+    pipelines/web_analytics.yml, data/, iglu/ and dbt/web_analytics/ (no target/), and the CRM database
+    (``crm_source``) seeded on the session's PostgreSQL. Returns pipelines/."""
     include = REPO_ROOT / "include"
     (dest / "pipelines").mkdir(parents=True, exist_ok=True)
     shutil.copy(include / "pipelines" / "web_analytics.yml", dest / "pipelines")
@@ -161,4 +162,8 @@ def copy_web_analytics(dest: Path) -> Path:
         shutil.copytree(include / part, dest / part)
     shutil.copytree(include / "dbt" / "web_analytics", dest / "dbt" / "web_analytics",
                     ignore=shutil.ignore_patterns("target", "logs"))
+    from airflow_osds.demo import seed_crm_source
+
+    STACK.start()
+    seed_crm_source(STACK, include / "data" / "crm" / "crm_source.sql")  # what its Singer step replicates
     return dest / "pipelines"

@@ -108,7 +108,7 @@ def looks_secret(name: str) -> bool:
     """Whether a variable called ``name`` (a dbt var, an environment variable) holds a secret.
 
     ``API_TOKEN``, ``db_password``, ``snowplowApiKey``, ``AIRFLOW__CORE__FERNET_KEY`` do;
-    ``unique_key``, ``partition_key``, ``use_seed_events`` do not.
+    ``unique_key``, ``partition_key``, ``use_seeds`` do not.
     """
     parts = [part.lower() for part in _NAME_PARTS.findall(name)]
     if any(part in _SECRET_PARTS or part.endswith(("password", "secret", "token")) for part in parts):

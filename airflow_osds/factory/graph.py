@@ -11,7 +11,8 @@ __all__ = ["mermaid"]
 
 
 def _node_id(prefix: str, name: str) -> str:
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+    # `_` escaped as `__` first, so `raw.crm_contacts` and `raw_crm.contacts` stay two nodes.
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name.replace('_', '__'))}"
 
 
 def mermaid(project: Project) -> str:

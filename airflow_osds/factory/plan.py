@@ -206,7 +206,7 @@ def _data_failure(exc: BaseException) -> str:
 def _failure_location(step: StepPlan, block_type: Any, exc: BaseException) -> tuple[Any, ...]:
     """The field the failure names, else the file field it names, else the first file field, else the block."""
     if isinstance(exc, FieldProblem):
-        return (*step.location, step.spec.block_name, exc.field)
+        return (*step.location, step.spec.block_name, *exc.path)
     fields = [f.field for f in block_type.file_fields]
     filename = str(getattr(exc, "filename", "") or "")
     named = [f for f in fields if getattr(step.spec.block, f, None) and str(getattr(step.spec.block, f)) in filename]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["table_name"]
+__all__ = ["OSDS_TARGET", "table_name"]
+
+#: This package's COPY target (a console script installed with it): the target a step uses unless it names another.
+OSDS_TARGET = "osds-target-postgres"
 
 
 def table_name(stream: str) -> str:

@@ -29,7 +29,7 @@ def test_failed_build_resumes_with_dbt_retry(warehouse, run_dag, tmp_path: Path)
                 task_id="build",
                 project_dir={str(project)!r},
                 target_schema="analytics",
-                vars='{{"use_seed_events": true, "fail_test": {{{{ "true" if ti.try_number == 1 else "false" }}}}}}',
+                vars='{{"use_seeds": true, "fail_test": {{{{ "true" if ti.try_number == 1 else "false" }}}}}}',
                 retries=1,
                 retry_delay=dt.timedelta(seconds=0),
             )
@@ -76,11 +76,13 @@ def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, 
 
     dag = pipeline_dags(pipelines)["web_analytics"]
     assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == {"load_events"}
+    assert dag.task_dict["transform.stg_contacts"].upstream_task_ids == {"replicate_crm"}, "raw_crm.contacts"
     result = run_dag(dag)
     assert result.state == "success", result
     assert warehouse.scalar("SELECT count(*) FROM marts.sessions") == warehouse.scalar(
         "SELECT count(DISTINCT domain_sessionid) FROM atomic.events WHERE event_name = 'page_view'"
     )
+    assert warehouse.scalar("SELECT count(*) FROM marts.high_value_users") == 3  # from the replicated CRM
     extras = _asset_event_extras("osds://warehouse/marts/sessions")
     assert extras and extras[-1] == {"rows_affected": warehouse.scalar("SELECT count(*) FROM marts.sessions")}
 
@@ -111,7 +113,7 @@ def test_failure_names_the_failing_test_and_its_message(warehouse, run_dag, tmp_
 
         with DAG("dbt_fail", schedule=None):
             DbtBuildOperator(task_id="build", project_dir={str(project)!r},
-                             vars={{"use_seed_events": True, "fail_test": True}})
+                             vars={{"use_seeds": True, "fail_test": True}})
     """))
     try:
         result = run_dag(DagBag(dag_folder=str(dag_file)).dags["dbt_fail"])

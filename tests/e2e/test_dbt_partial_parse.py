@@ -62,7 +62,7 @@ def test_a_task_that_cannot_reuse_the_parse_parses_fully_and_says_why(warehouse,
         with DAG("dbt_partial_parse", schedule=None):
             same = DbtBuildOperator(task_id="same_vars", project_dir={str(project)!r}, select=["stg_page_views"])
             other = DbtBuildOperator(task_id="other_vars", project_dir={str(project)!r}, select=["stg_page_views"],
-                                     vars={{"use_seed_events": True}})
+                                     vars={{"use_seeds": True}})
             same >> other
     """))
     try:

@@ -30,7 +30,7 @@ def test_a_state_step_runs_what_changed_since_its_last_success(warehouse, pipeli
 
     project = tmp_path / "dbt" / "web_analytics"
     shutil.copytree(REPO / "include" / "dbt" / "web_analytics", project, ignore=shutil.ignore_patterns("target", "logs"))
-    parse_project(project, vars={"use_seed_events": True})
+    parse_project(project, vars={"use_seeds": True})
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     (pipelines / "changed.yml").write_text(textwrap.dedent("""\
@@ -42,7 +42,7 @@ def test_a_state_step_runs_what_changed_since_its_last_success(warehouse, pipeli
               granularity: project
               select: ["state:modified+"]
               state: warehouse
-              vars: {use_seed_events: true}
+              vars: {use_seeds: true}
     """))
 
     def run() -> dict[str, Any]:
@@ -57,7 +57,7 @@ def test_a_state_step_runs_what_changed_since_its_last_success(warehouse, pipeli
 
     sessions = project / "models" / "marts" / "web" / "sessions.sql"
     sessions.write_text(sessions.read_text() + "\n-- a change to this model\n")
-    parse_project(project, vars={"use_seed_events": True})  # the deployment step after a change
+    parse_project(project, vars={"use_seeds": True})  # the deployment step after a change
     second = run()
     assert second["compared_with_state"] is True
     models = {n for n in second["nodes"] if n.startswith("model.")}

@@ -96,3 +96,9 @@ def test_committed_schemas_are_current(tmp_path: Path) -> None:
     for name, args in (("pipeline.schema.json", []), ("defaults.schema.json", ["--defaults"])):
         generated = _osds("schema", *args).stdout
         assert (repo / "schemas" / name).read_text() == generated, f"regenerate with: osds schema {' '.join(args)} -o schemas/{name}"
+
+
+def test_graph_node_ids_of_names_that_differ_only_in_dots_and_underscores_differ() -> None:
+    from airflow_osds.factory.graph import _node_id
+
+    assert _node_id("t", "warehouse.raw.crm_contacts") != _node_id("t", "warehouse.raw_crm.contacts")

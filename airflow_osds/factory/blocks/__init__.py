@@ -47,10 +47,11 @@ log = logging.getLogger(__name__)
 
 
 class FieldProblem(ValueError):
-    """A block's data cannot be derived because of one of its fields: reported at that field."""
+    """A block's data cannot be derived because of one of its fields: reported at that field
+    (``"source"``, or a path into the block such as ``("tap", "catalog")``)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
+    def __init__(self, field: str | tuple[str | int, ...], message: str) -> None:
+        self.path: tuple[str | int, ...] = (field,) if isinstance(field, str) else tuple(field)
         super().__init__(message)
 
 

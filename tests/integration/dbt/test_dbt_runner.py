@@ -26,7 +26,7 @@ from ._venv import ensure_dbt_venv
 PROJECT = Path(__file__).resolve().parents[3] / "include" / "dbt" / "web_analytics"
 # trust auth ignores it; it is there to prove it never reaches disk or logs.
 PASSWORD = "Dummy-s3cret-pw-4711"
-SEED_VARS = {"use_seed_events": True}
+SEED_VARS = {"use_seeds": True}
 FAILING_TEST = "test.web_analytics.assert_no_future_sessions"
 
 EXPECTED_ROWS = {

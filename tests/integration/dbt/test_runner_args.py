@@ -136,7 +136,7 @@ def test_a_weak_password_is_not_a_dbt_env_secret() -> None:
 @pytest.mark.parametrize(
     ("name", "secret"),
     [("API_TOKEN", True), ("db_password", True), ("snowplowApiKey", True), ("AIRFLOW__CORE__FERNET_KEY", True),
-     ("aws_secret_access_key", True), ("unique_key", False), ("partition_key", False), ("use_seed_events", False)],
+     ("aws_secret_access_key", True), ("unique_key", False), ("partition_key", False), ("use_seeds", False)],
 )  # fmt: skip
 def test_which_names_look_secret(name: str, secret: bool) -> None:
     assert looks_secret(name) is secret
@@ -168,11 +168,11 @@ def test_vars_in_extra_args_are_refused() -> None:
 
 def test_scrub_redacts_artifacts_and_secret_looking_vars() -> None:
     document = {
-        "args": {"which": "build", "select": ["select"], "vars": {"api_token": "t0k", "use_seed_events": True}},
+        "args": {"which": "build", "select": ["select"], "vars": {"api_token": "t0k", "use_seeds": True}},
         "results": [{"unique_id": "model.p.m", "message": "login failed for S3cr3t-long-value"}],
     }
     clean = scrub(document, ["S3cr3t-long-value", "select"])
-    assert clean["args"] == {"which": "build", "select": ["select"], "vars": {"api_token": "***", "use_seed_events": True}}
+    assert clean["args"] == {"which": "build", "select": ["select"], "vars": {"api_token": "***", "use_seeds": True}}
     assert clean["results"][0]["message"] == "login failed for ***"
     assert document["args"]["vars"]["api_token"] == "t0k", "the input is not modified"
 

@@ -1,6 +1,6 @@
 {#- The sources are atomic.events and its web_page context table, as the Snowplow loader writes
-    them; with var use_seed_events the seed stands in (it has no context table). -#}
-{%- if var('use_seed_events', false) %}
+    them; with var use_seeds the seed stands in (it has no context table). -#}
+{%- if var('use_seeds', false) %}
 select
     event_id,
     collector_tstamp::timestamp as viewed_at,
