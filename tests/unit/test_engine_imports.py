@@ -40,6 +40,7 @@ ENGINE_MODULES = [
     "airflow_osds.snowplow.validation",
     "airflow_osds.singer",
     "airflow_osds.singer.columns",
+    "airflow_osds.singer.meltano",
     "airflow_osds.singer.plugins",
     "airflow_osds.singer.runner",
     "airflow_osds.singer.state",
