@@ -48,6 +48,10 @@ _CONNECTION_HOOKS = [
 _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     "integrations": [
         {
+            "integration-name": "Singer",
+            "external-doc-url": "https://hub.meltano.com/singer/spec"
+        },
+        {
             "integration-name": "Snowplow",
             "external-doc-url": "https://docs.snowplow.io/docs/api-reference/loaders-storage-targets/snowplow-postgres-loader/"
         },
@@ -61,6 +65,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "operators": [
+        {
+            "integration-name": "Singer",
+            "python-modules": [
+                "airflow_osds.operators.singer"
+            ]
+        },
         {
             "integration-name": "Snowplow",
             "python-modules": [
@@ -101,6 +111,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "hooks": [
+        {
+            "integration-name": "Singer",
+            "python-modules": [
+                "airflow_osds.hooks.singer"
+            ]
+        },
         {
             "integration-name": "Snowplow",
             "python-modules": [

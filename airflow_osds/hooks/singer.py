@@ -65,30 +65,66 @@ class SingerHook(BaseHook):
         return connection_config(host=connection.host, port=connection.port, login=connection.login,
                                  password=connection.password, schema=connection.schema, extra=connection.extra_dejson)
 
-    def plugin(self, spec: Mapping[str, Any], *, expand_env: bool = False,
+    def plugin(self, spec: Mapping[str, Any], *, base_config: Mapping[str, Any] | None = None,
                overrides: Mapping[str, Any] | None = None) -> Plugin:
         """A tap or target ready to run, from its spec (``name``, ``executable``, ``pip_url``,
         ``connection``, ``config``, ``catalog_arg``: what the ``singer`` block compiles).
 
-        :param expand_env: expand ``$VAR`` / ``${VAR}`` in the settings (a Meltano project's config).
-        :param overrides: settings that win over every other (the target's ``default_target_schema``).
+        Its settings, each layer over the one before: the connection's, ``base_config`` (a Meltano
+        plugin's), the spec's ``config``, ``overrides`` (the target's ``default_target_schema``).
+
         :raises PluginError: the executable cannot be found or installed.
-        :raises MeltanoError: a setting names an environment variable that is not set.
         """
         from airflow_osds.singer.plugins import executable
         from airflow_osds.singer.sync import Plugin
 
         name = str(spec.get("name") or spec["executable"])
         config: dict[str, Any] = self.connection_settings(spec["connection"]) if spec.get("connection") else {}
-        settings = dict(spec.get("config") or {})
-        if expand_env:
-            from airflow_osds.singer.meltano import expand_env as expand
-
-            settings = expand(settings, os.environ)
-        config.update(settings)
+        config.update(base_config or {})
+        config.update(spec.get("config") or {})
         config.update(overrides or {})
         command = _own_executable(str(spec["executable"])) or str(executable(str(spec["executable"]), pip_url=spec.get("pip_url")))
         return Plugin(name=name, command=(command,), config=config, catalog_arg=str(spec.get("catalog_arg") or "--catalog"))
+
+    def meltano_settings(self, ref: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Callable[[], Any]]:
+        """A Meltano project's extractor and loader settings, ``$VAR`` expanded from this worker's
+        environment and cast by setting kind, and a function returning the state Meltano kept for
+        them in a ``file://`` state backend (``None`` when there is none or it cannot be located).
+
+        :param ref: ``project`` (its meltano.yml), ``environment``, ``extractor``, ``loader``, ``import_state``.
+        :raises MeltanoError: the project, a plugin or a referenced variable is missing.
+        """
+        from pathlib import Path
+
+        from airflow_osds.singer.meltano import MeltanoError, expand_env, load_project, read_file_state
+
+        project = load_project(Path(ref["project"]), ref.get("environment"))
+        env = project.env(os.environ)
+        settings = []
+        for kind, name in (("extractor", ref["extractor"]), ("loader", ref.get("loader"))):
+            if not name:
+                settings.append({})
+                continue
+            plugin = project.plugin(kind, name)
+            config = plugin.runtime_config(env)
+            self.secrets.extend(str(config[k]) for k in plugin.sensitive if config.get(k) not in (None, ""))
+            settings.append(config)
+
+        def imported() -> Any:
+            uri = project.state_backend_uri
+            if not ref.get("import_state", True) or not uri or not ref.get("loader"):
+                return None
+            try:
+                uri = expand_env(uri, env)
+                if not str(uri).startswith("file://"):
+                    self.log.info("Meltano's state backend is %s, not file://: no state imported", str(uri).split(":", 1)[0])
+                    return None
+                return read_file_state(str(uri), project.state_id(ref["extractor"], ref["loader"], env=env))
+            except MeltanoError as exc:
+                self.log.warning("No Meltano state imported: %s", exc)
+                return None
+
+        return settings[0], settings[1], imported
 
     def sync(self, tap: Plugin, target: Plugin, *, say: Callable[[str], None] | None = None,
              on_log: Callable[[str, str], None] | None = None, **kwargs: Any) -> Any:

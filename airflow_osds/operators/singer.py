@@ -41,9 +41,9 @@ class SingerOperator(BaseOperator):
     :param warehouse_conn_id: the warehouse's ``postgres`` connection, where the state is kept.
     :param state_id: default ``<dag_id>:<task_id>:<tap>-to-<target>`` (templated).
     :param full_refresh: clear the state first (templated; ``"true"``/``"false"`` strings work).
-    :param expand_env: expand ``$VAR`` in settings (Meltano projects).
-    :param meltano_state: ``{"uri": "file:///…", "state_id": …}``: a Meltano state backend to import the
-        state from when there is none stored yet.
+    :param meltano: a Meltano project whose extractor and loader settings lie under ``tap``'s and
+        ``target``'s: ``project`` (its meltano.yml), ``environment``, ``extractor``, ``loader``, and
+        ``import_state`` (start from the state Meltano kept in a ``file://`` backend when none is stored).
     :param timeout: seconds before both processes are stopped and the task fails.
     """
 
@@ -60,8 +60,7 @@ class SingerOperator(BaseOperator):
         warehouse_conn_id: str = "warehouse",
         state_id: str | None = None,
         full_refresh: bool | str = False,
-        expand_env: bool = False,
-        meltano_state: Mapping[str, str] | None = None,
+        meltano: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -74,8 +73,7 @@ class SingerOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
         self.state_id = state_id
         self.full_refresh = full_refresh
-        self.expand_env = expand_env
-        self.meltano_state = dict(meltano_state) if meltano_state else None
+        self.meltano = dict(meltano) if meltano else None
         self.timeout = timeout
 
     @cached_property
@@ -90,14 +88,15 @@ class SingerOperator(BaseOperator):
         from airflow_osds.singer.state import state_id as default_state_id
 
         try:
-            tap = self.hook.plugin(self.tap, expand_env=self.expand_env)
-            target = self.hook.plugin(self.target, expand_env=self.expand_env,
+            tap_base, target_base, imported = self.hook.meltano_settings(self.meltano) if self.meltano else ({}, {}, None)
+            tap = self.hook.plugin(self.tap, base_config=tap_base)
+            target = self.hook.plugin(self.target, base_config=target_base,
                                       overrides={"default_target_schema": self.schema})
             sid = self.state_id or default_state_id(context["dag"].dag_id, self.task_id, tap.name, target.name)
             report = self.hook.sync(
                 tap, target, state_id=sid, full_refresh=_truthy(self.full_refresh), catalog=self._catalog(),
                 select=self.tap.get("select") or (), metadata=self.tap.get("metadata") or None,
-                imported_state=self._meltano_state, timeout=self.timeout, say=self.log.info,
+                imported_state=imported, timeout=self.timeout, say=self.log.info,
             )
         except SingerError as exc:
             raise AirflowException(str(exc)) from None  # a failure the retry resumes from the kept state
@@ -122,16 +121,6 @@ class SingerOperator(BaseOperator):
                 return json.load(handle)
         except (OSError, ValueError) as exc:
             raise CatalogError(f"cannot read the catalog {path}: {exc}") from None
-
-    def _meltano_state(self) -> Any:
-        if not self.meltano_state:
-            return None
-        from airflow_osds.singer.meltano import read_file_state
-
-        found = read_file_state(self.meltano_state["uri"], self.meltano_state["state_id"])
-        if found is not None:
-            self.log.info("Imported Meltano's state %r from %s", self.meltano_state["state_id"], self.meltano_state["uri"])
-        return found
 
     def _record(self, report: SyncReport, context: Context) -> None:
         """Put the records each table received on its outlet's Asset event."""

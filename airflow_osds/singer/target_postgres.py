@@ -3,7 +3,7 @@
     tap | osds-target-postgres --config config.json > state-lines
 
 Config (JSON): ``host``, ``port``, ``user``, ``password``, ``database`` (or ``dbname``), any
-libpq parameter among ``sslmode``…; ``default_target_schema`` (default ``raw``),
+libpq parameter among ``sslmode``…, or MeltanoLabs target-postgres's ``sqlalchemy_url``; ``default_target_schema`` (default ``raw``),
 ``batch_size_rows`` (default 100,000), ``hard_delete`` (default false), ``rejects_table``
 (default ``_osds_rejects``, in the target schema), ``max_state_lag_seconds`` (default 30).
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -90,6 +91,11 @@ class TargetConfig:
         conninfo = {k: raw[k] for k in _LIBPQ if raw.get(k) not in (None, "")}
         if raw.get("database") and "dbname" not in conninfo:
             conninfo["dbname"] = raw["database"]
+        url = raw.get("sqlalchemy_url")
+        if url and "host" not in conninfo:  # MeltanoLabs target-postgres's setting: `postgresql+psycopg://…`
+            if not isinstance(url, str) or not url.startswith(("postgresql", "postgres:")):
+                raise TargetError("sqlalchemy_url must be a postgresql:// URL")
+            conninfo["conninfo"] = re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
         conninfo.setdefault("application_name", "osds-target-postgres")
         batch = raw.get("batch_size_rows", 100_000)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

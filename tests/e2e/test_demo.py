@@ -24,7 +24,12 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         # A home of its own: the demo must leave it untouched (no ~/airflow, no cache).
         home = project / "home"
         home.mkdir()
+        from airflow_osds.venvs import CACHE_ENV, cache_dir
+
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OSDS_"))} | {"HOME": str(home)}
+        # The component virtualenvs (the demo's tap-postgres) come from the cache outside the project, as
+        # on a machine where the user set OSDS_VENV_CACHE: built once, not per demo run.
+        env[CACHE_ENV] = str(cache_dir())
         result = subprocess.run(
             [OSDS, "demo", "--project-dir", str(project)], capture_output=True, text=True, env=env, timeout=300
         )
@@ -43,6 +48,8 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert re.search(r"warehouse:atomic\.events\s+│\s+1994 │", output), output
         assert re.search(r"warehouse:atomic\.com_snowplowanalytics_snowplow_web_page_1\s+│\s+1994 │", output), output
         assert re.search(r"warehouse:marts\.high_value_users\s+│\s+3 │", output), output
+        # The CRM's contacts, replicated from its database by the Singer step (tap-postgres → osds-target-postgres).
+        assert re.search(r"warehouse:raw_crm\.contacts\s+│\s+10 │", output), output
         assert "3 pipeline(s) succeeded" in output
         # Airflow's home, the compiled pipelines and the database live in the project, never in the user's home.
         assert list(home.iterdir()) == [], "Airflow or the cache wrote into the user's home"

@@ -129,3 +129,99 @@ def test_a_missing_executable_fails_the_task_saying_what_to_install(
     assert result.task_states["extract"] == "failed", result
     log = "".join(capfd.readouterr())
     assert "AirflowFailException" in log and "no executable 'tap-nowhere-to-be-found' on PATH" in log
+
+
+MELTANO_YML = """\
+default_environment: dev
+project_id: e2e
+send_anonymous_usage_stats: false
+state_backend:
+  uri: file://${MELTANO_PROJECT_ROOT}/.meltano/state
+environments:
+  - name: dev
+plugins:
+  extractors:
+    - name: tap-crm
+      inherit_from: tap-postgres
+      config:
+        database: crm_source
+      select: ["public-contacts.*", "!public-contacts.plan"]
+      metadata:
+        public-contacts: {replication-key: updated_at}
+    - name: tap-postgres
+      namespace: tap_postgres
+      pip_url: meltanolabs-tap-postgres==0.10.0
+      executable: tap-postgres
+      capabilities: [catalog, discover, state]
+      settings:
+        - {name: password, kind: password}
+        - {name: port, kind: integer}
+        - {name: filter_schemas, kind: array}
+      config:
+        host: 127.0.0.1
+        port: $CRM_PORT
+        user: postgres
+        password: $CRM_PASSWORD
+        filter_schemas: '["public"]'
+  loaders:
+    - name: target-osds
+      namespace: target_osds
+      executable: osds-target-postgres
+      config:
+        default_target_schema: raw_meltano_e2e
+"""
+
+MELTANO_PIPELINE = """\
+pipeline: singer_meltano_e2e
+schedule: "@daily"
+start_date: 2026-01-01
+steps:
+  extract:
+    singer:
+      meltano: {project: ../meltano/meltano.yml, extractor: tap-crm, loader: target-osds}
+"""
+
+
+def test_a_meltano_projects_extractor_and_loader_run_without_meltano_from_meltanos_state(
+    warehouse: Any, pipeline_dags: Any, run_dag: Any, tmp_path: Path, monkeypatch: Any, capfd: Any
+) -> None:
+    from airflow_osds.demo import seed_crm_source
+
+    from tests.conftest import REPO_ROOT
+
+    stack = warehouse.stack
+    seed_crm_source(stack, REPO_ROOT / "include" / "data" / "crm" / "crm_source.sql")
+    project = tmp_path / "meltano"
+    project.mkdir()
+    (project / "meltano.yml").write_text(MELTANO_YML)
+    # What `meltano run tap-crm target-osds` left in its file state backend: contacts up to 2026-11-22.
+    bookmark = {"bookmarks": {"public-contacts": {"replication_key": "updated_at",
+                                                  "replication_key_value": "2026-11-22T00:00:00+00:00"}}}
+    state_dir = project / ".meltano" / "state" / "dev:tap-crm-to-target-osds"
+    state_dir.mkdir(parents=True)
+    (state_dir / "state.json").write_text(json.dumps({"completed": {"singer_state": bookmark}}))
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "singer_meltano_e2e.yml").write_text(MELTANO_PIPELINE)
+    monkeypatch.setenv("CRM_PORT", str(stack.postgres.port))  # a string cast to the setting's kind (integer)
+    monkeypatch.setenv("CRM_PASSWORD", "s3cr3t-pw-e2e")  # trust auth ignores it; it must never be printed
+
+    dag = pipeline_dags(pipelines)["singer_meltano_e2e"]
+    assert [o.uri for o in dag.task_dict["extract"].outlets] == ["osds://warehouse/raw_meltano_e2e/contacts"]
+    result = run_dag(dag)
+    assert result.state == "success", result
+    summary = _return_value("singer_meltano_e2e", "extract")
+    assert summary["started_from"] == "imported state"
+    assert summary["state_id"] == "singer_meltano_e2e:extract:tap-crm-to-target-osds"
+    # From Meltano's bookmark on: the 4 contacts updated on 2026-11-22 or later, without the deselected plan.
+    with stack.postgres.connect("crm_source") as source:
+        expected = source.execute("SELECT user_id FROM contacts WHERE updated_at >= '2026-11-22' ORDER BY 1").fetchall()
+    assert len(expected) == 4 and summary["records"] == {"public-contacts": 4}
+    with stack.postgres.connect(warehouse.dbname) as conn:
+        assert conn.execute("SELECT user_id FROM raw_meltano_e2e.contacts ORDER BY 1").fetchall() == expected
+    columns = warehouse.scalar("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM "
+                               "information_schema.columns WHERE table_schema = 'raw_meltano_e2e' AND table_name = 'contacts'")
+    assert "plan" not in columns.split(",") and "email" in columns.split(",")
+    assert summary["state"]["bookmarks"]["public-contacts"]["replication_key_value"].startswith("2026-11-23")
+    log = "".join(capfd.readouterr())
+    assert "s3cr3t-pw-e2e" not in log

@@ -4,6 +4,7 @@ the state kept in the warehouse; or the extractor and loader of a Meltano projec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -101,14 +102,15 @@ def _merged(base: dict[str, Any], over: SingerPlugin | None) -> dict[str, Any]:
 
 
 def resolve(block: SingerBlock, ctx: StepContext) -> dict[str, Any]:
-    """The operator's plugin arguments: ``tap``, ``target``, ``schema`` and, for a Meltano project, where its state is.
+    """The operator's plugin arguments: ``tap``, ``target``, ``schema`` and, for a Meltano project, ``meltano``
+    (where its plugins' settings are read at run time, when their ``$VAR`` references can be expanded).
 
     :raises FieldProblem: the Meltano project or a catalog file cannot be used.
     """
     tap: dict[str, Any] = {}
     target: dict[str, Any] = {}
-    meltano_state = None
-    expand_env = False
+    meltano = None
+    loader_config: dict[str, Any] = {}
     if block.meltano is not None:
         from airflow_osds.singer.meltano import MeltanoError, load_project
 
@@ -122,18 +124,16 @@ def resolve(block: SingerBlock, ctx: StepContext) -> dict[str, Any]:
             raise FieldProblem("meltano", str(exc)) from None
         except OSError as exc:
             raise FieldProblem(("meltano", "project"), f"cannot read {path}: {exc.strerror}") from None
-        for dependency in getattr(project, "files", ()):
-            ctx.depend_on(dependency)
+        for dependency in project.files:
+            ctx.depend_on(Path(dependency))
+        # Settings stay in meltano.yml: read at run time, with `$VAR` expanded from the worker's environment.
         tap = {"name": extractor.name, "executable": extractor.executable, "pip_url": extractor.pip_url,
-               "config": dict(extractor.config), "select": list(extractor.select), "metadata": dict(extractor.metadata),
-               "catalog_arg": extractor.catalog_arg}
+               "select": list(extractor.select), "metadata": dict(extractor.metadata), "catalog_arg": extractor.catalog_arg}
         if loader is not None:
-            target = {"name": loader.name, "executable": loader.executable, "pip_url": loader.pip_url,
-                      "config": dict(loader.config)}
-        expand_env = True
-        uri = project.state_backend_uri
-        if block.meltano.import_state and uri and uri.startswith("file://"):
-            meltano_state = {"uri": uri, "state_id": project.state_id(extractor.name, loader.name if loader else OSDS_TARGET)}
+            target = {"name": loader.name, "executable": loader.executable, "pip_url": loader.pip_url}
+            loader_config = dict(loader.config)
+        meltano = {"project": str(path), "environment": block.meltano.environment, "extractor": extractor.name,
+                   "loader": loader.name if loader else None, "import_state": block.meltano.import_state}
     tap = _merged(tap, block.tap)
     target = _merged(target, block.target)
     if not target.get("executable") and not target.get("name"):
@@ -147,8 +147,9 @@ def resolve(block: SingerBlock, ctx: StepContext) -> dict[str, Any]:
         catalog_path = ctx.path(tap["catalog"])
         ctx.depend_on(catalog_path)
         tap["catalog"] = str(catalog_path)
-    schema = block.schema_ or _plain(target.get("config", {}).get("default_target_schema")) or DEFAULT_SCHEMA
-    return {"tap": tap, "target": target, "schema": schema, "meltano_state": meltano_state, "expand_env": expand_env}
+    schema = (block.schema_ or _plain(target.get("config", {}).get("default_target_schema"))
+              or _plain(loader_config.get("default_target_schema")) or DEFAULT_SCHEMA)
+    return {"tap": tap, "target": target, "schema": schema, "meltano": meltano}
 
 
 def _plain(value: Any) -> str | None:
@@ -202,12 +203,11 @@ def compile_task(block: SingerBlock, ctx: StepContext) -> TaskNode:
         "schema": plugins["schema"],
         "warehouse_conn_id": ctx.warehouse,
         "full_refresh": block.full_refresh,
-        "expand_env": plugins["expand_env"],
     }
     if block.state_id:
         kwargs["state_id"] = block.state_id
-    if plugins["meltano_state"]:
-        kwargs["meltano_state"] = plugins["meltano_state"]
+    if plugins["meltano"]:
+        kwargs["meltano"] = plugins["meltano"]
     if block.timeout is not None:
         kwargs["timeout"] = block.timeout.total_seconds()
     return ctx.task("airflow_osds.operators.singer.SingerOperator", kwargs)

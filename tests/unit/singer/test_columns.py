@@ -76,3 +76,15 @@ def test_strict_converters_cover_plain_schemas_only() -> None:
                    {"properties": {"x": {"type": ["string", "integer"]}}},
                    {"properties": {"x": {"type": "string", "format": "email"}}}):
         assert strict_converters(richer) is None
+
+
+def test_the_target_takes_meltanolabs_sqlalchemy_url_when_no_host_is_given() -> None:
+    from airflow_osds.singer.target_postgres import TargetConfig, TargetError
+
+    config = TargetConfig.from_dict({"sqlalchemy_url": "postgresql+psycopg://etl:pw@db.internal:6432/wh?sslmode=require"})
+    assert config.conninfo == {"conninfo": "postgresql://etl:pw@db.internal:6432/wh?sslmode=require",
+                               "application_name": "osds-target-postgres"}
+    assert TargetConfig.from_dict({"host": "h", "sqlalchemy_url": "postgresql://x@y/z"}).conninfo == {
+        "host": "h", "application_name": "osds-target-postgres"}
+    with pytest.raises(TargetError, match="sqlalchemy_url must be a postgresql:// URL"):
+        TargetConfig.from_dict({"sqlalchemy_url": "mysql://x@y/z"})
