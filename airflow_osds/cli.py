@@ -227,6 +227,9 @@ def _singer_state(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"osds singer state set: the state is not JSON: {exc}", file=sys.stderr)
             return 2
+        if isinstance(value, dict) and set(value) == {"singer_state"}:
+            value = value["singer_state"]  # what `meltano state get <id>` prints: the state is inside
+            print("(unwrapped Meltano's {\"singer_state\": …})", file=sys.stderr)
     with connect(BaseHook.get_connection(args.connection), application_name="osds singer state") as conn:
         if args.action == "list":
             for stored in state.list_states(conn):

@@ -46,3 +46,10 @@ def test_the_cli_sets_gets_lists_and_clears(warehouse: Any, tmp_path: Path) -> N
     bad = _osds(warehouse, "set", sid, "{not json")
     assert bad.returncode == 2 and "the state is not JSON" in bad.stderr
     assert _osds(warehouse, "get").returncode == 2
+
+
+def test_set_takes_what_meltano_state_get_prints(warehouse: Any) -> None:
+    sid = "demo:crm:from-meltano"
+    done = _osds(warehouse, "set", sid, json.dumps({"singer_state": {"bookmarks": {"orders": {"id": 9}}}}))
+    assert done.returncode == 0 and "unwrapped Meltano's" in done.stderr, done.stderr
+    assert json.loads(_osds(warehouse, "get", sid).stdout) == {"bookmarks": {"orders": {"id": 9}}}
