@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-__all__ = ["Column", "Converter", "Unfit", "columns_of", "converters", "copy_line", "quote_ident", "strict_converters"]
+__all__ = ["Column", "Converter", "Unfit", "columns_of", "converters", "copy_line", "json_text", "quote_ident", "strict_converters"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -38,14 +39,21 @@ class Unfit(ValueError):
     """A value its column cannot hold."""
 
 
-def _json_text(value: Any) -> str:
-    import msgspec.json
+_ENCODE: Callable[[Any], bytes] | None = None
 
-    return msgspec.json.encode(value).decode()
+
+def json_text(value: Any) -> str:
+    """JSON text of a decoded value; numbers decoded as ``Decimal`` (the target's) stay numbers, digit for digit."""
+    global _ENCODE
+    if _ENCODE is None:
+        import msgspec.json
+
+        _ENCODE = msgspec.json.Encoder(decimal_format="number").encode
+    return _ENCODE(value).decode()
 
 
 def _text(value: Any) -> str:
-    text = value if isinstance(value, str) else _json_text(value)
+    text = value if isinstance(value, str) else json_text(value)
     if "\x00" in text:
         raise Unfit("text with a NUL character (PostgreSQL text cannot hold it)")
     # Most values need no escape; four substring tests are much cheaper than a translate.
@@ -58,36 +66,38 @@ def _bigint(value: Any) -> str:
     if type(value) is int and -9223372036854775808 <= value <= 9223372036854775807:  # the common case first
         return str(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
+        if (isinstance(value, float) and value.is_integer()) or (
+                isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()):
             value = int(value)
         else:
-            raise Unfit(f"an integer, got {_json_text(value)}")
+            raise Unfit(f"an integer, got {json_text(value)}")
     if not _INT64[0] <= value <= _INT64[1]:
         raise Unfit(f"a 64-bit integer, got {value}")
     return str(value)
 
 
 def _numeric(value: Any) -> str:
-    if type(value) is int:
+    # The target decodes JSON numbers with a fraction as Decimal: written digit for digit, as the tap sent them.
+    if type(value) is int or (type(value) is Decimal and value.is_finite()):
         return str(value)
     if type(value) is float and value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
         return repr(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Unfit(f"a number, got {_json_text(value)}")
-    if value != value or value in (float("inf"), float("-inf")):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise Unfit(f"a number, got {json_text(value)}")
+    if value != value or value in (float("inf"), float("-inf")) or isinstance(value, Decimal):
         raise Unfit("a finite number")
     return repr(value) if isinstance(value, float) else str(value)
 
 
 def _boolean(value: Any) -> str:
     if not isinstance(value, bool):
-        raise Unfit(f"a boolean, got {_json_text(value)}")
+        raise Unfit(f"a boolean, got {json_text(value)}")
     return "t" if value else "f"
 
 
 def _as_given(value: Any) -> str:
     if not isinstance(value, str):
-        raise Unfit(f"a string, got {_json_text(value)}")
+        raise Unfit(f"a string, got {json_text(value)}")
     return _text(value)
 
 
@@ -99,7 +109,7 @@ _CONVERTERS: dict[str, Callable[[Any], str]] = {
     "DATE": _as_given,
     "TIME": _as_given,
     "TEXT": _text,
-    "JSONB": lambda value: _text(_json_text(value)),
+    "JSONB": lambda value: _text(json_text(value)),
 }
 
 
@@ -165,21 +175,21 @@ def converters(columns: Sequence[Column]) -> list[Converter]:
 
 def _string(value: Any) -> str:
     if type(value) is not str:
-        raise Unfit(f"a string, got {_json_text(value)}")
+        raise Unfit(f"a string, got {json_text(value)}")
     return _text(value)
 
 
 def _date_time(value: Any) -> str:
     if type(value) is not str or not _DATE_TIME(value):
-        raise Unfit(f"an RFC 3339 date-time, got {_json_text(value)}")
+        raise Unfit(f"an RFC 3339 date-time, got {json_text(value)}")
     return _text(value)
 
 
 def _kind(check: type, label: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if not isinstance(value, check):
-            raise Unfit(f"{label}, got {_json_text(value)}")
-        return _text(_json_text(value))
+            raise Unfit(f"{label}, got {json_text(value)}")
+        return _text(json_text(value))
 
     return convert
 

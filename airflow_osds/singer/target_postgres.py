@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from decimal import Decimal
 from typing import IO, Any
 
 from airflow_osds.background import OneWriter
@@ -56,6 +57,7 @@ from airflow_osds.singer.columns import (
     columns_of,
     converters,
     copy_line,
+    json_text,
     quote_ident,
     strict_converters,
 )
@@ -159,7 +161,7 @@ class _Target:
         elif kind == "SCHEMA":
             self.schema(message)
         elif kind == "STATE":
-            self.state = json.dumps(message.get("value"), separators=(",", ":"))
+            self.state = _json(message.get("value"))
             if time.monotonic() - self.last_write >= self.config.max_state_lag_seconds:
                 self.write_all()
         elif kind == "ACTIVATE_VERSION":
@@ -331,10 +333,8 @@ class _Target:
 
 
 def _json(value: Any) -> str:
-    import msgspec.json
-
     try:
-        return msgspec.json.encode(value).decode()
+        return json_text(value)
     except (TypeError, OverflowError):
         return json.dumps(str(value))
 
@@ -368,7 +368,8 @@ def run(lines: Iterable[bytes], config: TargetConfig, out: IO[str]) -> dict[str,
     import msgspec.json
     import psycopg
 
-    decode = msgspec.json.Decoder().decode
+    # Numbers with a fraction as Decimal: a NUMERIC column gets the digits the tap sent, not a float's.
+    decode = msgspec.json.Decoder(float_hook=Decimal).decode
     with psycopg.connect(autocommit=True, **config.conninfo) as conn, OneWriter("osds-target-writer") as writer:
         target = _Target(conn, config, out, writer)
         for number, line in enumerate(lines, 1):

@@ -88,3 +88,16 @@ def test_the_target_takes_meltanolabs_sqlalchemy_url_when_no_host_is_given() -> 
         "host": "h", "application_name": "osds-target-postgres"}
     with pytest.raises(TargetError, match="sqlalchemy_url must be a postgresql:// URL"):
         TargetConfig.from_dict({"sqlalchemy_url": "mysql://x@y/z"})
+
+
+def test_numbers_decoded_as_decimal_keep_every_digit_and_integral_ones_fit_bigint() -> None:
+    from decimal import Decimal
+
+    (_, numeric, _), (_, bigint, _) = converters(columns_of({"properties": {"n": {"type": "number"}, "i": {"type": "integer"}}}))
+    assert numeric(Decimal("12345678901234567.89")) == "12345678901234567.89"
+    assert numeric(Decimal("25.00")) == "25.00"
+    assert bigint(Decimal("7.0")) == "7"
+    with pytest.raises(Unfit, match="an integer, got 7.5"):
+        bigint(Decimal("7.5"))
+    with pytest.raises(Unfit, match="a finite number"):
+        numeric(Decimal("NaN"))
