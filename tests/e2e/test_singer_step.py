@@ -12,11 +12,8 @@ from typing import Any
 
 import pytest
 
-from airflow_osds.singer.plugins import PluginError, executable
-
 from tests.e2e.test_snowplow_step import _asset_events, _return_value
-
-TAP_JSONL = "tap-jsonl==0.3.1"
+from tests.singer_plugins import TAP_JSONL, plugin
 
 PIPELINE = """\
 pipeline: {dag_id}
@@ -44,12 +41,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def tap_jsonl() -> Path:
-    try:
-        return executable("tap-jsonl", pip_url=TAP_JSONL)
-    except PluginError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
-        pytest.skip(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
+    return plugin("tap-jsonl", TAP_JSONL)
 
 
 def _write(path: Path, ids: range) -> None:

@@ -3,17 +3,16 @@ task needs them (what a Docker image build runs), with a failure per plugin name
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from airflow_osds.singer.plugins import PluginError, env_name, executable
+from airflow_osds.singer.plugins import env_name
+from tests.singer_plugins import TAP_JSONL, plugin
 
 OSDS = str(Path(sys.executable).parent / "osds")
-TAP_JSONL = "tap-jsonl==0.3.1"
 
 PIPELINE = """\
 pipeline: {name}
@@ -27,12 +26,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def tap_jsonl() -> Path:
-    try:
-        return executable("tap-jsonl", pip_url=TAP_JSONL)
-    except PluginError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
-        pytest.skip(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
+    return plugin("tap-jsonl", TAP_JSONL)
 
 
 def _install(folder: Path) -> subprocess.CompletedProcess[str]:

@@ -15,18 +15,13 @@ import pytest
 
 from airflow_osds.singer.plugins import PluginError, env_name, executable
 from airflow_osds.singer.runner import SingerError, run_pipe
+from tests.singer_plugins import TAP_JSONL, plugin
 
-TAP_JSONL = "tap-jsonl==0.3.1"
 
 
 @pytest.fixture(scope="module")
 def tap_jsonl() -> Path:
-    try:
-        return executable("tap-jsonl", pip_url=TAP_JSONL)
-    except PluginError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
-        pytest.skip(f"the {TAP_JSONL} virtualenv could not be built: {exc}")
+    return plugin("tap-jsonl", TAP_JSONL)
 
 
 @pytest.fixture
