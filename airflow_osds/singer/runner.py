@@ -11,7 +11,8 @@ per-record cost. The runner reads three streams in threads:
 ``METRIC`` lines with ``record_count`` counters (the Singer SDK's and ``osds-target-postgres``'s)
 are summed per stream, the target's when it reports any, else the tap's. Both exit codes are
 checked; a failure names the side that failed with the end of its log. A timeout, or the caller
-being interrupted, kills both process groups.
+being interrupted, kills both process groups; the caller's process dying (even by SIGKILL) sends
+both a SIGTERM (Linux).
 """
 
 from __future__ import annotations
@@ -102,6 +103,20 @@ def _read_state(pipe: IO[bytes], run: SingerRun, on_state: Callable[[Any], None]
         on_state(state)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: be sent SIGTERM when the task's process dies, even by SIGKILL (Linux).
+
+    Each side runs in its own session (so a timeout can kill its whole group), out of reach of
+    a signal to the task's process group: without this, a task killed hard would leave both running.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the finally below and the timeout still stop them
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
@@ -135,7 +150,8 @@ def run_pipe(
     """
     run = SingerRun()
     started = time.monotonic()
-    common: dict[str, Any] = {"env": dict(env) if env is not None else None, "cwd": cwd, "start_new_session": True}
+    common: dict[str, Any] = {"env": dict(env) if env is not None else None, "cwd": cwd, "start_new_session": True,
+                              "preexec_fn": _die_with_parent}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         try:

@@ -156,3 +156,51 @@ def test_a_spec_that_cannot_install_says_so(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("OSDS_VENV_CACHE", str(tmp_path))
     with pytest.raises(PluginError, match="installing 'no-such-tap-osds==0.0.0 --no-index' for tap-x failed"):
         executable("tap-x", pip_url="no-such-tap-osds==0.0.0 --no-index")
+
+
+def test_both_processes_die_with_a_task_killed_hard(tmp_path: Path) -> None:
+    """The task's process is SIGKILLed (as Airflow does when a task ignores SIGTERM): no finally runs,
+    yet neither side outlives it."""
+    import signal
+    import subprocess
+    import time
+
+    tap = _script(tmp_path, "slow_tap.py", """
+        import os, time
+        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
+        time.sleep(120)
+    """)
+    target = _script(tmp_path, "slow_target.py", """
+        import os, sys
+        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
+        sys.stdin.read()
+    """)
+    pids = tmp_path / "pids"
+    task = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys; from airflow_osds.singer.runner import run_pipe; "
+        f"run_pipe({tap!r}, {target!r}, env={{**os.environ, 'PIDS': {str(pids)!r}}})")])
+    deadline = time.monotonic() + 30
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(p) for p in pids.read_text().split()]
+    assert len(children) == 2
+    task.send_signal(signal.SIGKILL)
+    task.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in children if _alive(pid)]
+        time.sleep(0.05)
+    assert alive == [], "a side outlived the task"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (dead, not yet reaped by init) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
