@@ -118,7 +118,8 @@ def test_a_missing_executable_says_which_side(tmp_path: Path) -> None:
         run_pipe([sys.executable, "-c", "pass"], [str(tmp_path / "no-such-target")])
 
 
-def test_a_timeout_stops_both_processes(tmp_path: Path) -> None:
+def _slow_pair(tmp_path: Path) -> tuple[list[str], list[str], Path]:
+    """A tap that sleeps and a target that waits for input, each writing its pid to the file ``$PIDS``."""
     tap = _script(tmp_path, "slow_tap.py", """
         import os, time
         open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
@@ -129,7 +130,11 @@ def test_a_timeout_stops_both_processes(tmp_path: Path) -> None:
         open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
         sys.stdin.read()
     """)
-    pids = tmp_path / "pids"
+    return tap, target, tmp_path / "pids"
+
+
+def test_a_timeout_stops_both_processes(tmp_path: Path) -> None:
+    tap, target, pids = _slow_pair(tmp_path)
     with pytest.raises(SingerError, match="timed out after 2 s; both processes were stopped"):
         run_pipe(tap, target, env={**os.environ, "PIDS": str(pids)}, timeout=2)
     for pid in map(int, pids.read_text().split()):
@@ -165,17 +170,7 @@ def test_both_processes_die_with_a_task_killed_hard(tmp_path: Path) -> None:
     import subprocess
     import time
 
-    tap = _script(tmp_path, "slow_tap.py", """
-        import os, time
-        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
-        time.sleep(120)
-    """)
-    target = _script(tmp_path, "slow_target.py", """
-        import os, sys
-        open(os.environ["PIDS"], "a").write(f"{os.getpid()}\\n")
-        sys.stdin.read()
-    """)
-    pids = tmp_path / "pids"
+    tap, target, pids = _slow_pair(tmp_path)
     task = subprocess.Popen([sys.executable, "-c", (
         "import os, sys; from airflow_osds.singer.runner import run_pipe; "
         f"run_pipe({tap!r}, {target!r}, env={{**os.environ, 'PIDS': {str(pids)!r}}})")])
