@@ -56,8 +56,8 @@ from airflow_osds.singer.columns import (
     Unfit,
     columns_of,
     converters,
-    copy_line,
     json_text,
+    line_function,
     quote_ident,
     strict_converters,
 )
@@ -128,6 +128,11 @@ class _Stream:
 
         return fastjsonschema.compile(self.schema, formats=_FORMATS)
 
+    @cached_property
+    def line(self) -> Callable[[Any, Any], str]:
+        """The record's COPY line (:func:`~airflow_osds.singer.columns.line_function`, generated once)."""
+        return line_function(self.converters)
+
     @property
     def pending(self) -> int:
         return len(self.by_key) if self.keys else len(self.lines)
@@ -155,7 +160,11 @@ class _Target:
 
     # -- messages --------------------------------------------------------------------------
     def handle(self, message: dict[str, Any]) -> None:
-        kind = str(message.get("type", "")).upper()
+        kind = message.get("type")
+        if kind == "RECORD":  # nearly every message: before the case-insensitive comparison below
+            self.record(message)
+            return
+        kind = str(kind or "").upper()
         if kind == "RECORD":
             self.record(message)
         elif kind == "SCHEMA":
@@ -208,7 +217,7 @@ class _Target:
                 stream.validate(record)
             extracted = message.get("time_extracted")
             version = message.get("version")
-            line = copy_line(stream.converters, record, (
+            line = stream.line(record, (
                 _EXTRACTED_AT.convert(extracted) if isinstance(extracted, str) else "\\N",
                 str(version) if isinstance(version, int) and not isinstance(version, bool) else "\\N",
                 "\\N",

@@ -101,3 +101,31 @@ def test_numbers_decoded_as_decimal_keep_every_digit_and_integral_ones_fit_bigin
         bigint(Decimal("7.5"))
     with pytest.raises(Unfit, match="a finite number"):
         numeric(Decimal("NaN"))
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+def test_the_generated_line_function_writes_what_copy_line_writes_and_fails_alike(strict: bool) -> None:
+    from decimal import Decimal
+
+    from airflow_osds.singer.columns import line_function
+
+    schema = {"properties": {"id": {"type": "integer"}, "name": {"type": ["null", "string"]},
+                             "score": {"type": ["null", "number"]}, "at": {"type": ["null", "string"], "format": "date-time"},
+                             "tags": {"type": ["null", "object"]}, "ok": {"type": ["null", "boolean"]}}}
+    conv = strict_converters(schema) if strict else converters(columns_of(schema))
+    assert conv is not None
+    line = line_function(conv)
+    records: list[dict[str, Any]] = [
+        {"id": 1, "name": "a\tb\\c\nd", "score": Decimal("2.50"), "at": "2026-01-01T00:00:00Z", "tags": {"x": [1]}, "ok": True},
+        {"id": 2}, {"id": None}, {"id": "x"}, {"id": 3, "at": "nope"}, {"id": 2**70}, {"id": 4, "name": "x\x00"},
+        {"id": 5, "score": 1.5, "name": None}, {"id": 6.0, "score": 7}, {"id": True}, {"id": 7, "ok": "yes"},
+        {"id": 8, "name": 9}, {"id": 9, "score": float("nan")},
+    ]
+    for record in records:
+        outcomes = []
+        for build in (lambda r: copy_line(conv, r, ["E", "\\N"]), lambda r: line(r, ["E", "\\N"])):
+            try:
+                outcomes.append(build(record))
+            except Unfit as exc:
+                outcomes.append(f"Unfit: {exc}")
+        assert outcomes[0] == outcomes[1], record
