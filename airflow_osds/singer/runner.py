@@ -34,6 +34,7 @@ __all__ = ["SingerError", "SingerRun", "mask", "run_pipe"]
 
 _TAIL = 20
 _KILL_GRACE_S = 5.0
+_POLL_S = 0.02
 
 
 class SingerError(OsdsError):
@@ -150,6 +151,7 @@ def run_pipe(
     """
     run = SingerRun()
     started = time.monotonic()
+    tap_stopped = False  # killed by us because the target had failed
     common: dict[str, Any] = {"env": dict(env) if env is not None else None, "cwd": cwd, "start_new_session": True,
                               "preexec_fn": _die_with_parent}
     procs: list[subprocess.Popen[bytes]] = []
@@ -175,17 +177,23 @@ def run_pipe(
         for reader in readers:
             reader.start()
         deadline = None if timeout is None else started + timeout
-        for proc in procs:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                proc.wait(timeout=left)
-            except subprocess.TimeoutExpired:
+        while True:
+            tap_code, target_code = tap_proc.poll(), target_proc.poll()
+            if tap_code is not None and target_code is not None:
+                break
+            if target_code not in (None, 0) and tap_code is None:
+                # Nothing reads the tap's output any more: stop it now, not at its next write.
+                _kill(tap_proc)
+                tap_stopped = True
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
                 for p in procs:
                     _kill(p)
                 for reader in readers:
                     reader.join(timeout=_KILL_GRACE_S)
                 run.seconds = time.monotonic() - started
                 raise SingerError(f"timed out after {timeout:g} s; both processes were stopped", run) from None
+            time.sleep(_POLL_S)
         for reader in readers:
             reader.join()
     finally:
@@ -193,10 +201,12 @@ def run_pipe(
             _kill(proc)  # interrupted (task killed, timeout signal): neither outlives the caller
     run.tap_exit, run.target_exit = tap_proc.returncode, target_proc.returncode
     run.seconds = time.monotonic() - started
-    failed = [side for side, code in (("tap", run.tap_exit), ("target", run.target_exit)) if code != 0]
+    failed = [side for side, code in (("tap", run.tap_exit), ("target", run.target_exit))
+              if code != 0 and not (side == "tap" and tap_stopped)]
     if failed:
         what = " and ".join(f"the {side} (exit {getattr(run, side + '_exit')})" for side in failed)
+        stopped = " (the tap was stopped: nothing read its output)" if tap_stopped else ""
         tails = "\n".join(f"--- {side} log (last lines) ---\n" + "\n".join(run.tails[side]) for side in failed)
         kept = f"; the last committed state is kept: {json.dumps(run.state)}" if run.state is not None else ""
-        raise SingerError(f"{what} failed{kept}\n{tails}", run)
+        raise SingerError(f"{what} failed{stopped}{kept}\n{tails}", run)
     return run

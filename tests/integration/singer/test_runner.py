@@ -199,3 +199,17 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_target_that_dies_stops_a_tap_that_is_not_writing(tmp_path: Path) -> None:
+    """The tap would only notice the dead target at its next write (here: in 60 s)."""
+    import time
+
+    tap = _script(tmp_path, "quiet_tap.py", "import time\ntime.sleep(60)\n")
+    target = _script(tmp_path, "dead_target.py", "import sys\nprint('no database', file=sys.stderr)\nsys.exit(1)\n")
+    started = time.monotonic()
+    with pytest.raises(SingerError) as info:
+        run_pipe(tap, target, timeout=120)
+    assert time.monotonic() - started < 10
+    assert str(info.value).startswith("the target (exit 1) failed (the tap was stopped: nothing read its output)")
+    assert "no database" in str(info.value)

@@ -8,7 +8,6 @@ directory as ``host``, ../shared/reference/feasibility.md §2).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -20,10 +19,9 @@ from typing import Any
 import pytest
 
 from airflow_osds.singer import catalog, table_name
-from airflow_osds.singer.plugins import PluginError, executable
 from airflow_osds.singer.runner import SingerRun, run_pipe
+from tests.singer_plugins import TAP_POSTGRES, plugin
 
-TAP_POSTGRES = "meltanolabs-tap-postgres==0.10.0"
 SCHEMA = "raw_crm"
 SELECT = ["public-customers.*", "public-orders.*", "!public-customers.email"]
 METADATA = {"public-orders": {"replication-key": "updated_at"}}  # INCREMENTAL is implied
@@ -31,12 +29,7 @@ METADATA = {"public-orders": {"replication-key": "updated_at"}}  # INCREMENTAL i
 
 @pytest.fixture(scope="module")
 def tap_postgres() -> Path:
-    try:
-        return executable("tap-postgres", pip_url=TAP_POSTGRES)
-    except PluginError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"the {TAP_POSTGRES} virtualenv could not be built: {exc}")
-        pytest.skip(f"the {TAP_POSTGRES} virtualenv could not be built: {exc}")
+    return plugin("tap-postgres", TAP_POSTGRES)
 
 
 @pytest.fixture(scope="module")
