@@ -130,6 +130,8 @@ def _environment(started: float) -> dict[str, str]:
 
 
 def _measure_operator_shapes(run: _Run, names: list[str], homes: Path) -> None:
+    if not names:
+        return  # e.g. --singer-only: no dag-factory venv to build
     args = run.args
     df_python = ensure_dagfactory_venv()
     profile_shape = next((n for n in ("B", "D") if n in names), None) if args.profile else None
