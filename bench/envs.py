@@ -16,6 +16,7 @@ __all__ = [
     "PROJECT_PYTHON",
     "REPO",
     "WORK",
+    "base_env",
     "child_env",
     "ensure_dagfactory_venv",
     "ensure_venv",
@@ -74,12 +75,16 @@ def ensure_dagfactory_venv() -> Path:
     return ensure_venv(DAGFACTORY_VENV, DAGFACTORY_REQUIREMENTS, "dag-factory")
 
 
+def base_env() -> dict[str, str]:
+    """The caller's environment without its Airflow settings and anything that changes imports, so a
+    developer's shell cannot change what is measured."""
+    drop = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in drop}
+
+
 def child_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:
     """The environment of a measured subprocess: Airflow sees only this benchmark's settings."""
-    # Drop the caller's Airflow settings (and anything that changes imports) so a developer's
-    # shell cannot change what is measured.
-    drop = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in drop}
+    env = base_env()
     env.update(
         AIRFLOW_HOME=str(airflow_home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

@@ -1,10 +1,10 @@
 """Benchmarks: airflow-osds YAML vs dag-factory 1.1.0 vs hand-written Python, dbt vs Cosmos 1.15, the Snowplow
-loader vs a bare COPY and the Snowplow SDK.
+loader vs a bare COPY and the Snowplow SDK, the Singer target and operator vs other targets and a bare pipe.
 
     make bench                                      # everything (= .venv/bin/python bench/run.py)
     make bench-dbt                                  # shape E only (= bench/run.py --shapes E)
     make bench-snowplow                             # the Snowplow part only (= bench/run.py --snowplow-only)
-    make bench-singer                               # the Singer targets only (= bench/run.py --singer-only)
+    make bench-singer                               # the Singer parts only (= bench/run.py --singer-only)
     .venv/bin/python bench/run.py --reps 1 --shapes C --no-dbt-runtime --import-reps 0
 
 Generates the inputs into bench/.work/, measures Airflow's production path for each shape
@@ -41,6 +41,7 @@ from report import render
 from sections import imports_section, profile_section, runtime_lines, shape_section
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
+from singer_pipe import measure_singer_pipe, singer_pipe_entries, singer_pipe_section
 from singer_target import measure_singer_targets, singer_entries, singer_section
 from snowplow_load import measure_snowplow, snowplow_entries, snowplow_section
 from targets import comparisons, entries, merge_results, runtime_entries
@@ -129,6 +130,8 @@ def _environment(started: float) -> dict[str, str]:
 
 
 def _measure_operator_shapes(run: _Run, names: list[str], homes: Path) -> None:
+    if not names:
+        return  # e.g. --singer-only: no dag-factory venv to build
     args = run.args
     df_python = ensure_dagfactory_venv()
     profile_shape = next((n for n in ("B", "D") if n in names), None) if args.profile else None
@@ -212,6 +215,14 @@ def _measure_singer(run: _Run) -> None:
                   singer_entries, singer_section)
 
 
+def _measure_singer_pipe(run: _Run) -> None:
+    """The SingerOperator in Airflow's task runner against the same tap and target in a bare shell pipe."""
+    a = run.args
+    _measure_part(run, "singer-pipe", a.singer_pipe_reps,
+                  lambda: measure_singer_pipe(a.singer_pipe_reps, a.singer_pipe_records),
+                  singer_pipe_entries, singer_pipe_section)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5, help="measured loops per series and shape (default 5)")
@@ -239,8 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--snowplow-rss-lines", type=int, default=1_000_000,
                    help="events of the larger file whose peak RSS is compared (default 1,000,000)")
     p.add_argument("--singer-reps", type=int, default=3, help="rounds of the Singer target part (default 3; 0 skips)")
-    p.add_argument("--singer-only", action="store_true", help="measure only the Singer target part")
+    p.add_argument("--singer-only", action="store_true", help="measure only the Singer parts (targets, operator vs pipe)")
     p.add_argument("--singer-records", type=int, default=200_000, help="records of the Singer target part")
+    p.add_argument("--singer-pipe-reps", type=int, default=3,
+                   help="rounds per shape of the Singer operator vs bare pipe part (alternating; default 3; 0 skips)")
+    p.add_argument("--singer-pipe-records", type=int, default=200_000,
+                   help="records of that part's 5-column shape; its 30-column shape gets half as many")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -279,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure_snowplow(run)
         if args.singer_reps > 0 and (args.singer_only or everything):
             _measure_singer(run)
+        if args.singer_pipe_reps > 0 and (args.singer_only or everything):
+            _measure_singer_pipe(run)
         if args.import_reps > 0 and not only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))

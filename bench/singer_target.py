@@ -3,11 +3,12 @@ pipelinewise-target-postgres, on the same messages, in the same run.
 
 Input: ``--singer-records`` RECORD messages of one keyed stream of 5 columns (integer key, two
 strings, a number, a date-time) with a STATE every 50,000, written once to
-``bench/.work/singer/``. Each target reads the file on its stdin in its own process (its own
-virtualenv from the component cache for the two others), into an empty schema of one throw-away
-embedded PostgreSQL, in rounds that alternate the order. Timed: the whole process, start-up
-included. Checked after every run: the row count and a digest of the loaded values (normalized
-to text, so the targets' column types do not matter) must equal ours, and the last state line.
+``bench/.work/singer/``. Each target reads the file on its stdin in its own process (the two others
+from the virtualenv a step with their ``pip_url`` runs: ``airflow_osds.singer.plugins.executable``), into
+an empty schema of one throw-away embedded PostgreSQL, in rounds that alternate the order. Timed:
+the whole process, start-up included. Checked after every run: the row count and a digest of the
+loaded values (normalized to text, so the targets' column types do not matter) must equal ours,
+and the last state line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from envs import PROJECT_PYTHON, REPO, WORK, ChildFailed
 from sections import meta_line, targets_table
 from stats import Stat
 
-__all__ = ["measure_singer_targets", "singer_entries", "singer_section"]
+__all__ = ["measure_singer_targets", "singer_entries", "singer_section", "user_record"]
 
 TARGETS = {
     "ours": None,
@@ -37,6 +38,12 @@ _DIGEST = ("SELECT count(*), md5(string_agg(concat_ws('|', id::bigint, name, ema
 
 def _log(message: str) -> None:
     print(f"bench: singer: {message}", file=sys.stderr, flush=True)
+
+
+def user_record(i: int) -> dict[str, Any]:
+    """Record ``i`` of the 5-column ``users`` stream (also bench/singer_pipe.py's tap input)."""
+    return {"id": i, "name": f"user {i}", "email": f"u{i}@example.com", "score": i * 0.25,
+            "updated_at": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"}
 
 
 def _messages(n: int) -> Path:
@@ -52,9 +59,7 @@ def _messages(n: int) -> Path:
     with tmp.open("w") as out:
         out.write(json.dumps(schema) + "\n")
         for i in range(n):
-            record = {"id": i, "name": f"user {i}", "email": f"u{i}@example.com", "score": i * 0.25,
-                      "updated_at": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"}
-            out.write(json.dumps({"type": "RECORD", "stream": "users", "record": record}) + "\n")
+            out.write(json.dumps({"type": "RECORD", "stream": "users", "record": user_record(i)}) + "\n")
             if i % 50_000 == 49_999 or i == n - 1:
                 out.write(json.dumps({"type": "STATE", "value": {"bookmarks": {"users": {"id": i}}}}) + "\n")
     tmp.rename(path)
@@ -64,11 +69,12 @@ def _messages(n: int) -> Path:
 def _executable(name: str) -> Path:
     if TARGETS[name] is None:
         return PROJECT_PYTHON.parent / "osds-target-postgres"
-    from airflow_osds.venvs import ensure_venv
+    from airflow_osds.singer.plugins import executable
 
     requirement, command = TARGETS[name]  # type: ignore[misc]
     _log(f"{name}: virtualenv ({requirement}) from the component cache")
-    return ensure_venv(requirement.replace("==", "-"), [requirement]) / "bin" / command
+    # The product's own resolution: the same virtualenv a step with this pip_url runs (cache key plugins.env_name).
+    return executable(command, pip_url=requirement)
 
 
 def _config(name: str, pg: Any, schema: str) -> dict[str, Any]:

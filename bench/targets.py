@@ -26,7 +26,7 @@ from typing import Any
 
 from measure import ShapeResult
 
-__all__ = ["Comparison", "comparisons", "entries", "merge_results", "runtime_entries"]
+__all__ = ["Comparison", "comparisons", "entries", "merge_results", "met", "runtime_entries"]
 
 STEADY_VS_PLAIN = "<= 1.15"
 COLD_VS_PLAIN = "<= 1.5"
@@ -108,7 +108,7 @@ def value(c: Comparison, result: ShapeResult, side: str) -> float:
     return statistics.median(r["build_s"] for r in result.loops[key]) * 1000
 
 
-def _met(ratio: float, target: str) -> bool:
+def met(ratio: float, target: str) -> bool:
     op, bound = target.split()
     return {"<=": ratio <= float(bound), "<": ratio < float(bound), ">=": ratio >= float(bound)}[op]
 
@@ -119,7 +119,7 @@ def entries(shape: str, result: ShapeResult, *, command: str, date: str, commit:
         ours, theirs = value(c, result, "ours"), value(c, result, "theirs")
         ratio = ours / theirs if c.target.startswith("<=") else theirs / ours
         out.append({"id": c.id, "ours": round(ours, 3), "theirs": round(theirs, 3), "unit": c.unit,
-                    "ratio": round(ratio, 4), "target": c.target, "met": _met(ratio, c.target),
+                    "ratio": round(ratio, 4), "target": c.target, "met": met(ratio, c.target),
                     "command": command, "date": date, "commit": commit})
     return out
 
@@ -158,6 +158,6 @@ def runtime_entries(label: str, summary: dict[str, Any], *, command: str, date: 
     for rid, ours, theirs, target, source in rows:
         ratio = ours / theirs
         out.append(({"id": rid, "ours": round(ours, 3), "theirs": round(theirs, 3), "unit": "ms",
-                     "ratio": round(ratio, 4), "target": target, "met": _met(ratio, target), "command": command,
+                     "ratio": round(ratio, 4), "target": target, "met": met(ratio, target), "command": command,
                      "date": date, "commit": commit}, source))
     return out
