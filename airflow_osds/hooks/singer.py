@@ -20,7 +20,7 @@ __all__ = ["SingerHook", "plugin_environment"]
 
 # Never handed to a tap or target: Airflow's own settings (the metadata DB URL, the fernet key,
 # AIRFLOW_CONN_* URIs with passwords) and the interpreter settings of Airflow's environment.
-_WITHHELD_PREFIXES = ("AIRFLOW_", "AIRFLOW__", "_AIRFLOW")
+_WITHHELD_PREFIXES = ("AIRFLOW_", "_AIRFLOW", "__AIRFLOW")  # __AIRFLOW_SUPERVISOR_FD: the task runner's
 _WITHHELD = frozenset({"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"})
 
 

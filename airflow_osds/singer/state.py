@@ -9,6 +9,7 @@ idea, unless a step names its own. Every function takes a psycopg 3 connection i
 from __future__ import annotations
 
 import json
+import weakref
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -39,8 +40,14 @@ def state_id(pipeline: str, step: str, tap: str, target: str) -> str:
     return f"{pipeline}:{step}:{tap}-to-{target}"
 
 
+# Connections that have the table (a sync stores a state per committed batch: one DDL per connection).
+_ENSURED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def ensure_table(conn: Any) -> None:
-    create_once(conn, STATE_TABLE, _DDL)
+    if conn not in _ENSURED:
+        create_once(conn, STATE_TABLE, _DDL)
+        _ENSURED.add(conn)
 
 
 def get(conn: Any, sid: str) -> Any:
