@@ -1,0 +1,1 @@
+"""Reverse-ETL destinations behind one interface (:class:`.base.Destination`)."""
