@@ -1,10 +1,15 @@
 """Real Singer taps and targets from PyPI for the tests, each in its cached virtualenv: built on first use,
-a test that needs one fails in CI when it cannot be built (and is skipped elsewhere, saying why)."""
+a test that needs one fails in CI when it cannot be built (and is skipped elsewhere, saying why); and
+the throw-away source databases the taps read."""
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +30,17 @@ def plugin(name: str, pip_url: str) -> Path:
         if os.environ.get("CI"):
             pytest.fail(f"the {pip_url} virtualenv could not be built: {exc}")
         pytest.skip(f"the {pip_url} virtualenv could not be built: {exc}")
+
+
+@contextmanager
+def source_database(pg: Any, prefix: str, *statements: str) -> Iterator[str]:
+    """A new database on the embedded PostgreSQL ``pg``, ``statements`` run in it; dropped afterwards."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    pg.create_database(dbname, exist_ok=False)
+    try:
+        with pg.connect(dbname, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        yield dbname
+    finally:
+        pg.drop_database(dbname)

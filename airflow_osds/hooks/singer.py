@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_osds.singer import OSDS_TARGET
 
 if TYPE_CHECKING:
     import psycopg
@@ -83,7 +81,7 @@ class SingerHook(BaseHook):
         config.update(base_config or {})
         config.update(spec.get("config") or {})
         config.update(overrides or {})
-        command = _own_executable(str(spec["executable"])) or str(executable(str(spec["executable"]), pip_url=spec.get("pip_url")))
+        command = str(executable(str(spec["executable"]), pip_url=spec.get("pip_url")))
         return Plugin(name=name, command=(command,), config=config, catalog_arg=str(spec.get("catalog_arg") or "--catalog"))
 
     def meltano_settings(self, ref: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Callable[[], Any]]:
@@ -135,11 +133,3 @@ class SingerHook(BaseHook):
             return sync(conn, tap, target, env=plugin_environment(), extra_secrets=self.secrets,
                         say=say or self.log.info, on_log=on_log or (lambda side, line: self.log.info("[%s] %s", side, line)),
                         **kwargs)
-
-
-def _own_executable(name: str) -> str | None:
-    """``osds-target-postgres`` ships with this package: the copy next to this interpreter, even off PATH."""
-    if name != OSDS_TARGET:
-        return None
-    sibling = os.path.join(os.path.dirname(sys.executable), OSDS_TARGET)
-    return sibling if os.access(sibling, os.X_OK) else None

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from airflow_osds.exceptions import OsdsError
@@ -51,7 +52,9 @@ def executable(name: str, *, pip_url: str | None = None) -> Path:
             scripts = sorted(p.name for p in (root / "bin").iterdir() if not p.name.startswith(("python", "pip")))
             raise PluginError(f"{pip_url!r} installs no executable {name!r}; it installs: {', '.join(scripts) or 'none'}")
         return found
-    located = shutil.which(name)
+    # Off PATH, the interpreter's own bin/ still has the executables installed with this package
+    # (osds-target-postgres), e.g. in a task run by a venv's python without activating it.
+    located = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if located is None:
         raise PluginError(f"no executable {name!r} on PATH; give its path, or a pip_url to install it from")
     return Path(located)

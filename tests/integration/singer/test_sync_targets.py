@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import pytest
 from airflow_osds.singer import state as singer_state
 from airflow_osds.singer.runner import SingerError
 from airflow_osds.singer.sync import Plugin, SyncReport, discover, private_dir, sync
-from tests.singer_plugins import MELTANOLABS_TARGET, PIPELINEWISE_TARGET, TAP_POSTGRES, plugin
+from tests.singer_plugins import MELTANOLABS_TARGET, PIPELINEWISE_TARGET, TAP_POSTGRES, plugin, source_database
 
 TARGETS = {  # kind: pip spec of its virtualenv (ours is the console script next to sys.executable)
     "osds": None,
@@ -80,34 +79,18 @@ def _tap_config(warehouse: Any, dbname: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def discovered(tap_postgres: Path, warehouse: Any) -> dict[str, Any]:
     """The tap's catalog, discovered once (it names no database, so every test's source can use it)."""
-    pg = warehouse.stack.postgres
-    dbname = f"targets_discover_{uuid.uuid4().hex[:8]}"
-    pg.create_database(dbname, exist_ok=False)
-    try:
-        with pg.connect(dbname, autocommit=True) as conn:
-            conn.execute(_DDL)
-        with private_dir() as directory:
-            config = directory / "tap.json"
-            config.write_text(json.dumps(_tap_config(warehouse, dbname)))
-            found = discover(Plugin("tap-postgres", (str(tap_postgres),)), config, timeout=120)
-    finally:
-        pg.drop_database(dbname)
+    with source_database(warehouse.stack.postgres, "targets_discover", _DDL) as dbname, private_dir() as directory:
+        config = directory / "tap.json"
+        config.write_text(json.dumps(_tap_config(warehouse, dbname)))
+        found = discover(Plugin("tap-postgres", (str(tap_postgres),)), config, timeout=120)
     assert [s["tap_stream_id"] for s in found["streams"]] == ["public-customers", "public-orders"]
     return found
 
 
 @pytest.fixture
 def source(warehouse: Any) -> Iterator[str]:
-    pg = warehouse.stack.postgres
-    dbname = f"targets_source_{uuid.uuid4().hex[:8]}"
-    pg.create_database(dbname, exist_ok=False)
-    try:
-        with pg.connect(dbname, autocommit=True) as conn:
-            conn.execute(_DDL)
-            conn.execute(_ROWS)
+    with source_database(warehouse.stack.postgres, "targets_source", _DDL, _ROWS) as dbname:
         yield dbname
-    finally:
-        pg.drop_database(dbname)
 
 
 @pytest.fixture

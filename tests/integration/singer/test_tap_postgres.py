@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from airflow_osds.singer import catalog, table_name
 from airflow_osds.singer.runner import SingerRun, run_pipe
-from tests.singer_plugins import TAP_POSTGRES, plugin
+from tests.singer_plugins import TAP_POSTGRES, plugin, source_database
 
 SCHEMA = "raw_crm"
 SELECT = ["public-customers.*", "public-orders.*", "!public-customers.email"]
@@ -35,24 +34,18 @@ def tap_postgres() -> Path:
 @pytest.fixture(scope="module")
 def source(warehouse: Any) -> Iterator[str]:
     """A CRM database: 200 customers, 300 orders (one a minute), and a schema the tap must not discover."""
-    pg = warehouse.stack.postgres
-    dbname = f"crm_source_{uuid.uuid4().hex[:10]}"
-    pg.create_database(dbname, exist_ok=False)
-    try:
-        with pg.connect(dbname, autocommit=True) as conn:
-            conn.execute("CREATE TABLE customers (id integer PRIMARY KEY, email text, name text NOT NULL, "
-                         "updated_at timestamptz NOT NULL)")
-            conn.execute("CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers, "
-                         "amount numeric(10, 2) NOT NULL, updated_at timestamptz NOT NULL)")
-            conn.execute("CREATE SCHEMA audit")
-            conn.execute("CREATE TABLE audit.log (id integer PRIMARY KEY)")
-            conn.execute("INSERT INTO customers SELECT i, 'c' || i || '@example.com', 'Customer ' || i, "
-                         "timestamptz '2026-01-01 00:00+00' + i * interval '1 minute' FROM generate_series(1, 200) i")
-            conn.execute("INSERT INTO orders SELECT i, 1 + i % 200, (i * 7 % 1000) / 4.0, "
-                         "timestamptz '2026-02-01 00:00+00' + i * interval '1 minute' FROM generate_series(1, 300) i")
+    with source_database(warehouse.stack.postgres, "crm_source",
+                         "CREATE TABLE customers (id integer PRIMARY KEY, email text, name text NOT NULL, "
+                         "updated_at timestamptz NOT NULL)",
+                         "CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers, "
+                         "amount numeric(10, 2) NOT NULL, updated_at timestamptz NOT NULL)",
+                         "CREATE SCHEMA audit",
+                         "CREATE TABLE audit.log (id integer PRIMARY KEY)",
+                         "INSERT INTO customers SELECT i, 'c' || i || '@example.com', 'Customer ' || i, "
+                         "timestamptz '2026-01-01 00:00+00' + i * interval '1 minute' FROM generate_series(1, 200) i",
+                         "INSERT INTO orders SELECT i, 1 + i % 200, (i * 7 % 1000) / 4.0, "
+                         "timestamptz '2026-02-01 00:00+00' + i * interval '1 minute' FROM generate_series(1, 300) i") as dbname:
         yield dbname
-    finally:
-        pg.drop_database(dbname)
 
 
 @pytest.fixture(scope="module")
