@@ -1,0 +1,208 @@
+"""One reverse-ETL run: diff → batches → destination → each batch's outcome recorded (no Airflow imports).
+
+:func:`run_sync` refuses a mode the destination cannot carry out before reading anything, streams
+the changes (:func:`.diff.changes`) in batches of the destination's ``batch_size``, and records each
+batch's acknowledgements and rejections right after the destination answers, in its own transaction:
+a crash mid-sync loses nothing, and the next run sends only what was not acknowledged. Rejected
+records are stored with the destination's reason and sent again next run. After a complete run the
+rejection thresholds are checked: past them :class:`RejectionThresholdExceeded` is raised (after
+everything was recorded). The destination is closed when the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_osds.exceptions import OsdsError
+from airflow_osds.reverse_etl import diff
+from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Destination, Rejection
+from airflow_osds.reverse_etl.spec import SyncSpec
+
+__all__ = ["RejectionThresholdExceeded", "SyncReport", "UnsupportedModeError", "run_sync"]
+
+#: The reason stored for a record the destination's result left out (it is neither acknowledged nor rejected).
+NO_RESULT = "the destination returned no result for this record"
+
+
+class UnsupportedModeError(OsdsError):
+    """The sync's mode needs operations the destination does not offer."""
+
+    def __init__(self, sync_id: str, mode: str, destination: str, missing: Iterable[str]) -> None:
+        self.sync_id = sync_id
+        self.mode = mode
+        self.destination = destination
+        self.missing = sorted(missing)
+        super().__init__(f"sync {sync_id!r}: mode {mode!r} needs {', '.join(self.missing)} but destination "
+                         f"{destination!r} cannot do that; choose another mode or destination")
+
+
+@dataclass
+class SyncReport:
+    """What one run did. ``created`` / ``updated`` / ``deleted`` count acknowledged records."""
+
+    sync_id: str
+    mode: str
+    destination: str
+    full_resync: bool = False
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    unchanged: int = 0  # not sent: same hash as delivered
+    skipped_updates: int = 0  # not sent: changed, but an insert-only sync does not update
+    skipped_deletes: int = 0  # not sent: gone from the source, but only mirror deletes
+    batches: int = 0
+    seconds: float = 0.0
+    stale_rejections_cleared: int = 0
+    #: What the destination said it did, summed over batches (its ``BatchResult.counts``).
+    destination_counts: dict[str, int] = field(default_factory=dict)
+    #: The first rejections of the run (all of them are in the rejections table).
+    rejection_examples: list[Rejection] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return self.created + self.updated + self.deleted + self.rejected
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_updates + self.skipped_deletes
+
+    def summary(self) -> str:
+        line = (f"sync {self.sync_id} ({self.mode} → {self.destination}{', full resync' if self.full_resync else ''}): "
+                f"{self.created} created, {self.updated} updated, {self.deleted} deleted, {self.rejected} rejected, "
+                f"{self.unchanged} unchanged")
+        if self.skipped_updates:
+            line += f", {self.skipped_updates} changed but not updated (insert mode)"
+        if self.skipped_deletes:
+            line += f", {self.skipped_deletes} gone from the source but not deleted ({self.mode} mode)"
+        return line + f"; {self.batches} batch{'es' if self.batches != 1 else ''} in {self.seconds:.1f} s"
+
+
+class RejectionThresholdExceeded(OsdsError):
+    """More records were rejected than the sync allows (everything was recorded before this was raised)."""
+
+    def __init__(self, report: SyncReport, limit: str) -> None:
+        self.report = report
+        examples = "; ".join(f"{r.key!r}: {r.reason}" for r in report.rejection_examples[:5])
+        super().__init__(f"sync {report.sync_id!r}: {report.rejected} of {report.sent} records rejected, "
+                         f"more than {limit}. First: {examples}. They are stored in {diff.REJECTIONS_TABLE} "
+                         "and sent again next run.")
+
+
+OnResult = Callable[[Sequence[Change], BatchResult], None]
+
+
+def _send_all(destination: Destination, batches: Iterable[Sequence[Change]], on_result: OnResult) -> None:
+    """Send each batch and hand its result to ``on_result`` before the next one is sent.
+
+    The plain loop, no retries: :func:`airflow_osds.reverse_etl.delivery.deliver` takes its place.
+    """
+    for batch in batches:
+        on_result(batch, destination.send(batch))
+
+
+def _check_thresholds(report: SyncReport, max_rejected: int | None, max_rejected_ratio: float | None) -> None:
+    if max_rejected is not None and report.rejected > max_rejected:
+        raise RejectionThresholdExceeded(report, f"max_rejected={max_rejected}")
+    if max_rejected_ratio is not None and report.sent and report.rejected / report.sent > max_rejected_ratio:
+        raise RejectionThresholdExceeded(report, f"max_rejected_ratio={max_rejected_ratio:g}")
+
+
+def run_sync(
+    conn: Any,
+    spec: SyncSpec,
+    destination: Destination,
+    *,
+    full_resync: bool = False,
+    max_rejected: int | None = None,
+    max_rejected_ratio: float | None = None,
+    say: Callable[[str], Any] = print,
+) -> SyncReport:
+    """Send what changed since the last run to ``destination`` and record what it acknowledged.
+
+    :param conn: a psycopg 3 connection in autocommit mode, to the warehouse holding the source and the state.
+    :param full_resync: send every source row, changed or not (see :mod:`.diff`).
+    :param max_rejected: raise when more records than this were rejected in the run (``None``: no limit).
+    :param max_rejected_ratio: raise when rejected / sent exceeds this (``None``: no limit).
+    :raises UnsupportedModeError: before reading anything.
+    :raises diff.SourceKeyError: NULL or duplicated keys, before sending anything.
+    :raises RejectionThresholdExceeded: after the run, everything recorded.
+    :raises DestinationError: a batch failed as a whole; the batches before it are recorded.
+    """
+    started = time.monotonic()
+    report = SyncReport(spec.sync_id, spec.mode, getattr(destination, "object_name", type(destination).__name__),
+                        full_resync=full_resync)
+    try:
+        missing = spec.operations - frozenset(destination.operations)
+        if missing:
+            raise UnsupportedModeError(spec.sync_id, spec.mode, report.destination, missing)
+        with diff.changes(conn, spec, batch_size=destination.batch_size, full_resync=full_resync) as stream:
+            counts = stream.counts
+            report.unchanged = counts.not_sent_unchanged
+            report.skipped_updates = counts.skipped_updates
+            report.skipped_deletes = counts.skipped_deletes
+            say(f"sync {spec.sync_id} ({spec.mode} → {report.destination}): {counts.creates} to create, "
+                f"{counts.updates} to update, {counts.deletes} to delete, {report.unchanged} unchanged; "
+                f"batches of {destination.batch_size}")
+            outstanding: dict[str, diff.Pending] = {}
+
+            def batches() -> Iterator[list[Change]]:
+                for pending in stream:
+                    outstanding.update((p.change.key, p) for p in pending)
+                    yield [p.change for p in pending]
+
+            def on_result(batch: Sequence[Change], result: BatchResult) -> None:
+                _record_batch(conn, spec.sync_id, [outstanding.pop(c.key) for c in batch], result, report, say)
+
+            _send_all(destination, batches(), on_result)
+        report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
+    finally:
+        report.seconds = time.monotonic() - started
+        destination.close()
+    say(report.summary())
+    _check_thresholds(report, max_rejected, max_rejected_ratio)
+    return report
+
+
+def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: BatchResult, report: SyncReport,
+                  say: Callable[[str], Any]) -> None:
+    """Match the result to the batch and record it. A key the result leaves out is rejected (never dropped);
+    one it both acknowledges and rejects counts as rejected; keys not in the batch are reported and ignored."""
+    keys = {p.change.key for p in batch}
+    reasons: dict[str, str] = {}
+    for rejection in result.rejected:
+        if rejection.key in keys:
+            reasons.setdefault(rejection.key, rejection.reason)
+    acked_keys = set(result.acknowledged) & keys
+    strangers = (set(result.acknowledged) | {r.key for r in result.rejected}) - keys
+    if strangers:
+        say(f"sync {sync_id}: the destination answered for {len(strangers)} key(s) it was not sent "
+            f"(ignored), e.g. {sorted(strangers)[:3]}")
+    acknowledged: list[diff.Pending] = []
+    rejected: list[tuple[diff.Pending, str]] = []
+    for p in batch:
+        key = p.change.key
+        if key in reasons:
+            rejected.append((p, reasons[key]))
+        elif key in acked_keys:
+            acknowledged.append(p)
+        else:
+            rejected.append((p, NO_RESULT))
+    diff.record(conn, sync_id, acknowledged, rejected)
+    report.batches += 1
+    for p in acknowledged:
+        if p.change.op == "create":
+            report.created += 1
+        elif p.change.op == "update":
+            report.updated += 1
+        else:
+            report.deleted += 1
+    report.rejected += len(rejected)
+    room = 10 - len(report.rejection_examples)
+    report.rejection_examples.extend(Rejection(p.change.key, reason) for p, reason in rejected[:max(room, 0)])
+    for name, n in (result.counts or {}).items():
+        report.destination_counts[name] = report.destination_counts.get(name, 0) + n
+

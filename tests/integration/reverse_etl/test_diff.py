@@ -1,0 +1,599 @@
+"""Reverse-ETL diffing and runs (``diff``, ``sync.run_sync``) on the embedded PostgreSQL.
+
+Every test gets its own source table and sync id in the module's warehouse; the destination is
+:class:`FakeDestination`, an in-memory stand-in with fault injection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from airflow_osds.reverse_etl import diff
+from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Destination, DestinationError, Rejection
+from airflow_osds.reverse_etl.spec import FieldSpec, SourceSpec, SyncSpec
+from airflow_osds.reverse_etl.sync import NO_RESULT, RejectionThresholdExceeded, UnsupportedModeError, run_sync
+
+
+class FakeDestination:
+    """An in-memory destination for these tests, with fault injection.
+
+    It holds records (key → (fields, groups)) as a real tool would and keeps every batch it accepted
+    in :attr:`batches`. Faults, all off by default:
+
+    * ``reject``: key → reason; those records are refused (a per-record rejection);
+    * ``omit``: keys left out of the result altogether (neither acknowledged nor rejected);
+    * ``fail_on_batch=n``: the n-th call of ``send`` (from 1) raises :class:`DestinationError`; that
+      batch is not delivered;
+    * ``strict``: updates and deletes of records it does not hold are rejected ("no such record"),
+      as a tool that cannot upsert does;
+    * ``tamper``: a function that may edit each :class:`BatchResult` before it is returned.
+    """
+
+    object_name = "fake/contacts"
+    rate_limit = 0.0
+
+    def __init__(self, *, batch_size: int = 100, operations: Sequence[str] = ("create", "update", "delete"),
+                 reject: dict[str, str] | None = None, omit: Sequence[str] = (), fail_on_batch: int | None = None,
+                 strict: bool = False, holds: Sequence[str] = (),
+                 tamper: Callable[[BatchResult], None] | None = None,
+                 on_send: Callable[[int, Sequence[Change]], None] | None = None) -> None:
+        self.batch_size = batch_size
+        self.operations = frozenset(operations)
+        self.reject = dict(reject or {})
+        self.omit = set(omit)
+        self.fail_on_batch = fail_on_batch
+        self.strict = strict
+        self.tamper = tamper
+        self.on_send = on_send
+        self.records: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {k: ({}, ()) for k in holds}
+        self.batches: list[list[Change]] = []
+        self.calls = 0
+        self.closed = 0
+
+    def send(self, batch: Sequence[Change]) -> BatchResult:
+        self.calls += 1
+        assert 0 < len(batch) <= self.batch_size
+        if self.on_send:
+            self.on_send(self.calls, batch)
+        if self.calls == self.fail_on_batch:
+            raise DestinationError(f"injected failure on batch {self.calls}")
+        self.batches.append(list(batch))
+        result = BatchResult()
+        for change in batch:
+            if change.key in self.omit:
+                continue
+            if change.key in self.reject:
+                result.rejected.append(Rejection(change.key, self.reject[change.key]))
+                continue
+            if self.strict and change.op != "create" and change.key not in self.records:
+                result.rejected.append(Rejection(change.key, "no such record"))
+                continue
+            if change.op == "delete":
+                self.records.pop(change.key, None)
+            else:
+                self.records[change.key] = (dict(change.fields), tuple(change.groups))
+            result.acknowledged.append(change.key)
+            result.counts[change.op] = result.counts.get(change.op, 0) + 1
+        if self.tamper:
+            self.tamper(result)
+        return result
+
+    def close(self) -> None:
+        self.closed += 1
+
+    # --- for the assertions ---
+    @property
+    def sent(self) -> set[tuple[str, str]]:
+        return {(c.key, c.op) for batch in self.batches for c in batch}
+
+    @property
+    def changes(self) -> dict[str, Change]:
+        return {c.key: c for batch in self.batches for c in batch}
+
+    def forget_batches(self) -> None:
+        self.batches.clear()
+        self.calls = 0
+
+
+_tables = itertools.count()
+
+
+class Source:
+    """A source table ``crm.contacts_<n>``: id, email, plan (pro when id is even), ltv (id × 100)."""
+
+    def __init__(self, conn: Any, rows: int = 10) -> None:
+        self.conn = conn
+        self.name = f"contacts_{next(_tables)}"
+        self.table = f"crm.{self.name}"
+        conn.execute("CREATE SCHEMA IF NOT EXISTS crm")
+        conn.execute(f"CREATE TABLE {self.table} (id int, email text, plan text, ltv numeric)")
+        conn.execute(f"INSERT INTO {self.table} SELECT i, 'User' || i || '@Example.com', "
+                     "CASE WHEN i %% 2 = 0 THEN 'pro' ELSE 'free' END, i * 100 FROM generate_series(1, %s) AS i",
+                     (rows,))
+
+    def sql(self, statement: str, params: Any = None) -> None:
+        self.conn.execute(statement.format(t=self.table), params)
+
+    def spec(self, mode: str = "upsert", **kwargs: Any) -> SyncSpec:
+        kwargs.setdefault("fields", {"email": "email", "plan": "plan"})
+        return SyncSpec(sync_id=kwargs.pop("sync_id", self.name), source=SourceSpec(table=self.table), key="id",
+                        mode=mode, **kwargs)  # type: ignore[arg-type]
+
+
+def row_fields(i: int, plan: str | None = None) -> dict[str, Any]:
+    return {"email": f"User{i}@Example.com", "plan": plan or ("pro" if i % 2 == 0 else "free")}
+
+
+def keys(*ids: int) -> set[str]:
+    return {str(i) for i in ids}
+
+
+def ops(op: str, *ids: int) -> set[tuple[str, str]]:
+    return {(str(i), op) for i in ids}
+
+
+def sync(conn: Any, spec: SyncSpec, dest: FakeDestination, **kwargs: Any) -> Any:
+    lines: list[str] = []
+    report = run_sync(conn, spec, dest, say=lines.append, **kwargs)
+    report.lines = lines  # type: ignore[attr-defined]
+    return report
+
+
+@pytest.fixture
+def conn(warehouse: Any) -> Iterator[Any]:
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as connection:
+        yield connection
+
+
+def delivered(conn: Any, sync_id: str) -> dict[str, Any]:
+    rows = conn.execute(f"SELECT key, payload FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s", (sync_id,)).fetchall()
+    return dict(rows)
+
+
+def rejections(conn: Any, sync_id: str) -> dict[str, tuple[str, str, int]]:
+    rows = conn.execute(f"SELECT key, op, reason, attempts FROM {diff.REJECTIONS_TABLE} WHERE sync_id = %s",
+                        (sync_id,)).fetchall()
+    return {key: (op, reason, attempts) for key, op, reason, attempts in rows}
+
+
+# --- first and second run ---------------------------------------------------------------------------
+
+
+def test_the_first_run_sends_everything_and_the_second_nothing(conn: Any) -> None:
+    src = Source(conn, 25)
+    spec = src.spec()
+    dest = FakeDestination(batch_size=10)
+    assert isinstance(dest, Destination)
+    report = sync(conn, spec, dest)
+    assert [len(b) for b in dest.batches] == [10, 10, 5]
+    assert dest.sent == ops("create", *range(1, 26))
+    assert dest.changes["7"] == Change("7", "create", row_fields(7), ())
+    assert (report.created, report.updated, report.deleted, report.rejected, report.unchanged) == (25, 0, 0, 0, 0)
+    assert report.batches == 3 and dest.closed == 1
+    assert report.destination_counts == {"create": 25}
+    assert report.lines[0] == ("sync {} (upsert → fake/contacts): 25 to create, 0 to update, 0 to delete, "
+                               "0 unchanged; batches of 10").format(src.name)
+    assert report.lines[-1].startswith(f"sync {src.name} (upsert → fake/contacts): 25 created, 0 updated, 0 deleted, "
+                                       "0 rejected, 0 unchanged; 3 batches in ")
+    state = delivered(conn, spec.sync_id)
+    assert state == {str(i): row_fields(i) for i in range(1, 26)}
+    # the stored hash is md5 of [payload, groups] as jsonb text
+    assert conn.execute(f"SELECT count(*) FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s AND "
+                        "hash = md5(jsonb_build_array(payload, groups)::text)", (spec.sync_id,)).fetchone()[0] == 25
+
+    again = FakeDestination(batch_size=10)
+    second = sync(conn, spec, again)
+    assert again.batches == [] and again.closed == 1
+    assert (second.created, second.updated, second.unchanged, second.batches) == (0, 0, 25, 0)
+
+
+# --- what each mode sends ---------------------------------------------------------------------------
+
+EXPECTED = {
+    "upsert": ops("update", 2, 3, 4) | ops("create", 11, 12),
+    "update": ops("update", 2, 3, 4, 11, 12),
+    "insert": ops("create", 11, 12),
+    "mirror": ops("update", 2, 3, 4) | ops("create", 11, 12) | ops("delete", 9),
+}
+
+
+@pytest.mark.parametrize("mode", ["upsert", "update", "insert", "mirror"])
+def test_each_mode_sends_its_changes(conn: Any, mode: str) -> None:
+    src = Source(conn, 10)
+    spec = src.spec(mode)
+    dest = FakeDestination(batch_size=4)
+    first = sync(conn, spec, dest)
+    assert dest.sent == ops("update" if mode == "update" else "create", *range(1, 11))
+    assert first.created + first.updated == 10
+
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id IN (2, 3, 4)")
+    src.sql("INSERT INTO {t} VALUES (11, 'new11@x.io', 'free', 0), (12, 'new12@x.io', 'pro', 0)")
+    src.sql("DELETE FROM {t} WHERE id = 9")
+    src.sql("UPDATE {t} SET ltv = ltv + 1 WHERE id = 5")  # not mapped: not a change
+    dest.forget_batches()
+    report = sync(conn, spec, dest)
+    assert dest.sent == EXPECTED[mode]
+    changes = dest.changes
+    if mode != "insert":
+        assert changes["3"].fields == row_fields(3, "enterprise")
+        assert changes["11"].fields == {"email": "new11@x.io", "plan": "free"}
+    if mode == "mirror":
+        assert changes["9"].fields == row_fields(9)  # the last delivered payload addresses the record
+    assert report.unchanged == 6  # 1, 5, 6, 7, 8, 10
+    assert report.skipped_updates == (3 if mode == "insert" else 0)
+    assert report.skipped_deletes == (0 if mode == "mirror" else 1)
+    assert (report.created, report.updated, report.deleted) == (
+        sum(op == "create" for _, op in EXPECTED[mode]), sum(op == "update" for _, op in EXPECTED[mode]),
+        sum(op == "delete" for _, op in EXPECTED[mode]))
+
+    expected_state = {str(i): row_fields(i) for i in range(1, 11)}
+    if mode != "insert":
+        expected_state.update({str(i): row_fields(i, "enterprise") for i in (2, 3, 4)})
+    expected_state.update({"11": {"email": "new11@x.io", "plan": "free"}, "12": {"email": "new12@x.io", "plan": "pro"}})
+    if mode == "mirror":
+        del expected_state["9"]
+    assert delivered(conn, spec.sync_id) == expected_state
+    assert {k: fields for k, (fields, _) in dest.records.items()} == expected_state
+
+    dest.forget_batches()
+    third = sync(conn, spec, dest)
+    assert dest.batches == []
+    assert (third.skipped_updates, third.skipped_deletes) == (report.skipped_updates, report.skipped_deletes)
+
+
+def test_update_mode_sends_never_delivered_keys_as_updates_and_stores_the_misses(conn: Any) -> None:
+    src = Source(conn, 5)
+    spec = src.spec("update")
+    dest = FakeDestination(strict=True, holds=["1", "2", "4"], operations=("update",))
+    report = sync(conn, spec, dest)
+    assert dest.sent == ops("update", 1, 2, 3, 4, 5)
+    assert (report.updated, report.rejected) == (3, 2)
+    assert set(delivered(conn, spec.sync_id)) == keys(1, 2, 4)
+    assert rejections(conn, spec.sync_id) == {"3": ("update", "no such record", 1), "5": ("update", "no such record", 1)}
+    dest.forget_batches()
+    sync(conn, spec, dest)
+    assert dest.sent == ops("update", 3, 5)  # retried: maybe the record exists by now
+    assert rejections(conn, spec.sync_id)["3"] == ("update", "no such record", 2)
+
+
+def test_a_mode_the_destination_cannot_do_is_refused_before_anything_is_read(conn: Any) -> None:
+    spec = SyncSpec("no-deletes", SourceSpec(table="crm.does_not_exist"), "id", {"email": "email"}, mode="mirror")
+    dest = FakeDestination(operations=("create", "update"))
+    with pytest.raises(UnsupportedModeError, match="mode 'mirror' needs delete but destination 'fake/contacts'"):
+        sync(conn, spec, dest)
+    assert dest.calls == 0 and dest.closed == 1
+
+
+# --- mapping and groups -----------------------------------------------------------------------------
+
+
+def test_groups_are_part_of_the_record(conn: Any) -> None:
+    src = Source(conn, 10)
+    groups = {"vip": "ltv >= 800", "pro": "plan = 'pro'"}
+    plain = src.spec(fields={"email": "email"}, groups=groups, sync_id=f"{src.name}-plain")
+    listed = src.spec(fields={"email": "email"}, groups=groups, group_field="lists", sync_id=f"{src.name}-listed")
+    dest_plain, dest_listed = FakeDestination(), FakeDestination()
+    sync(conn, plain, dest_plain)
+    sync(conn, listed, dest_listed)
+    expected = {str(i): tuple(g for g, cond in (("pro", i % 2 == 0), ("vip", i >= 8)) if cond) for i in range(1, 11)}
+    assert {k: c.groups for k, c in dest_plain.changes.items()} == expected
+    assert {k: c.groups for k, c in dest_listed.changes.items()} == expected
+    assert dest_plain.changes["8"].fields == {"email": "User8@Example.com"}
+    assert dest_listed.changes["8"].fields == {"email": "User8@Example.com", "lists": ["pro", "vip"]}
+    assert dest_listed.changes["3"].fields == {"email": "User3@Example.com", "lists": []}
+
+    src.sql("UPDATE {t} SET ltv = NULL WHERE id = 10")  # NULL condition: not a member
+    src.sql("UPDATE {t} SET plan = 'free' WHERE id = 2")  # only the groups change
+    src.sql("UPDATE {t} SET ltv = 150 WHERE id = 1")  # still not vip: no change
+    for spec, dest in ((plain, dest_plain), (listed, dest_listed)):
+        dest.forget_batches()
+        report = sync(conn, spec, dest)
+        assert dest.sent == ops("update", 2, 10)
+        assert dest.changes["10"].groups == ("pro",) and dest.changes["2"].groups == ()
+        assert report.unchanged == 8
+    assert dest_listed.changes["10"].fields["lists"] == ["pro"]
+    assert conn.execute(f"SELECT groups FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s AND key = '10'",
+                        (plain.sync_id,)).fetchone()[0] == ["pro"]
+
+
+def test_renames_constants_and_sql_expressions(conn: Any) -> None:
+    conn.execute('CREATE SCHEMA IF NOT EXISTS "CRM Data"')
+    conn.execute('CREATE TABLE "CRM Data"."Contacts" ("Id" int, "E-mail" text, signed_up date)')
+    conn.execute("""INSERT INTO "CRM Data"."Contacts" VALUES (1, 'Ann@Example.com', '2024-02-29'),
+                    (2, 'bob@other.org', NULL)""")
+    fields = {
+        "email": "E-mail",
+        "email_lower": {"sql": "lower(\"E-mail\")"},
+        "domain": {"sql": "split_part(\"E-mail\", '@', 2) -- after the @"},
+        "origin": {"value": {"system": "warehouse", "tags": [1, None, "x"]}},
+        "nothing": {"value": None},
+        "signed_up": {"column": "signed_up"},
+    }
+    spec = SyncSpec("mapping", SourceSpec(table="CRM Data.Contacts"), "Id", fields)
+    assert spec.fields["nothing"] == FieldSpec(value=None)
+    dest = FakeDestination()
+    sync(conn, spec, dest)
+    assert dest.changes["1"].fields == {
+        "email": "Ann@Example.com", "email_lower": "ann@example.com", "domain": "Example.com",
+        "origin": {"system": "warehouse", "tags": [1, None, "x"]}, "nothing": None, "signed_up": "2024-02-29",
+    }
+    assert dest.changes["2"].fields["signed_up"] is None
+
+    # a different constant changes every record
+    changed = SyncSpec("mapping", SourceSpec(table="CRM Data.Contacts"), "Id",
+                       {**fields, "origin": {"value": {"system": "warehouse", "tags": []}}})
+    dest.forget_batches()
+    sync(conn, changed, dest)
+    assert dest.sent == ops("update", 1, 2)
+    # the same mapping in another order is the same record (jsonb's text is canonical)
+    reordered = SyncSpec("mapping", SourceSpec(table="CRM Data.Contacts"), "Id",
+                         dict(reversed(list(changed.fields.items()))))
+    dest.forget_batches()
+    assert sync(conn, reordered, dest).unchanged == 2 and dest.batches == []
+
+
+def test_a_query_source_and_a_wide_mapping(conn: Any) -> None:
+    src = Source(conn, 6)
+    src.sql("UPDATE {t} SET email = 'someone@elsewhere.net' WHERE id = 6")
+    query = (f"SELECT id, email, plan FROM {src.table}\n"
+             "WHERE email LIKE '%@Example.com' -- only ours, a % in a comment\n;  ")
+    fields: dict[str, Any] = {f"f{i:02d}": {"value": i} for i in range(60)}  # > 50: two jsonb_build_object calls
+    fields["email"] = "email"
+    spec = SyncSpec("query-source", SourceSpec(query=query), "id", fields)
+    dest = FakeDestination()
+    sync(conn, spec, dest)
+    assert dest.sent == ops("create", 1, 2, 3, 4, 5)
+    assert dest.changes["4"].fields == {**{f"f{i:02d}": i for i in range(60)}, "email": "User4@Example.com"}
+
+
+# --- rejections -------------------------------------------------------------------------------------
+
+
+def test_rejections_are_stored_retried_and_cleared_once_delivered(conn: Any) -> None:
+    src = Source(conn, 10)
+    spec = src.spec()
+    dest = FakeDestination(reject={"3": "invalid email", "7": "over quota"})
+    report = sync(conn, spec, dest)
+    assert (report.created, report.rejected) == (8, 2)
+    assert {(r.key, r.reason) for r in report.rejection_examples} == {("3", "invalid email"), ("7", "over quota")}
+    assert set(delivered(conn, spec.sync_id)) == keys(1, 2, 4, 5, 6, 8, 9, 10)
+    assert rejections(conn, spec.sync_id) == {"3": ("create", "invalid email", 1), "7": ("create", "over quota", 1)}
+    stored = conn.execute(f"SELECT payload FROM {diff.REJECTIONS_TABLE} WHERE sync_id = %s AND key = '3'",
+                          (spec.sync_id,)).fetchone()[0]
+    assert stored == row_fields(3)
+
+    dest.forget_batches()
+    sync(conn, spec, dest)
+    assert dest.sent == ops("create", 3, 7)
+    assert rejections(conn, spec.sync_id) == {"3": ("create", "invalid email", 2), "7": ("create", "over quota", 2)}
+
+    # a rejected update leaves the delivered payload as it was
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id = 5")
+    dest.reject = {"3": "invalid email", "5": "plan not allowed"}
+    dest.forget_batches()
+    sync(conn, spec, dest)
+    assert dest.sent == ops("create", 3, 7) | ops("update", 5)
+    assert rejections(conn, spec.sync_id) == {"3": ("create", "invalid email", 3), "5": ("update", "plan not allowed", 1)}
+    assert delivered(conn, spec.sync_id)["5"] == row_fields(5)
+
+    dest.reject = {}
+    dest.forget_batches()
+    report = sync(conn, spec, dest)
+    assert dest.sent == ops("create", 3) | ops("update", 5)
+    assert (report.created, report.updated, report.rejected) == (1, 1, 0)
+    assert rejections(conn, spec.sync_id) == {}
+    assert delivered(conn, spec.sync_id) == {**{str(i): row_fields(i) for i in range(1, 11)}, "5": row_fields(5, "enterprise")}
+    dest.forget_batches()
+    sync(conn, spec, dest)
+    assert dest.batches == []
+
+
+def test_a_rejection_the_source_no_longer_needs_is_cleared(conn: Any) -> None:
+    src = Source(conn, 4)
+    spec = src.spec()
+    sync(conn, spec, FakeDestination())
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id IN (1, 2)")
+    src.sql("INSERT INTO {t} VALUES (5, 'five@x.io', 'free', 0)")
+    sync(conn, spec, FakeDestination(reject={"1": "no", "2": "no", "5": "no"}))
+    assert set(rejections(conn, spec.sync_id)) == keys(1, 2, 5)
+    src.sql("UPDATE {t} SET plan = 'free' WHERE id = 1")  # back to what was delivered
+    src.sql("DELETE FROM {t} WHERE id = 5")  # gone before it was ever delivered
+    dest = FakeDestination(reject={"2": "still no"})
+    report = sync(conn, spec, dest)
+    assert dest.sent == ops("update", 2)
+    assert report.stale_rejections_cleared == 2
+    assert rejections(conn, spec.sync_id) == {"2": ("update", "still no", 2)}
+
+
+def test_a_result_that_leaves_keys_out_or_names_others(conn: Any) -> None:
+    src = Source(conn, 5)
+    spec = src.spec()
+
+    def tamper(result: BatchResult) -> None:
+        result.acknowledged.append("999")  # not sent: ignored
+        result.rejected.append(Rejection("2", "refused after all"))  # acknowledged and rejected: rejected
+
+    report = sync(conn, spec, FakeDestination(omit=["4"], tamper=tamper))
+    assert (report.created, report.rejected) == (3, 2)
+    assert rejections(conn, spec.sync_id) == {"2": ("create", "refused after all", 1), "4": ("create", NO_RESULT, 1)}
+    assert set(delivered(conn, spec.sync_id)) == keys(1, 3, 5)
+    assert any("1 key(s) it was not sent (ignored), e.g. ['999']" in line for line in report.lines)
+
+
+def test_the_rejection_thresholds(conn: Any) -> None:
+    src = Source(conn, 10)
+    reject = {"2": "bad", "4": "bad", "6": "bad"}
+    for n, (kwargs, raises) in enumerate([
+        ({"max_rejected": 2}, True), ({"max_rejected": 3}, False),
+        ({"max_rejected_ratio": 0.25}, True), ({"max_rejected_ratio": 0.3}, False), ({}, False),
+    ]):
+        spec = src.spec(sync_id=f"{src.name}-{n}")
+        dest = FakeDestination(reject=reject)
+        if raises:
+            with pytest.raises(RejectionThresholdExceeded, match=r"3 of 10 records rejected, more than max_rejected"
+                               ) as caught:
+                sync(conn, spec, dest, **kwargs)
+            assert caught.value.report.rejected == 3 and "'2': bad" in str(caught.value)
+        else:
+            assert sync(conn, spec, dest, **kwargs).rejected == 3
+        # recorded before raising
+        assert set(delivered(conn, spec.sync_id)) == keys(1, 3, 5, 7, 8, 9, 10)
+        assert set(rejections(conn, spec.sync_id)) == keys(2, 4, 6)
+
+
+# --- crashes and full resyncs -----------------------------------------------------------------------
+
+
+def test_a_crash_mid_sync_keeps_what_was_delivered_and_the_rerun_sends_the_rest(conn: Any) -> None:
+    src = Source(conn, 50)
+    src.sql("INSERT INTO {t} VALUES (51, 'gone@x.io', 'free', 0)")
+    spec = src.spec("mirror")
+    sync(conn, spec, FakeDestination())
+    src.sql("DELETE FROM {t} WHERE id = 51")
+    src.sql("UPDATE {t} SET plan = 'enterprise'")  # 50 updates and a delete
+    crashing = FakeDestination(batch_size=10, fail_on_batch=3)
+    with pytest.raises(DestinationError, match="injected failure on batch 3"):
+        sync(conn, spec, crashing)
+    assert crashing.closed == 1
+    done = {c.key for batch in crashing.batches for c in batch}
+    assert len(crashing.batches) == 2 and len(done) == 20
+    state = delivered(conn, spec.sync_id)
+    assert {k for k, payload in state.items() if payload["plan"] == "enterprise"} == done - {"51"}
+    assert ("51" in state) == ("51" not in done)
+
+    rerun = FakeDestination(batch_size=10)
+    report = sync(conn, spec, rerun)
+    everything = {str(i) for i in range(1, 52)}
+    assert {k for k, _ in rerun.sent} == everything - done
+    assert report.unchanged == len(done - {"51"})
+    assert delivered(conn, spec.sync_id) == {str(i): row_fields(i, "enterprise") for i in range(1, 51)}
+
+
+def test_full_resync_sends_every_row_and_still_deletes_only_what_it_delivered(conn: Any) -> None:
+    src = Source(conn, 6)
+    for mode in ("upsert", "mirror", "insert", "update"):
+        sync(conn, src.spec(mode, sync_id=f"{src.name}-{mode}"), FakeDestination())
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id = 1")
+    src.sql("DELETE FROM {t} WHERE id = 6")
+    src.sql("INSERT INTO {t} VALUES (7, 'seven@x.io', 'free', 0)")
+    expected = {
+        "upsert": ops("update", 1, 2, 3, 4, 5) | ops("create", 7),
+        "mirror": ops("update", 1, 2, 3, 4, 5) | ops("create", 7) | ops("delete", 6),
+        "insert": ops("create", 7),  # inserts are never resent
+        "update": ops("update", 1, 2, 3, 4, 5, 7),
+    }
+    for mode, sent in expected.items():
+        spec = src.spec(mode, sync_id=f"{src.name}-{mode}")
+        dest = FakeDestination()
+        report = sync(conn, spec, dest, full_resync=True)
+        assert dest.sent == sent, mode
+        assert report.unchanged == (4 if mode == "insert" else 0), mode
+        assert report.full_resync and "full resync" in report.lines[-1]
+        # afterwards the state is as after a normal run: nothing more to send
+        dest.forget_batches()
+        assert sync(conn, spec, dest).batches == 0
+        assert dest.batches == []
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+
+def test_null_and_duplicated_keys_stop_the_run_before_anything_is_sent(conn: Any) -> None:
+    src = Source(conn, 8)
+    src.sql("INSERT INTO {t} VALUES (NULL, 'a@x.io', 'free', 0), (NULL, 'b@x.io', 'free', 0), "
+            "(5, 'dup@x.io', 'free', 0), (6, 'dup@x.io', 'free', 0), (6, 'dup2@x.io', 'free', 0)")
+    spec = src.spec()
+    dest = FakeDestination()
+    with pytest.raises(diff.SourceKeyError) as caught:
+        sync(conn, spec, dest)
+    err = caught.value
+    assert (err.null_rows, err.duplicated_keys, err.examples) == (2, 2, [("6", 3), ("5", 2)])
+    assert str(err) == (f"sync {spec.sync_id!r}: the key column 'id' must be unique and non-null, but the source has "
+                        "2 rows with a NULL key and 2 keys shared by several rows (e.g. '6' (3 rows), '5' (2 rows)); "
+                        "nothing was sent. Filter or deduplicate the source, or key the sync on another column.")
+    assert dest.calls == 0 and dest.closed == 1
+    assert delivered(conn, spec.sync_id) == {}
+    with pytest.raises(diff.SourceKeyError):
+        diff.preview(conn, spec)
+
+    src.sql("DELETE FROM {t} WHERE id IS NULL")
+    with pytest.raises(diff.SourceKeyError, match=r"source has 2 keys shared by several rows \(e\.g\. '6'"):
+        sync(conn, spec, dest)
+    src.sql("DELETE FROM {t} WHERE email LIKE 'dup%'")
+    src.sql("INSERT INTO {t} VALUES (NULL, 'a@x.io', 'free', 0)")
+    with pytest.raises(diff.SourceKeyError, match=r"source has 1 row with a NULL key; nothing was sent"):
+        sync(conn, spec, dest)
+
+
+# --- preview ------------------------------------------------------------------------------------------
+
+
+def test_preview_sends_and_records_nothing(conn: Any) -> None:
+    src = Source(conn, 10)
+    spec = src.spec("mirror")
+    first = diff.preview(conn, spec, limit=3)
+    assert first.changes == [Change(str(i), "create", row_fields(i), ()) for i in (1, 10, 2)]  # by key, as text
+    assert (first.counts.new, first.counts.creates, first.counts.to_send) == (10, 10, 10)
+    assert delivered(conn, spec.sync_id) == {}
+    sync(conn, spec, FakeDestination())
+    src.sql("UPDATE {t} SET plan = 'x' WHERE id = 4")
+    src.sql("DELETE FROM {t} WHERE id = 5")
+    before = delivered(conn, spec.sync_id)
+    shown = diff.preview(conn, spec, limit=50)
+    assert shown.changes == [Change("4", "update", row_fields(4, "x"), ()), Change("5", "delete", row_fields(5), ())]
+    assert (shown.counts.changed, shown.counts.gone, shown.counts.unchanged, shown.counts.new) == (1, 1, 8, 0)
+    assert delivered(conn, spec.sync_id) == before
+    assert len(diff.preview(conn, spec, limit=50, full_resync=True).changes) == 10
+
+
+def test_preview_before_any_state_table_exists_creates_none(warehouse: Any) -> None:
+    name = "wh_retl_fresh"
+    warehouse.stack.postgres.create_database(name, exist_ok=False)
+    try:
+        with warehouse.stack.postgres.connect(name, autocommit=True) as fresh:
+            fresh.execute("CREATE TABLE people (id text, email text)")
+            fresh.execute("INSERT INTO people VALUES ('a', 'a@x.io'), ('b', NULL)")
+            spec = SyncSpec("fresh", SourceSpec(table="people"), "id", {"email": "email"})
+            shown = diff.preview(fresh, spec)
+            assert shown.changes == [Change("a", "create", {"email": "a@x.io"}), Change("b", "create", {"email": None})]
+            assert fresh.execute("SELECT to_regnamespace('osds_state')").fetchone()[0] is None
+    finally:
+        warehouse.stack.postgres.drop_database(name)
+
+
+# --- volume -------------------------------------------------------------------------------------------
+
+
+def test_20k_rows_stream_in_batches_from_a_server_side_cursor(conn: Any) -> None:
+    src = Source(conn, 20_000)
+    spec = src.spec()
+    seen_cursors: list[list[tuple[str, bool]]] = []
+
+    def look(call: int, batch: Sequence[Change]) -> None:
+        if call in (1, 40):  # the changes come from a holdable cursor on the sync's connection
+            seen_cursors.append(conn.execute("SELECT name LIKE 'osds_retl_%', is_holdable FROM pg_cursors").fetchall())
+
+    dest = FakeDestination(batch_size=500, on_send=look)
+    started = time.monotonic()
+    report = sync(conn, spec, dest)
+    first_seconds = time.monotonic() - started
+    assert [len(b) for b in dest.batches] == [500] * 40
+    assert len({c.key for b in dest.batches for c in b}) == 20_000
+    assert dest.sent == ops("create", *range(1, 20_001))
+    assert seen_cursors == [[(True, True)], [(True, True)]]
+    assert conn.execute("SELECT count(*) FROM pg_cursors").fetchone()[0] == 0  # closed after the run
+    assert report.created == 20_000 and report.batches == 40
+
+    dest.forget_batches()
+    assert sync(conn, spec, dest).unchanged == 20_000 and dest.batches == []
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id % 100 = 0")  # 1 %
+    dest.forget_batches()
+    report = sync(conn, spec, dest)
+    assert dest.sent == ops("update", *range(100, 20_001, 100))
+    assert (report.updated, report.unchanged, report.batches) == (200, 19_800, 1)
+    assert first_seconds < 60, first_seconds
