@@ -1,0 +1,167 @@
+"""What the HTTP destinations share (no Airflow imports; httpx is imported when a client is built).
+
+* :class:`HttpTransport`: an ``httpx.Client`` built from a :class:`~airflow_osds.hooks.reverse_etl.HttpDestinationConfig`
+  (any object with its attributes): authentication, timeout, TLS verification; every request paced to the
+  rate limit; a timeout or a broken connection raised as :class:`RetryableError`;
+* :func:`raise_for_batch`: the status codes every destination treats alike (429, 408 and 5xx retryable;
+  401 / 403 final);
+* :func:`retry_after_seconds`: ``Retry-After`` as seconds or an HTTP date;
+* the secret never leaves: every message built here passes through :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_osds.reverse_etl.destinations.base import Change, DestinationError, Rejection, RetryableError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
+
+__all__ = [
+    "HttpTransport", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates", "retry_after_seconds", "scrub",
+]
+
+EXCERPT_CHARS = 500
+
+
+def scrub(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***`` (for what a server echoes back)."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+
+def excerpt(text: str, secret: str, limit: int = EXCERPT_CHARS) -> str:
+    text = scrub(" ".join(text.split()), secret)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date); ``None`` when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def fields_digest(change: Change) -> str:
+    return hashlib.sha256(canonical_json([change.fields, list(change.groups)]).encode()).hexdigest()
+
+
+def reject_duplicates(
+    changes: Sequence[Change], address: Callable[[Change], str], what: str
+) -> tuple[list[Change], list[Rejection]]:
+    """Split off the changes whose destination address (``address(change)``, normalised) is empty or was already
+    taken by an earlier change of the batch: APIs refuse a batch that names one record twice."""
+    kept: list[Change] = []
+    rejected: list[Rejection] = []
+    seen: dict[str, str] = {}
+    for change in changes:
+        addr = address(change)
+        if not addr:
+            rejected.append(Rejection(change.key, f"no {what} to address the record by"))
+        elif addr in seen:
+            rejected.append(Rejection(change.key, f"{what} {addr!r} is also that of key {seen[addr]!r} in the same batch"))
+        else:
+            seen[addr] = change.key
+            kept.append(change)
+    return kept, rejected
+
+
+class HttpTransport:
+    """One ``httpx.Client`` for one destination, every request paced at ``rate_limit`` per second."""
+
+    def __init__(
+        self,
+        config: HttpDestinationConfig,
+        *,
+        name: str,
+        rate_limit: float,
+        basic_auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import httpx
+
+        self.name = name
+        self.secret = config.secret
+        self.rate_limit = rate_limit
+        self._sleep = sleep
+        self._clock = clock
+        self._last: float | None = None
+        auth: httpx.Auth | None = None
+        if basic_auth is not None:
+            auth = httpx.BasicAuth(*basic_auth)
+        elif config.auth_type == "basic":
+            auth = httpx.BasicAuth(config.login, config.secret)
+        self.client = httpx.Client(
+            base_url=config.base_url,
+            headers={"Accept": "application/json", "User-Agent": "airflow-osds-reverse-etl",
+                     **(config.auth_headers() if basic_auth is None else {}), **(headers or {})},
+            auth=auth,
+            timeout=config.timeout,
+            verify=config.verify_ssl,
+            follow_redirects=False,
+        )
+
+    def request(self, method: str, path: str, *, json: Any = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send one request; a timeout, a refused or dropped connection → :class:`RetryableError`."""
+        import httpx
+
+        if self.rate_limit > 0 and self._last is not None:
+            wait = self._last + 1.0 / self.rate_limit - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+        self._last = self._clock()
+        try:
+            return self.client.request(method, path, json=json, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"{self.name}: {method} {path} timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:  # refused, reset, closed without a response
+            raise RetryableError(
+                f"{self.name}: {method} {path}: connection failed ({type(exc).__name__}: {scrub(str(exc), self.secret)})"
+            ) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def raise_for_batch(response: httpx.Response, *, name: str, secret: str, retry_after: float | None = None) -> None:
+    """Raise for the statuses that fail a whole batch the same way everywhere: 429 / 408 / 5xx (retryable, with
+    ``Retry-After``), 401 / 403 (final: the credentials). Returns for anything else."""
+    status = response.status_code
+    what = f"{name}: {response.request.method} {response.request.url.path} answered HTTP {status}"
+    if status == 429 or status == 408 or status >= 500:
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        if wait is None:
+            wait = retry_after
+        raise RetryableError(f"{what}: {excerpt(response.text, secret, 200)}", retry_after=wait)
+    if status in (401, 403):
+        raise DestinationError(
+            f"{what}: the connection's credentials are {'refused' if status == 401 else 'not allowed to do this'}: "
+            f"{excerpt(response.text, secret, 300)}"
+        )
