@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import json
@@ -27,20 +28,38 @@ if TYPE_CHECKING:
     from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
 
 __all__ = [
-    "HttpTransport", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates", "retry_after_seconds", "scrub",
+    "HttpTransport", "Secrets", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates",
+    "retry_after_seconds", "scrub", "secret_forms",
 ]
 
 EXCERPT_CHARS = 500
 
+#: One secret, or every form of it a server might echo back (see :func:`secret_forms`).
+Secrets = str | Sequence[str]
 
-def scrub(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***`` (for what a server echoes back)."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
+
+def secret_forms(secret: str, *, login: str | None = None) -> tuple[str, ...]:
+    """The forms in which ``secret`` can come back in a reply: as is, JSON-escaped, and (with ``login``, for basic
+    auth) the base64 ``login:secret`` of the ``Authorization`` header, which a server echoing headers would show."""
+    if not secret:
+        return ()
+    forms = [secret, json.dumps(secret)[1:-1]]
+    if login is not None:
+        forms.append(base64.b64encode(f"{login}:{secret}".encode()).decode())
+    return tuple(dict.fromkeys(forms))
+
+
+def scrub(text: str, secret: Secrets) -> str:
+    """``text`` with every occurrence of ``secret`` (or of each of its forms) replaced by ``***``."""
+    for form in (secret,) if isinstance(secret, str) else secret:
+        # A secret shorter than 4 characters would blank out ordinary words of the message.
+        if form and len(form) >= 4:
+            text = text.replace(form, "***")
     return text
 
 
-def excerpt(text: str, secret: str, limit: int = EXCERPT_CHARS) -> str:
+def excerpt(text: str, secret: Secrets, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` on one line, scrubbed, at most ``limit`` characters (error bodies can be whole HTML pages)."""
     text = scrub(" ".join(text.split()), secret)
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -108,7 +127,6 @@ class HttpTransport:
         import httpx
 
         self.name = name
-        self.secret = config.secret
         self.rate_limit = rate_limit
         self._sleep = sleep
         self._clock = clock
@@ -116,8 +134,12 @@ class HttpTransport:
         auth: httpx.Auth | None = None
         if basic_auth is not None:
             auth = httpx.BasicAuth(*basic_auth)
+            self.secrets = secret_forms(basic_auth[1], login=basic_auth[0])
         elif config.auth_type == "basic":
             auth = httpx.BasicAuth(config.login, config.secret)
+            self.secrets = secret_forms(config.secret, login=config.login)
+        else:
+            self.secrets = secret_forms(config.secret)
         self.client = httpx.Client(
             base_url=config.base_url,
             headers={"Accept": "application/json", "User-Agent": "airflow-osds-reverse-etl",
@@ -140,17 +162,17 @@ class HttpTransport:
         try:
             return self.client.request(method, path, json=json, headers=headers)
         except httpx.TimeoutException as exc:
-            raise RetryableError(f"{self.name}: {method} {path} timed out ({type(exc).__name__})") from None
+            message = f"{self.name}: {method} {path} timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:  # refused, reset, closed without a response
-            raise RetryableError(
-                f"{self.name}: {method} {path}: connection failed ({type(exc).__name__}: {scrub(str(exc), self.secret)})"
-            ) from None
+            message = f"{self.name}: {method} {path}: connection failed ({type(exc).__name__}: {exc})"
+        # The path too: some endpoints take their key in the query string.
+        raise RetryableError(scrub(message, self.secrets)) from None
 
     def close(self) -> None:
         self.client.close()
 
 
-def raise_for_batch(response: httpx.Response, *, name: str, secret: str, retry_after: float | None = None) -> None:
+def raise_for_batch(response: httpx.Response, *, name: str, secret: Secrets, retry_after: float | None = None) -> None:
     """Raise for the statuses that fail a whole batch the same way everywhere: 429 / 408 / 5xx (retryable, with
     ``Retry-After``), 401 / 403 (final: the credentials). Returns for anything else."""
     status = response.status_code

@@ -31,6 +31,7 @@ from airflow_osds.reverse_etl.destinations._http import (
     excerpt,
     fields_digest,
     raise_for_batch,
+    scrub,
 )
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, DestinationError, Op, Rejection
 
@@ -106,7 +107,6 @@ class HttpDestination:
         self.method = method.upper()
         self.body_template = body_template
         self._split_by_op = body_template is not None and _mentions(body_template, OP)
-        self._secret = config.secret
         self._http = HttpTransport(config, name=object_name, rate_limit=config.max_requests_per_second)
 
     @property
@@ -139,17 +139,17 @@ class HttpDestination:
         response = self._http.request(
             self.method, self.path, json=self.body(part), headers={"Idempotency-Key": idempotency_key(self.object_name, part)}
         )
-        raise_for_batch(response, name=self.object_name, secret=self._secret)
+        raise_for_batch(response, name=self.object_name, secret=self._http.secrets)
         status = response.status_code
         if 200 <= status < 300:
             result.acknowledged.extend(c.key for c in part)
             for c in part:
                 result.counts[_PAST[c.op]] = result.counts.get(_PAST[c.op], 0) + 1
             return
-        text = excerpt(response.text, self._secret)
+        text = excerpt(response.text, self._http.secrets)
         if status in (404, 405) or 300 <= status < 400 or status < 200:
-            raise DestinationError(f"{self.object_name}: {self.method} {self.path} answered HTTP {status} "
-                                   f"(check the URL and method): {text}")
+            raise DestinationError(scrub(f"{self.object_name}: {self.method} {self.path} answered HTTP {status} "
+                                         f"(check the URL and method): {text}", self._http.secrets))
         reason = f"HTTP {status}: {text}"
         result.rejected.extend(Rejection(c.key, reason) for c in part)
 
