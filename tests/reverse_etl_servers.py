@@ -13,7 +13,7 @@ and keeps what it received (:attr:`FaultyServer.received`) and what it holds:
 * :class:`MailchimpServer`: ``POST /3.0/lists/{id}`` (batch subscribe, errors inside a 200 body) and
   ``DELETE /3.0/lists/{id}/members/{subscriber_hash}``.
 
-Faults apply to the next N requests, whatever their path, in front of the API (as a proxy or rate limiter
+Faults apply to the next N requests (whatever their path, or only those whose path ends with ``on``), in front of the API (as a proxy or rate limiter
 would): :meth:`~FaultyServer.inject_status` (429 with ``Retry-After``, 500…), :meth:`~FaultyServer.inject_timeout`
 (answer only after the client gave up, having applied the request or not) and :meth:`~FaultyServer.inject_drop`
 (read the whole request, apply it or not, close the socket without an answer). Per-record errors are the APIs'
@@ -68,6 +68,7 @@ class _Fault:
     seconds: float = 0.0
     store: bool = False
     body: Any = None
+    on: str | None = None  # only for a request whose path ends with this
 
     @property
     def label(self) -> str:
@@ -109,20 +110,28 @@ class FaultyServer(ThreadingHTTPServer):
 
     # -- faults ------------------------------------------------------------------------------------
     def inject_status(self, status: int, *, times: int = 1, retry_after: float | str | None = None,
-                      body: Any = None) -> None:
+                      body: Any = None, on: str | None = None) -> None:
         """Answer the next ``times`` requests with ``status`` (and ``Retry-After``, and ``body`` if given), without
-        applying them."""
+        applying them. With ``on``, only requests whose path (query aside) ends with it count."""
         value = None if retry_after is None else (retry_after if isinstance(retry_after, str) else f"{retry_after:g}")
-        self._faults.extend(_Fault("status", status=status, retry_after=value, body=body) for _ in range(times))
+        self._faults.extend(_Fault("status", status=status, retry_after=value, body=body, on=on) for _ in range(times))
 
-    def inject_timeout(self, *, times: int = 1, seconds: float = 3.0, store: bool = False) -> None:
+    def inject_timeout(self, *, times: int = 1, seconds: float = 3.0, store: bool = False, on: str | None = None) -> None:
         """Hold the next ``times`` requests ``seconds`` (past the client's timeout); with ``store`` the request is
         applied first and answered late, else it is never applied and the socket is closed."""
-        self._faults.extend(_Fault("timeout", seconds=seconds, store=store) for _ in range(times))
+        self._faults.extend(_Fault("timeout", seconds=seconds, store=store, on=on) for _ in range(times))
 
-    def inject_drop(self, *, times: int = 1, store: bool = False) -> None:
+    def inject_drop(self, *, times: int = 1, store: bool = False, on: str | None = None) -> None:
         """Read the next ``times`` requests whole, apply them when ``store``, then close the socket unanswered."""
-        self._faults.extend(_Fault("drop", store=store) for _ in range(times))
+        self._faults.extend(_Fault("drop", store=store, on=on) for _ in range(times))
+
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
+        bare = path.partition("?")[0]
+        for fault in self._faults:
+            if fault.on is None or bare.endswith(fault.on):
+                self._faults.remove(fault)
+                return fault
+        return None
 
     @property
     def pending_faults(self) -> int:
@@ -159,7 +168,7 @@ class FaultyServer(ThreadingHTTPServer):
             handler.answer(Reply(400, {"status": "error", "message": "the body is not JSON"}))
             return
         with self.lock:
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._take_fault(method, handler.path)
             self.received.append(Received(method, handler.path, headers, body, fault.label if fault else None))
         if fault is not None and fault.kind == "status":
             handler.answer(self.fault_reply(fault))

@@ -21,9 +21,11 @@ Per reply:
   The others are acknowledged, **except** when an error names no record: then every record the reply does
   not confirm in ``results[]`` (by trace id or id property value) is rejected with that error, since it
   may be the one that failed; an upsert retried next run is harmless;
-* 400 for a batch of several records (HubSpot refuses a whole batch for one bad input, e.g. an unknown
-  property): the batch is split in halves and each half sent again, down to single records, so only the
-  bad records are rejected (at most 2n - 1 requests for n records);
+* 400 naming a property that does not exist (``PROPERTY_DOESNT_EXIST``) which every record of the batch
+  has: :class:`DestinationError` naming it (the mapping is wrong: every record of every batch would fail);
+* another 400 for a batch of several records (HubSpot refuses a whole batch for one bad input): the batch is
+  split in halves and each half sent again, down to single records, so only the bad records are rejected
+  (at most 2n - 1 requests for n records);
 * 429: :class:`RetryableError` after ``Retry-After``, else ``X-HubSpot-RateLimit-*``: 1 s when the
   secondly budget is spent, the interval (``…-Interval-Milliseconds``, 10 s) when the rolling one is; the
   **daily** limit spent (``policyName`` ``DAILY`` or ``…-Daily-Remaining: 0``) is a :class:`DestinationError`
@@ -39,6 +41,7 @@ burst limit), unless the connection sets ``max_requests_per_second``. Batches of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +87,6 @@ class HubSpotDestination:
         self.batch_size = batch_size
         self.object_name = f"hubspot/{object_type}"
         self._base = f"/crm/v3/objects/{object_type}/batch"
-        self._secret = config.secret
         self._http = HttpTransport(config, name=self.object_name,
                                    rate_limit=config.max_requests_per_second or DEFAULT_RATE,
                                    headers={"Content-Type": "application/json"})
@@ -126,22 +128,23 @@ class HubSpotDestination:
     def _post(self, endpoint: str, body: dict[str, Any]) -> httpx.Response:
         response = self._http.request("POST", f"{self._base}/{endpoint}", json=body)
         if response.status_code == 429:
-            raise_for_batch(response, name=self.object_name, secret=self._secret, retry_after=self._rate_limit_wait(response))
-        raise_for_batch(response, name=self.object_name, secret=self._secret)
+            raise_for_batch(response, name=self.object_name, secret=self._http.secrets, retry_after=self._rate_limit_wait(response))
+        raise_for_batch(response, name=self.object_name, secret=self._http.secrets)
         if response.status_code == 404:
             raise DestinationError(f"{self.object_name}: POST {self._base}/{endpoint} answered HTTP 404 (is "
                                    f"{self.object_type!r} an object type of this portal?): {self._text(response)}")
         return response
 
     def _text(self, response: httpx.Response) -> str:
-        return excerpt(response.text, self._secret)
+        return excerpt(response.text, self._http.secrets)
 
     def _rate_limit_wait(self, response: httpx.Response) -> float | None:
         headers = response.headers
         try:
-            policy = str(response.json().get("policyName", ""))
+            body = response.json()
         except ValueError:
-            policy = ""
+            body = None
+        policy = str(body.get("policyName", "")) if isinstance(body, dict) else ""
         if policy.upper() == "DAILY" or headers.get("X-HubSpot-RateLimit-Daily-Remaining") == "0":
             raise DestinationError(f"{self.object_name}: HubSpot's daily API limit is spent (it resets at midnight in "
                                    f"the portal's time zone): {self._text(response)}")
@@ -165,7 +168,7 @@ class HubSpotDestination:
         return body
 
     # -- create / update ---------------------------------------------------------------------
-    def _upsert(self, changes: list[Change], result: BatchResult) -> None:
+    def _upsert(self, changes: list[Change], result: BatchResult, *, whole_batch: bool = True) -> None:
         inputs = [
             {"idProperty": self.id_property, "id": self._id_value(c), "objectWriteTraceId": str(i),
              "properties": {k: ("" if v is None else v) for k, v in c.fields.items()}}
@@ -178,13 +181,36 @@ class HubSpotDestination:
             result.acknowledged.extend(c.key for c in changes)
         elif status == 207:
             self._multi_status(changes, self._json(response), result)
+        elif status == 400 and whole_batch and (unknown := self._unknown_in_every_input(response, changes)):
+            raise DestinationError(f"{self.object_name}: HubSpot has no {self.object_type} property "
+                                   f"{', '.join(map(repr, unknown))}: create it in HubSpot or change the sync's field "
+                                   f"mapping ({self._describe(response)})")
         elif status == 400 and len(changes) > 1:
             half = len(changes) // 2
-            self._upsert(changes[:half], result)
-            self._upsert(changes[half:], result)
+            self._upsert(changes[:half], result, whole_batch=False)
+            self._upsert(changes[half:], result, whole_batch=False)
         else:
             reason = f"HTTP {status}: {self._describe(response)}"
             result.rejected.extend(Rejection(c.key, reason) for c in changes)
+
+    def _unknown_in_every_input(self, response: httpx.Response, changes: list[Change]) -> list[str]:
+        """The properties a 400 says do not exist and that every input of the request has: a mapping error, which
+        bisecting would only turn into 2n - 1 requests rejecting every record of every batch."""
+        try:
+            body = response.json()
+        except ValueError:
+            return []
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+        _, found, listed = message.partition("Property values were not valid: ")
+        try:
+            details = json.loads(listed) if found else []
+        except ValueError:
+            return []
+        if not isinstance(details, list):
+            return []
+        names = [str(d["name"]) for d in details
+                 if isinstance(d, dict) and d.get("error") == "PROPERTY_DOESNT_EXIST" and d.get("name")]
+        return [n for n in dict.fromkeys(names) if all(n in c.fields for c in changes)]
 
     def _describe(self, response: httpx.Response) -> str:
         try:
@@ -192,7 +218,7 @@ class HubSpotDestination:
         except ValueError:
             body = None
         if isinstance(body, dict) and body.get("message"):
-            return excerpt(_error_reason(body), self._secret)
+            return excerpt(_error_reason(body), self._http.secrets)
         return self._text(response)
 
     @staticmethod
@@ -247,13 +273,13 @@ class HubSpotDestination:
         acknowledged: set[str] = set()
         for change in changes:
             if change.key in reasons:
-                result.rejected.append(Rejection(change.key, excerpt(reasons[change.key], self._secret)))
+                result.rejected.append(Rejection(change.key, excerpt(reasons[change.key], self._http.secrets)))
             elif change.key in confirmed or not unattributed:
                 result.acknowledged.append(change.key)
                 acknowledged.add(change.key)
             else:
                 reason = "; ".join(unattributed) + " (the error names no record; this one was not confirmed)"
-                result.rejected.append(Rejection(change.key, excerpt(reason, self._secret)))
+                result.rejected.append(Rejection(change.key, excerpt(reason, self._http.secrets)))
         # counts only for what is acknowledged (a result we cannot place counts while there is room)
         kept = [item for item, change in results if change is None or change.key in acknowledged]
         self._count_upserts(kept[:len(acknowledged)], len(acknowledged), result)
@@ -299,7 +325,7 @@ class HubSpotDestination:
         for address, group in addressed.items():
             if address in failed or (unattributed and address not in found):
                 reason = failed.get(address) or "; ".join(unattributed)
-                result.rejected.extend(Rejection(c.key, excerpt(reason, self._secret)) for c in group)
+                result.rejected.extend(Rejection(c.key, excerpt(reason, self._http.secrets)) for c in group)
             elif address in found:
                 to_archive.append(address)
             else:
