@@ -513,7 +513,7 @@ class MailchimpServer(FaultyServer):
     """Mailchimp Marketing lists: basic auth with any user name and the API key as the password.
 
     * ``POST /3.0/lists/{id}``: more than 500 members, or a member without ``email_address`` / with a status
-      outside the five → 400 problem document, nothing applied; else 200 with ``new_members``,
+      outside the five / with a list as a merge field's value → 400 problem document, nothing applied; else 200 with ``new_members``,
       ``updated_members``, ``errors`` (an invalid address: no ``@`` or in :attr:`invalid`; a merge field the
       list does not have; an existing member when ``update_existing`` is false: ``ERROR_CONTACT_EXISTS``),
       ``total_created``, ``total_updated``, ``error_count``. Tags are added, or replace the member's when
@@ -573,6 +573,10 @@ class MailchimpServer(FaultyServer):
             for name, ok in (("email_address", isinstance(m, dict) and isinstance(m.get("email_address"), str)),
                              ("status", isinstance(m, dict) and m.get("status") in MAILCHIMP_STATUSES))
             if not ok
+        ] + [
+            {"field": f"members.{i}.merge_fields.{tag}", "message": "Schema describes string, array found instead"}
+            for i, m in enumerate(members) if isinstance(m, dict)
+            for tag, value in (m.get("merge_fields") or {}).items() if isinstance(value, list)
         ]
         if schema_errors:
             return _problem(400, "Invalid Resource", "The resource submitted could not be validated. For field-specific "
@@ -584,7 +588,9 @@ class MailchimpServer(FaultyServer):
             email = member["email_address"].strip()
             error = self._member_error(list_id, member, update_existing)
             if error is not None:
-                errors.append({"email_address": email, "error": error[0], "error_code": error[1], "field": "", "field_message": ""})
+                # lower-cased, as Mailchimp normalises addresses: the client must match them case-insensitively
+                errors.append({"email_address": email.lower(), "error": error[0], "error_code": error[1], "field": "",
+                               "field_message": ""})
                 continue
             stored, created = self._apply(list_id, member, sync_tags)
             (new if created else updated).append(stored)
