@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.reverse_etl import diff
+from airflow_osds.reverse_etl.delivery import RetryPolicy, deliver
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Destination, Rejection
 from airflow_osds.reverse_etl.spec import SyncSpec
 
@@ -55,6 +56,7 @@ class SyncReport:
     skipped_updates: int = 0  # not sent: changed, but an insert-only sync does not update
     skipped_deletes: int = 0  # not sent: gone from the source, but only mirror deletes
     batches: int = 0
+    retries: int = 0  # sends of a batch again after a retryable failure
     seconds: float = 0.0
     stale_rejections_cleared: int = 0
     #: What the destination said it did, summed over batches (its ``BatchResult.counts``).
@@ -92,18 +94,6 @@ class RejectionThresholdExceeded(OsdsError):
                          "and sent again next run.")
 
 
-OnResult = Callable[[Sequence[Change], BatchResult], None]
-
-
-def _send_all(destination: Destination, batches: Iterable[Sequence[Change]], on_result: OnResult) -> None:
-    """Send each batch and hand its result to ``on_result`` before the next one is sent.
-
-    The plain loop, no retries: :func:`airflow_osds.reverse_etl.delivery.deliver` takes its place.
-    """
-    for batch in batches:
-        on_result(batch, destination.send(batch))
-
-
 def _check_thresholds(report: SyncReport, max_rejected: int | None, max_rejected_ratio: float | None) -> None:
     if max_rejected is not None and report.rejected > max_rejected:
         raise RejectionThresholdExceeded(report, f"max_rejected={max_rejected}")
@@ -119,6 +109,7 @@ def run_sync(
     full_resync: bool = False,
     max_rejected: int | None = None,
     max_rejected_ratio: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
     say: Callable[[str], Any] = print,
 ) -> SyncReport:
     """Send what changed since the last run to ``destination`` and record what it acknowledged.
@@ -127,6 +118,7 @@ def run_sync(
     :param full_resync: send every source row, changed or not (see :mod:`.diff`).
     :param max_rejected: raise when more records than this were rejected in the run (``None``: no limit).
     :param max_rejected_ratio: raise when rejected / sent exceeds this (``None``: no limit).
+    :param retry: how often and how long a batch that failed as a whole (429, 5xx, timeout) is retried.
     :raises UnsupportedModeError: before reading anything.
     :raises diff.SourceKeyError: NULL or duplicated keys, before sending anything.
     :raises RejectionThresholdExceeded: after the run, everything recorded.
@@ -157,7 +149,8 @@ def run_sync(
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
                 _record_batch(conn, spec.sync_id, [outstanding.pop(c.key) for c in batch], result, report, say)
 
-            _send_all(destination, batches(), on_result)
+            delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say)
+            report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
     finally:
         report.seconds = time.monotonic() - started
