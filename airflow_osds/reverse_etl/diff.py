@@ -187,6 +187,10 @@ class DiffCounts:
     def not_sent_unchanged(self) -> int:
         return self.unchanged if not self.full_resync or self.mode == "insert" else 0
 
+    def as_dict(self) -> dict[str, int]:
+        return {"create": self.creates, "update": self.updates, "delete": self.deletes,
+                "unchanged": self.not_sent_unchanged, "skipped": self.skipped_updates + self.skipped_deletes}
+
 
 @dataclass(frozen=True)
 class Preview:

@@ -72,6 +72,12 @@ class SyncReport:
     def skipped(self) -> int:
         return self.skipped_updates + self.skipped_deletes
 
+    def counts(self) -> dict[str, Any]:
+        """The run's numbers (the Asset event's extra and the task's return value)."""
+        return {"created": self.created, "updated": self.updated, "deleted": self.deleted, "rejected": self.rejected,
+                "unchanged": self.unchanged, "skipped": self.skipped, "batches": self.batches,
+                "retries": self.retries, "seconds": round(self.seconds, 3)}
+
     def summary(self) -> str:
         line = (f"sync {self.sync_id} ({self.mode} → {self.destination}{', full resync' if self.full_resync else ''}): "
                 f"{self.created} created, {self.updated} updated, {self.deleted} deleted, {self.rejected} rejected, "
