@@ -153,7 +153,7 @@ def run_sync(
                     yield [p.change for p in pending]
 
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
-                _record_batch(conn, spec.sync_id, [outstanding.pop(c.key) for c in batch], result, report, say)
+                _record_batch(conn, spec, [outstanding.pop(c.key) for c in batch], result, report, say)
 
             delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say)
             report.retries = delivery.retries
@@ -166,7 +166,7 @@ def run_sync(
     return report
 
 
-def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: BatchResult, report: SyncReport,
+def _record_batch(conn: Any, spec: SyncSpec, batch: list[diff.Pending], result: BatchResult, report: SyncReport,
                   say: Callable[[str], Any]) -> None:
     """Match the result to the batch and record it. A key the result leaves out is rejected (never dropped);
     one it both acknowledges and rejects counts as rejected; keys not in the batch are reported and ignored."""
@@ -178,7 +178,7 @@ def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: Ba
     acked_keys = set(result.acknowledged) & keys
     strangers = (set(result.acknowledged) | {r.key for r in result.rejected}) - keys
     if strangers:
-        say(f"sync {sync_id}: the destination answered for {len(strangers)} key(s) it was not sent "
+        say(f"sync {spec.sync_id}: the destination answered for {len(strangers)} key(s) it was not sent "
             f"(ignored), e.g. {sorted(strangers)[:3]}")
     acknowledged: list[diff.Pending] = []
     rejected: list[tuple[diff.Pending, str]] = []
@@ -190,7 +190,7 @@ def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: Ba
             acknowledged.append(p)
         else:
             rejected.append((p, NO_RESULT))
-    diff.record(conn, sync_id, acknowledged, rejected)
+    diff.record(conn, spec.sync_id, acknowledged, rejected, insert_only=spec.mode == "insert")
     report.batches += 1
     for p in acknowledged:
         if p.change.op == "create":
