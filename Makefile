@@ -7,7 +7,7 @@ STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,embedded
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer
+.PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl
 
 demo: $(STAMP)
 	$(BIN)/osds demo
@@ -35,6 +35,10 @@ bench-snowplow: $(STAMP)
 # SingerOperator in Airflow's task runner vs the same tap | target in a bare shell pipe, ≈ 8–12 min.
 bench-singer: $(STAMP)
 	$(BIN)/python bench/run.py --singer-only $(BENCH_ARGS)
+
+# The reverse-ETL part only: a 1M-row sync with 1% changed vs a full send, and peak RSS (≈ 10 min).
+bench-retl: $(STAMP)
+	$(BIN)/python bench/run.py --retl-only $(BENCH_ARGS)
 
 venv: $(STAMP)
 

@@ -88,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
     install.set_defaults(handler=_singer_install)
 
+    sync = sub.add_parser("sync", help="reverse ETL: show what a sync step would send (--dry-run), sending nothing")
+    sync.add_argument("path", type=Path, help="pipelines folder")
+    sync.add_argument("step", help="the sync step as <pipeline>.<step> (a step in a group: <pipeline>.<group>.<step>)")
+    sync.add_argument("--dry-run", action="store_true", required=True,
+                      help="compute the changes and print them; nothing is sent or recorded (required: syncs "
+                      "send from Airflow, where templates are rendered and runs are recorded)")
+    sync.add_argument("--limit", type=int, default=20, help="records to show (default: 20)")
+    sync.add_argument("--full-resync", action="store_true", help="as a full resync would: every record")
+    sync.add_argument("--warehouse", default="warehouse", help="default warehouse connection id")
+    sync.set_defaults(handler=_sync)
+
     version = sub.add_parser("version", help="print the airflow-osds version")
     version.set_defaults(handler=_version)
     return parser
@@ -301,6 +312,42 @@ def _singer_install(args: argparse.Namespace) -> int:
             print(f"FAILED  {name} from {pip_url!r}: {exc}", file=sys.stderr)
     print(f"{len(plugins)} plugin(s), {failed} failed" + (f"; {invalid} invalid pipeline file(s) left out" if invalid else ""))
     return 1 if failed or invalid else 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from airflow_osds.factory.compile import compile_project
+    from airflow_osds.factory.project import load_project
+    from airflow_osds.hooks.reverse_etl import ReverseEtlHook
+    from airflow_osds.reverse_etl.preview import describe_preview
+    from airflow_osds.reverse_etl.spec import spec_from_settings
+
+    compiled = compile_project(load_project(args.path.resolve(), default_warehouse=args.warehouse))
+    syncs = {f"{pipeline.dag_id}.{node.id}": node for pipeline in compiled.pipelines.values()
+             for node in _task_nodes(pipeline.nodes)
+             if node.operator == "airflow_osds.operators.reverse_etl.ReverseEtlSyncOperator"}
+    node = syncs.get(args.step)
+    if node is None:
+        broken = "".join(f"\n  invalid, left out: {e.path}" for e in compiled.errors)
+        known = ", ".join(sorted(syncs)) or "none"
+        print(f"osds sync: no reverse_etl step {args.step!r} in {args.path} (sync steps: {known}){broken}",
+              file=sys.stderr)
+        return 2
+    kwargs = node.kwargs
+    templated = [name for name in ("source", "fields", "groups") if "{{" in json.dumps(kwargs.get(name), default=str)]
+    if templated:
+        print(f"osds sync: {args.step} has templates in {', '.join(templated)}, which only Airflow renders; "
+              "preview it from a task instead (ReverseEtlSyncOperator(dry_run=True))", file=sys.stderr)
+        return 2
+    spec = spec_from_settings(sync_id=kwargs.get("sync_id") or args.step, source=kwargs["source"],
+                              fields=kwargs["fields"], mode=kwargs.get("mode", "upsert"), groups=kwargs.get("groups"),
+                              group_field=kwargs.get("group_field"))
+    preview = ReverseEtlHook(kwargs.get("warehouse_conn_id", args.warehouse)).preview(
+        spec, limit=args.limit, full_resync=args.full_resync)
+    destination = kwargs["destination"]
+    print(f"{args.step} (sync id {spec.sync_id}, {spec.mode} → {destination.get('kind')} on "
+          f"{destination.get('connection')}); dry run, nothing sent:")
+    print(describe_preview(preview))
+    return 0
 
 
 def _task_nodes(nodes: list[Any]) -> list[Any]:

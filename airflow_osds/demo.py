@@ -68,20 +68,109 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
     if bag.import_errors:
         return 1
     order = _run_order(stack.dags_folder.parent / "include" / "pipelines", sorted(bag.dags))
+    syncs = _syncs(bag)
+    _forget_syncs_into(stack, syncs, CRM_SOURCE_DB)
     results: list[DagRunResult] = []
     for dag_id, upstream in order:
         why = f" (its data comes from {', '.join(sorted(upstream))})" if upstream else ""
         console.print(f"running pipeline [bold]{dag_id}[/]{why} …")
         results.append(run_dag(bag.dags[dag_id]))
+    sync_runs = [("1", r) for r in results if r.dag_id in syncs]
+    if syncs and all(r.succeeded for r in results):
+        sync_runs += [("2", r) for r in _second_round(console, stack, bag, order, set(syncs), results)]
     written = sorted({ref for dag in bag.dags.values() for ref in _written_tables(dag)})
     console.print(_runs_table(results))
     console.print(_tables_table(_count_rows(stack, written)))
+    if sync_runs:
+        console.print(_syncs_table(sync_runs))
     failed = [r.dag_id for r in results if not r.succeeded]
     if failed:
         console.print(f"[red]failed pipelines:[/] {', '.join(failed)}")
         return 1
-    console.print(f"[green]{len(results)} pipeline(s) succeeded[/]")
+    console.print(f"[green]{len({r.dag_id for r in results})} pipeline(s) succeeded[/] ({len(results)} runs)")
     return 0
+
+
+def _syncs(bag: object) -> dict[str, list[tuple[str, dict]]]:
+    """dag id → (sync id, destination settings) of its reverse-ETL tasks."""
+    from airflow_osds.operators.reverse_etl import ReverseEtlSyncOperator
+
+    found: dict[str, list[tuple[str, dict]]] = {}
+    for dag_id, dag in bag.dags.items():  # type: ignore[attr-defined]
+        for task in dag.tasks:
+            if isinstance(task, ReverseEtlSyncOperator):
+                found.setdefault(dag_id, []).append((task.sync_id or f"{dag_id}.{task.task_id}", task.destination))
+    return found
+
+
+def _forget_syncs_into(stack: LocalStack, syncs: dict[str, list[tuple[str, dict]]], conn_id: str) -> None:
+    """The demo recreates the CRM database, so what was delivered there before is gone: its syncs start over."""
+    from airflow_osds.reverse_etl.diff import forget
+
+    with stack.postgres.connect(stack.warehouse_db, autocommit=True) as conn:
+        for entries in syncs.values():
+            for sync_id, destination in entries:
+                if destination.get("connection") == conn_id:
+                    forget(conn, sync_id)
+
+
+#: The second round's change in the demo's CRM: a high-value user upgrades (one record to update).
+_UPGRADE = ("UPDATE contacts SET plan = 'enterprise', lifetime_value = lifetime_value + 5000, updated_at = now() "
+            "WHERE user_id = (SELECT user_id FROM vip_customers WHERE plan <> 'enterprise' ORDER BY user_id LIMIT 1) "
+            "RETURNING full_name")
+
+
+def _second_round(console: Console, stack: LocalStack, bag: object, order: list[tuple[str, set[str]]],
+                  sync_dags: set[str], results: list[DagRunResult]) -> list[DagRunResult]:
+    """Change one CRM contact, then run again the sync pipelines and the pipelines they read from: each sync
+    sends that one change, not every record again."""
+    with stack.postgres.connect(CRM_SOURCE_DB, autocommit=True) as conn:
+        changed = conn.execute(_UPGRADE).fetchone()
+    if changed is None:
+        return []
+    upstream = dict(order)
+    again: set[str] = set()
+    todo = list(sync_dags)
+    while todo:
+        dag_id = todo.pop()
+        if dag_id not in again:
+            again.add(dag_id)
+            todo.extend(upstream.get(dag_id, ()))
+    console.print(f"second round: {changed[0]} upgrades to enterprise in the CRM; running "
+                  f"{', '.join(d for d, _ in order if d in again)} again …")
+    rerun = []
+    for dag_id, _ in order:
+        if dag_id in again:
+            result = run_dag(bag.dags[dag_id])  # type: ignore[attr-defined]
+            results.append(result)
+            if dag_id in sync_dags:
+                rerun.append(result)
+    return rerun
+
+
+def _sync_counts(run_id: str) -> dict | None:
+    """The counts the run's sync put in its destination's Asset event (None: it had nothing to send)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (session.query(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+               .filter(AssetEvent.source_run_id == run_id, AssetModel.uri.like("osds+destination://%")).first())
+    return dict(row[0]) if row is not None else None
+
+
+def _syncs_table(runs: list[tuple[str, DagRunResult]]) -> Table:
+    table = Table(title="Reverse-ETL syncs (sent only what changed)")
+    for column in ("round", "pipeline", "created", "updated", "deleted", "rejected", "unchanged"):
+        table.add_column(column, justify="left" if column in ("round", "pipeline") else "right")
+    for round_, result in runs:
+        counts = _sync_counts(result.run_id)
+        if counts is None:
+            table.add_row(round_, result.dag_id, "nothing to send", "", "", "", "")
+        else:
+            table.add_row(round_, result.dag_id, *(str(counts.get(k, 0)) for k in
+                                                   ("created", "updated", "deleted", "rejected", "unchanged")))
+    return table
 
 
 def _run_order(pipelines_dir: Path, dag_ids: list[str]) -> list[tuple[str, set[str]]]:

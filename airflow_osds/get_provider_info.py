@@ -48,6 +48,9 @@ _CONNECTION_HOOKS = [
 _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     "integrations": [
         {
+            "integration-name": "Reverse ETL"
+        },
+        {
             "integration-name": "Singer",
             "external-doc-url": "https://hub.meltano.com/singer/spec"
         },
@@ -65,6 +68,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "operators": [
+        {
+            "integration-name": "Reverse ETL",
+            "python-modules": [
+                "airflow_osds.operators.reverse_etl"
+            ]
+        },
         {
             "integration-name": "Singer",
             "python-modules": [
@@ -111,6 +120,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "hooks": [
+        {
+            "integration-name": "Reverse ETL",
+            "python-modules": [
+                "airflow_osds.hooks.reverse_etl"
+            ]
+        },
         {
             "integration-name": "Singer",
             "python-modules": [

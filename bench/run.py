@@ -5,6 +5,7 @@ loader vs a bare COPY and the Snowplow SDK, the Singer target and operator vs ot
     make bench-dbt                                  # shape E only (= bench/run.py --shapes E)
     make bench-snowplow                             # the Snowplow part only (= bench/run.py --snowplow-only)
     make bench-singer                               # the Singer parts only (= bench/run.py --singer-only)
+    make bench-retl                                 # the reverse-ETL part only (= bench/run.py --retl-only)
     .venv/bin/python bench/run.py --reps 1 --shapes C --no-dbt-runtime --import-reps 0
 
 Generates the inputs into bench/.work/, measures Airflow's production path for each shape
@@ -41,6 +42,7 @@ from report import render
 from sections import imports_section, profile_section, runtime_lines, shape_section
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
+from reverse_etl import measure_reverse_etl, reverse_etl_entries, reverse_etl_section
 from singer_pipe import measure_singer_pipe, singer_pipe_entries, singer_pipe_section
 from singer_target import measure_singer_targets, singer_entries, singer_section
 from snowplow_load import measure_snowplow, snowplow_entries, snowplow_section
@@ -81,6 +83,8 @@ def _command(argv: list[str]) -> str:
             return "make bench-snowplow"
         if argv == ["--singer-only"]:
             return "make bench-singer"
+        if argv == ["--retl-only"]:
+            return "make bench-retl"
     return ".venv/bin/python bench/run.py " + " ".join(argv)
 
 
@@ -223,6 +227,13 @@ def _measure_singer_pipe(run: _Run) -> None:
                   singer_pipe_entries, singer_pipe_section)
 
 
+def _measure_reverse_etl(run: _Run) -> None:
+    """A 1%-changed sync of a large source vs a full send to the same local HTTP sink; peak RSS by source size."""
+    a = run.args
+    _measure_part(run, "reverse-etl", a.retl_reps, lambda: measure_reverse_etl(a.retl_reps, a.retl_rows, a.retl_rss_rows),
+                  reverse_etl_entries, reverse_etl_section)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5, help="measured loops per series and shape (default 5)")
@@ -256,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="rounds per shape of the Singer operator vs bare pipe part (alternating; default 3; 0 skips)")
     p.add_argument("--singer-pipe-records", type=int, default=200_000,
                    help="records of that part's 5-column shape; its 30-column shape gets half as many")
+    p.add_argument("--retl-reps", type=int, default=3,
+                   help="rounds of the reverse-ETL part (ours and the full send, alternating; default 3; 0 skips)")
+    p.add_argument("--retl-only", action="store_true", help="measure only the reverse-ETL part (its section and ids)")
+    p.add_argument("--retl-rows", type=int, default=1_000_000, help="source rows of the reverse-ETL part")
+    p.add_argument("--retl-rss-rows", type=int, default=1_000_000,
+                   help="rows of the larger source whose peak RSS is compared with a tenth of it (default 1,000,000)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -280,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args, argv)
     _log(f"osds compile available: {osds_compile_available(PROJECT_PYTHON)}")
     failed = False
-    only = args.snowplow_only or args.singer_only or args.dbt_runtime_only
-    if args.snowplow_only or args.singer_only:
+    only = args.snowplow_only or args.singer_only or args.dbt_runtime_only or args.retl_only
+    if args.snowplow_only or args.singer_only or args.retl_only:
         names = []
     try:
         _measure_operator_shapes(run, [n for n in names if n != "E"], homes)
@@ -296,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure_singer(run)
         if args.singer_pipe_reps > 0 and (args.singer_only or everything):
             _measure_singer_pipe(run)
+        if args.retl_reps > 0 and (args.retl_only or everything):
+            _measure_reverse_etl(run)
         if args.import_reps > 0 and not only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))

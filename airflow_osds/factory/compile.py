@@ -132,7 +132,10 @@ def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
         "end_date": _datetime(spec.end_date, tz, end_of_day=True),
         "catchup": bool(spec.catchup),
         "tags": list(dict.fromkeys(["osds", *spec.tags])),
-        "default_args": {"owner": ",".join(spec.owners) or "osds"},
+        # A step runs when none of its upstreams failed and at least one succeeded: a dbt step fed by a
+        # Snowplow load and a Singer sync must still run in the hour when only one of them had new
+        # data (the other skips, saying so). With one upstream this is Airflow's own all_success.
+        "default_args": {"owner": ",".join(spec.owners) or "osds", "trigger_rule": "none_failed_min_one_success"},
         "params": _params(spec),
         "template_searchpath": [str(plan.parsed.path.parent)],
         "max_active_runs": spec.max_active_runs,

@@ -1,15 +1,24 @@
-"""Hook for HTTP API destinations of reverse-ETL syncs (connection type ``reverse_etl_http``)."""
+"""Hooks for reverse-ETL syncs: HTTP API destinations (connection type ``reverse_etl_http``) and the sync itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseHook
 
 from airflow_osds.hooks._urls import base_url_from_connection
 
-__all__ = ["HttpDestinationConfig", "HttpDestinationHook"]
+if TYPE_CHECKING:
+    import psycopg
+
+    from airflow_osds.reverse_etl.destinations.base import Destination
+    from airflow_osds.reverse_etl.diff import Preview
+    from airflow_osds.reverse_etl.spec import SyncSpec
+    from airflow_osds.reverse_etl.sync import SyncReport
+
+__all__ = ["HttpDestinationConfig", "HttpDestinationHook", "ReverseEtlHook"]
 
 AuthType = Literal["none", "bearer", "header", "basic"]
 
@@ -72,3 +81,91 @@ class HttpDestinationHook(BaseHook):
             max_requests_per_second=float(extra.get("max_requests_per_second", 0)),
             verify_ssl=bool(extra.get("verify_ssl", True)),
         )
+
+
+class ReverseEtlHook(BaseHook):
+    """
+    Runs reverse-ETL syncs: the diff and the delivered state on the warehouse, the destination built
+    from its own Airflow connection (see :mod:`airflow_osds.reverse_etl`).
+
+    :param warehouse_conn_id: Airflow connection (type ``postgres``) of the warehouse holding the
+        source rows and the sync state (``osds_state.reverse_etl_delivered`` / ``_rejections``).
+    """
+
+    conn_name_attr = "warehouse_conn_id"
+    default_conn_name = "warehouse"
+    conn_type = "postgres"
+    hook_name = "Reverse ETL (state on a PostgreSQL connection)"
+
+    def __init__(self, warehouse_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.warehouse_conn_id = warehouse_conn_id
+
+    def get_conn(self) -> psycopg.Connection[Any]:
+        """A psycopg 3 connection (autocommit) to the warehouse."""
+        from airflow_osds.hooks.warehouse import connect
+
+        return connect(self.get_connection(self.warehouse_conn_id), application_name="airflow-osds reverse-etl")
+
+    def destination(self, settings: Mapping[str, Any], *, source_key: str = "") -> Destination:
+        """The destination ``settings`` describe (the YAML block's ``destination``, rendered): ``kind``,
+        ``connection``, optional ``batch_size`` / ``rate_limit``, and the kind's own settings.
+        ``source_key`` is the key column a ``postgres`` table is matched on unless it names its own."""
+        kind = settings.get("kind")
+        conn_id = str(settings.get("connection") or "")
+        if not conn_id:
+            raise ValueError(f"the {kind or 'reverse-ETL'} destination needs a `connection`")
+        sized: dict[str, Any] = {"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}
+        destination: Destination
+        if kind == "postgres":
+            from airflow_osds.hooks.warehouse import connect
+            from airflow_osds.reverse_etl.destinations.postgres import PostgresDestination
+
+            connection = self.get_connection(conn_id)
+            destination = PostgresDestination(
+                lambda: connect(connection, application_name="airflow-osds reverse-etl"), str(settings["table"]),
+                str(settings.get("key_column") or source_key),
+                object_name=f"{conn_id}/{settings['table']}", **sized,
+            )
+        else:
+            config = HttpDestinationHook(conn_id).get_conn()
+            if kind == "http":
+                from airflow_osds.reverse_etl.destinations.http import HttpDestination
+
+                destination = HttpDestination(config, str(settings["path"]), method=str(settings.get("method", "POST")),
+                                              body_template=settings.get("body"),
+                                              object_name=f"{conn_id}/{settings.get('object') or str(settings['path']).strip('/')}",
+                                              **sized)
+            elif kind == "hubspot":
+                from airflow_osds.reverse_etl.destinations.hubspot import HubSpotDestination
+
+                destination = HubSpotDestination(config, str(settings.get("object_type", "contacts")),
+                                                 str(settings.get("id_property", "email")), **sized)
+            elif kind == "mailchimp":
+                from airflow_osds.reverse_etl.destinations.mailchimp import MailchimpDestination
+
+                options = {k: settings[k] for k in ("status", "update_existing") if k in settings}
+                destination = MailchimpDestination(config, str(settings["list_id"]), **options, **sized)
+            else:
+                raise ValueError(f"unknown reverse-ETL destination kind {kind!r} (http, postgres, hubspot, mailchimp)")
+        if settings.get("rate_limit") is not None:
+            destination.rate_limit = float(settings["rate_limit"])
+        return destination
+
+    def sync(self, spec: SyncSpec, destination: Mapping[str, Any], *, full_resync: bool = False,
+             max_rejected: int | None = None, max_rejected_ratio: float | None = None,
+             say: Callable[[str], Any] = print) -> SyncReport:
+        """One run of ``spec`` to the destination ``destination`` describes (see :func:`~airflow_osds.reverse_etl.sync.run_sync`)."""
+        from airflow_osds.reverse_etl.sync import run_sync
+
+        target = self.destination(destination, source_key=spec.key)
+        with self.get_conn() as conn:
+            return run_sync(conn, spec, target, full_resync=full_resync, max_rejected=max_rejected,
+                            max_rejected_ratio=max_rejected_ratio, say=say)
+
+    def preview(self, spec: SyncSpec, *, limit: int = 20, full_resync: bool = False) -> Preview:
+        """What a run would send (counts and the first ``limit`` records); nothing is sent or recorded."""
+        from airflow_osds.reverse_etl.diff import preview
+
+        with self.get_conn() as conn:
+            return preview(conn, spec, limit, full_resync=full_resync)

@@ -19,6 +19,7 @@ from airflow_osds.dbt.fingerprint import stale_reason
 from airflow_osds.dbt.state import without_state
 from airflow_osds.dbt.runner import DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
+from airflow_osds.operators._templated import rendered_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -226,7 +227,7 @@ class DbtOperator(BaseOperator):
         }
         if self.command not in ("retry", "parse"):
             kwargs.update(select=_as_list(self.select) if select is None else select, exclude=_as_list(self.exclude))
-        if self.command in ("build", "run", "seed") and _truthy(self.full_refresh):
+        if self.command in ("build", "run", "seed") and rendered_flag(self.full_refresh, name="full_refresh"):
             kwargs["full_refresh"] = True
         kwargs["extra_args"] = list(extra_args)
         if self.indirect_selection and self.command in ("build", "test"):
@@ -331,9 +332,6 @@ def _state_key(context: Context) -> list[str]:
 def _as_list(value: Sequence[str] | str) -> list[str]:
     return value.split() if isinstance(value, str) else list(value)
 
-
-def _truthy(value: bool | str) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
 
 
 class DbtBuildOperator(DbtOperator):

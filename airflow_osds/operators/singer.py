@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_osds.hooks.singer import SingerHook
+from airflow_osds.operators._templated import rendered_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +95,8 @@ class SingerOperator(BaseOperator):
                                       overrides={"default_target_schema": self.schema})
             sid = self.state_id or default_state_id(context["dag"].dag_id, self.task_id, tap.name, target.name)
             report = self.hook.sync(
-                tap, target, state_id=sid, full_refresh=_truthy(self.full_refresh), catalog=self._catalog(),
+                tap, target, state_id=sid, full_refresh=rendered_flag(self.full_refresh, name="full_refresh"),
+                catalog=self._catalog(),
                 select=self.tap.get("select") or (), metadata=self.tap.get("metadata") or None,
                 imported_state=imported, timeout=self.timeout, say=self.log.info,
             )
@@ -134,11 +136,6 @@ class SingerOperator(BaseOperator):
             if uri in by_uri:
                 context["outlet_events"][outlet].extra = {"records": by_uri[uri]}
 
-
-def _truthy(value: bool | str) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def _describe(report: SyncReport) -> str:

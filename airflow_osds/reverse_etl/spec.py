@@ -19,7 +19,7 @@ from typing import Any, Literal
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.reverse_etl.destinations.base import Op
 
-__all__ = ["MODE_OPERATIONS", "MODES", "FieldSpec", "Mode", "SourceSpec", "SyncSpec", "SyncSpecError"]
+__all__ = ["MODE_OPERATIONS", "MODES", "FieldSpec", "Mode", "SourceSpec", "SyncSpec", "SyncSpecError", "spec_from_settings"]
 
 Mode = Literal["upsert", "update", "insert", "mirror"]
 
@@ -173,3 +173,30 @@ class SyncSpec:
     def operations(self) -> frozenset[Op]:
         """The operations this sync's mode needs from its destination."""
         return MODE_OPERATIONS[self.mode]
+
+
+def spec_from_settings(
+    *,
+    sync_id: str,
+    source: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    mode: str = "upsert",
+    groups: Mapping[str, str] | None = None,
+    group_field: str | None = None,
+) -> SyncSpec:
+    """A spec from the YAML block's shapes (what the operator is given, rendered):
+    ``source = {"table": …} | {"sql": …}`` plus ``key``; ``fields`` as :meth:`FieldSpec.parse` reads them."""
+    unknown = set(source) - {"table", "sql", "key"}
+    if unknown:
+        raise SyncSpecError(f"sync {sync_id!r}: the source has unknown settings {sorted(unknown)} (table, sql, key)")
+    if not source.get("key"):
+        raise SyncSpecError(f"sync {sync_id!r}: the source needs a `key` column")
+    return SyncSpec(
+        sync_id=sync_id,
+        source=SourceSpec(table=source.get("table"), query=source.get("sql")),
+        key=str(source["key"]),
+        fields=dict(fields),
+        mode=mode,  # type: ignore[arg-type]
+        groups=dict(groups or {}),
+        group_field=group_field,
+    )

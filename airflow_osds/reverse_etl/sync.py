@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.reverse_etl import diff
+from airflow_osds.reverse_etl.delivery import RetryPolicy, deliver
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Destination, Rejection
 from airflow_osds.reverse_etl.spec import SyncSpec
 
@@ -55,6 +56,7 @@ class SyncReport:
     skipped_updates: int = 0  # not sent: changed, but an insert-only sync does not update
     skipped_deletes: int = 0  # not sent: gone from the source, but only mirror deletes
     batches: int = 0
+    retries: int = 0  # sends of a batch again after a retryable failure
     seconds: float = 0.0
     stale_rejections_cleared: int = 0
     #: What the destination said it did, summed over batches (its ``BatchResult.counts``).
@@ -69,6 +71,12 @@ class SyncReport:
     @property
     def skipped(self) -> int:
         return self.skipped_updates + self.skipped_deletes
+
+    def counts(self) -> dict[str, Any]:
+        """The run's numbers (the Asset event's extra and the task's return value)."""
+        return {"created": self.created, "updated": self.updated, "deleted": self.deleted, "rejected": self.rejected,
+                "unchanged": self.unchanged, "skipped": self.skipped, "batches": self.batches,
+                "retries": self.retries, "seconds": round(self.seconds, 3)}
 
     def summary(self) -> str:
         line = (f"sync {self.sync_id} ({self.mode} → {self.destination}{', full resync' if self.full_resync else ''}): "
@@ -92,18 +100,6 @@ class RejectionThresholdExceeded(OsdsError):
                          "and sent again next run.")
 
 
-OnResult = Callable[[Sequence[Change], BatchResult], None]
-
-
-def _send_all(destination: Destination, batches: Iterable[Sequence[Change]], on_result: OnResult) -> None:
-    """Send each batch and hand its result to ``on_result`` before the next one is sent.
-
-    The plain loop, no retries: :func:`airflow_osds.reverse_etl.delivery.deliver` takes its place.
-    """
-    for batch in batches:
-        on_result(batch, destination.send(batch))
-
-
 def _check_thresholds(report: SyncReport, max_rejected: int | None, max_rejected_ratio: float | None) -> None:
     if max_rejected is not None and report.rejected > max_rejected:
         raise RejectionThresholdExceeded(report, f"max_rejected={max_rejected}")
@@ -119,6 +115,7 @@ def run_sync(
     full_resync: bool = False,
     max_rejected: int | None = None,
     max_rejected_ratio: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
     say: Callable[[str], Any] = print,
 ) -> SyncReport:
     """Send what changed since the last run to ``destination`` and record what it acknowledged.
@@ -127,6 +124,7 @@ def run_sync(
     :param full_resync: send every source row, changed or not (see :mod:`.diff`).
     :param max_rejected: raise when more records than this were rejected in the run (``None``: no limit).
     :param max_rejected_ratio: raise when rejected / sent exceeds this (``None``: no limit).
+    :param retry: how often and how long a batch that failed as a whole (429, 5xx, timeout) is retried.
     :raises UnsupportedModeError: before reading anything.
     :raises diff.SourceKeyError: NULL or duplicated keys, before sending anything.
     :raises RejectionThresholdExceeded: after the run, everything recorded.
@@ -155,9 +153,10 @@ def run_sync(
                     yield [p.change for p in pending]
 
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
-                _record_batch(conn, spec.sync_id, [outstanding.pop(c.key) for c in batch], result, report, say)
+                _record_batch(conn, spec, [outstanding.pop(c.key) for c in batch], result, report, say)
 
-            _send_all(destination, batches(), on_result)
+            delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say)
+            report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
     finally:
         report.seconds = time.monotonic() - started
@@ -167,7 +166,7 @@ def run_sync(
     return report
 
 
-def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: BatchResult, report: SyncReport,
+def _record_batch(conn: Any, spec: SyncSpec, batch: list[diff.Pending], result: BatchResult, report: SyncReport,
                   say: Callable[[str], Any]) -> None:
     """Match the result to the batch and record it. A key the result leaves out is rejected (never dropped);
     one it both acknowledges and rejects counts as rejected; keys not in the batch are reported and ignored."""
@@ -179,7 +178,7 @@ def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: Ba
     acked_keys = set(result.acknowledged) & keys
     strangers = (set(result.acknowledged) | {r.key for r in result.rejected}) - keys
     if strangers:
-        say(f"sync {sync_id}: the destination answered for {len(strangers)} key(s) it was not sent "
+        say(f"sync {spec.sync_id}: the destination answered for {len(strangers)} key(s) it was not sent "
             f"(ignored), e.g. {sorted(strangers)[:3]}")
     acknowledged: list[diff.Pending] = []
     rejected: list[tuple[diff.Pending, str]] = []
@@ -191,7 +190,7 @@ def _record_batch(conn: Any, sync_id: str, batch: list[diff.Pending], result: Ba
             acknowledged.append(p)
         else:
             rejected.append((p, NO_RESULT))
-    diff.record(conn, sync_id, acknowledged, rejected)
+    diff.record(conn, spec.sync_id, acknowledged, rejected, insert_only=spec.mode == "insert")
     report.batches += 1
     for p in acknowledged:
         if p.change.op == "create":

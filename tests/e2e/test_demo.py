@@ -50,7 +50,13 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert re.search(r"warehouse:marts\.high_value_users\s+│\s+3 │", output), output
         # The CRM's contacts, replicated from its database by the Singer step (tap-postgres → osds-target-postgres).
         assert re.search(r"warehouse:raw_crm\.contacts\s+│\s+10 │", output), output
-        assert "3 pipeline(s) succeeded" in output
+        # Reverse ETL: the 3 high-value users go into the CRM's vip_customers table; in the second round one
+        # CRM contact upgrades, web_analytics runs again (only the Singer step has new data: the Snowplow
+        # load says it has nothing new and dbt still runs) and the sync sends that one update.
+        assert "running pipeline crm_sync (its data comes from web_analytics)" in output
+        assert re.search(r"│ 1\s+│ crm_sync\s+│\s+3 │\s+0 │\s+0 │\s+0 │\s+0 │", output), output
+        assert re.search(r"│ 2\s+│ crm_sync\s+│\s+0 │\s+1 │\s+0 │\s+0 │\s+2 │", output), output
+        assert "4 pipeline(s) succeeded (6 runs)" in output
         # Airflow's home, the compiled pipelines and the database live in the project, never in the user's home.
         assert list(home.iterdir()) == [], "Airflow or the cache wrote into the user's home"
         assert list((project / ".osds" / "cache").glob("*.osdsc")), "the compiled pipelines are in .osds/cache"

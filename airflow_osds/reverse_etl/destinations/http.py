@@ -1,8 +1,8 @@
 """A generic JSON batch endpoint or webhook (no Airflow imports).
 
 Each batch is one request (``POST`` by default) to ``path`` under the connection's base URL with the body
-``{"records": [{"key", "op", "fields", "groups"}, …]}``, or ``body_template`` with ``"{{ records }}"``
-replaced by that list and ``"{{ op }}"`` by the batch's operation. A template that names ``{{ op }}`` gets one
+``{"records": [{"key", "op", "fields", "groups"}, …]}``, or ``body_template`` with ``"$records"``
+replaced by that list and ``"$op"`` by the batch's operation. A template that names ``$op`` gets one
 request per operation when a batch mixes them.
 
 The reply, per request:
@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpDestination", "idempotency_key"]
 
-RECORDS = "{{ records }}"
-OP = "{{ op }}"
+# Not Jinja's braces: Airflow renders the destination's settings before the sync sees them.
+RECORDS = "$records"
+OP = "$op"
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
@@ -80,8 +81,8 @@ class HttpDestination:
 
     :param config: the ``reverse_etl_http`` connection (base URL, auth, timeout, rate limit, TLS).
     :param path: the endpoint under the base URL, e.g. ``/hooks/customers``.
-    :param body_template: a JSON-able envelope; the string ``"{{ records }}"`` (a whole value) becomes the
-        records, ``"{{ op }}"`` (in any string) the batch's operation.
+    :param body_template: a JSON-able envelope; the string ``"$records"`` (a whole value) becomes the
+        records, ``"$op"`` (in any string) the batch's operation.
     :param object_name: what the sync's outputs call it, e.g. ``crm-webhook/customers``.
     """
 

@@ -21,3 +21,15 @@ INSERT INTO contacts (user_id, email, full_name, plan, lifetime_value, updated_a
     ('customer-38799', 'dorothy@example.com', 'Dorothy Vaughan', 'free', 0.00, timestamptz '2026-11-23 09:07:00+00'),
     ('customer-25160', 'margaret@example.com', 'Margaret Hamilton', 'pro', 480.00, timestamptz '2026-11-20 09:08:00+00'),
     ('customer-61245', 'annie@example.com', 'Annie Easley', 'enterprise', 9800.00, timestamptz '2026-11-21 09:09:00+00');
+
+-- What the `crm_sync` pipeline writes back (reverse ETL): the warehouse's high-value users.
+DROP TABLE IF EXISTS vip_customers;
+CREATE TABLE vip_customers (
+    user_id        text PRIMARY KEY,
+    email          text NOT NULL,
+    full_name      text NOT NULL,
+    plan           text NOT NULL,
+    lifetime_value numeric(12, 2) NOT NULL,
+    sessions       integer NOT NULL,
+    segments       jsonb NOT NULL DEFAULT '[]'
+);

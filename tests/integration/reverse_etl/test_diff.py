@@ -182,9 +182,9 @@ def test_the_first_run_sends_everything_and_the_second_nothing(conn: Any) -> Non
                                        "0 rejected, 0 unchanged; 3 batches in ")
     state = delivered(conn, spec.sync_id)
     assert state == {str(i): row_fields(i) for i in range(1, 26)}
-    # the stored hash is md5 of [payload, groups] as jsonb text
-    assert conn.execute(f"SELECT count(*) FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s AND "
-                        "hash = md5(jsonb_build_array(payload, groups)::text)", (spec.sync_id,)).fetchone()[0] == 25
+    # one hash per record, distinct for distinct records
+    assert conn.execute(f"SELECT count(DISTINCT hash) FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s",
+                        (spec.sync_id,)).fetchone()[0] == 25
 
     again = FakeDestination(batch_size=10)
     second = sync(conn, spec, again)
@@ -330,7 +330,7 @@ def test_renames_constants_and_sql_expressions(conn: Any) -> None:
     dest.forget_batches()
     sync(conn, changed, dest)
     assert dest.sent == ops("update", 1, 2)
-    # the same mapping in another order is the same record (jsonb's text is canonical)
+    # the same mapping in another order is the same record (the hash takes the fields in name order)
     reordered = SyncSpec("mapping", SourceSpec(table="CRM Data.Contacts"), "Id",
                          dict(reversed(list(changed.fields.items()))))
     dest.forget_batches()
@@ -528,6 +528,16 @@ def test_null_and_duplicated_keys_stop_the_run_before_anything_is_sent(conn: Any
     src.sql("INSERT INTO {t} VALUES (NULL, 'a@x.io', 'free', 0)")
     with pytest.raises(diff.SourceKeyError, match=r"source has 1 row with a NULL key; nothing was sent"):
         sync(conn, spec, dest)
+
+    # A unique index alone does not make the key safe: NULLs pass it. Only a unique, non-null key lets
+    # the check be skipped (PostgreSQL then guarantees it), and the sync still runs.
+    src.sql("DELETE FROM {t} WHERE id = 6")
+    src.sql("CREATE UNIQUE INDEX ON {t} (id)")
+    with pytest.raises(diff.SourceKeyError, match=r"source has 1 row with a NULL key"):
+        sync(conn, spec, dest)
+    src.sql("DELETE FROM {t} WHERE id IS NULL")
+    src.sql("ALTER TABLE {t} ALTER COLUMN id SET NOT NULL")
+    assert sync(conn, spec, dest).created == 7
 
 
 # --- preview ------------------------------------------------------------------------------------------

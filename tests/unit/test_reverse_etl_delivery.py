@@ -1,0 +1,120 @@
+"""``reverse_etl.delivery.deliver``: retries, Retry-After, backoff, rate limit and one answer per batch.
+
+The destination is a scripted object (the real HTTP destinations and their fault servers are tested in
+tests/integration/reverse_etl/); waits go to a recorder instead of ``time.sleep`` so the retry schedule
+itself is what is asserted, without waiting it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from airflow_osds.reverse_etl.delivery import RetriesExhausted, RetryPolicy, deliver
+from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, DestinationError, RetryableError
+
+
+class Scripted:
+    """Answers each send with the next scripted outcome: an exception to raise, or None to acknowledge all."""
+
+    object_name = "scripted/records"
+    operations = frozenset({"create", "update", "delete"})
+
+    def __init__(self, outcomes: Sequence[BaseException | None], *, batch_size: int = 2, rate_limit: float = 0) -> None:
+        self.outcomes = list(outcomes)
+        self.batch_size = batch_size
+        self.rate_limit = rate_limit
+        self.sent: list[list[str]] = []
+
+    def send(self, batch: Sequence[Change]) -> BatchResult:
+        self.sent.append([c.key for c in batch])
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        return BatchResult(acknowledged=[c.key for c in batch])
+
+    def close(self) -> None:
+        pass
+
+
+def changes(*keys: str) -> list[Change]:
+    return [Change(k, "create", {"k": k}) for k in keys]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 3))
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(dest: Scripted, batches: list[list[Change]], retry: RetryPolicy, clock: Clock | None = None) -> tuple[list, list]:
+    clock = clock or Clock()
+    answered: list[list[str]] = []
+    lines: list[str] = []
+    deliver(dest, batches, on_result=lambda b, r: answered.append(list(r.acknowledged)), retry=retry,
+            say=lines.append, sleep=clock.sleep, clock=clock)
+    return answered, lines
+
+
+def test_retry_after_is_honoured_and_backoff_doubles_without_it() -> None:
+    dest = Scripted([RetryableError("429", retry_after=7), RetryableError("500"), RetryableError("500"), None])
+    clock = Clock()
+    answered, lines = run(dest, [changes("a", "b")], RetryPolicy(base_delay=1, max_delay=60, jitter=False), clock)
+    assert clock.waits == [7, 2, 4]  # Retry-After, then base * 2**(n-1) for attempts 2 and 3
+    assert answered == [["a", "b"]] and dest.sent == [["a", "b"]] * 4
+    assert "attempt 1/6 failed: 429; retrying in 7.0 s" in lines[0]
+
+
+def test_a_retry_after_beyond_the_cap_is_honoured_up_to_max_retry_after() -> None:
+    dest = Scripted([RetryableError("429", retry_after=90), RetryableError("429", retry_after=10_000), None])
+    clock = Clock()
+    _, lines = run(dest, [changes("a")], RetryPolicy(max_delay=60, max_retry_after=300, jitter=False), clock)
+    assert clock.waits == [90, 300]
+    assert any("more than the 60 s backoff cap: honouring it" in line for line in lines)
+    assert any("waiting 300 s, the most allowed" in line for line in lines)
+
+
+def test_jitter_stays_between_half_and_all_of_the_backoff() -> None:
+    policy = RetryPolicy(base_delay=4, max_delay=60)
+    delays = [policy.delay(2, None)[0] for _ in range(200)]
+    assert all(4 <= d <= 8 for d in delays) and len(set(delays)) > 1
+
+
+def test_retries_exhausted_names_the_batch_and_keeps_the_answered_ones() -> None:
+    dest = Scripted([None] + [RetryableError("HTTP 503", retry_after=1)] * 3)
+    answered: list[list[str]] = []
+    clock = Clock()
+    with pytest.raises(RetriesExhausted, match=r"batch 1 \(1 records\) failed 3 times, giving up: HTTP 503") as err:
+        deliver(dest, [changes("a", "b"), changes("c")], on_result=lambda b, r: answered.append(r.acknowledged),
+                retry=RetryPolicy(max_attempts=3), sleep=clock.sleep, clock=clock)
+    assert isinstance(err.value, RetryableError) and err.value.attempts == 3
+    assert answered == [["a", "b"]]  # the first batch was handed over before the second failed
+
+
+def test_a_final_error_is_not_retried() -> None:
+    dest = Scripted([DestinationError("HTTP 401: credentials refused")])
+    with pytest.raises(DestinationError, match="401"):
+        run(dest, [changes("a")], RetryPolicy())
+    assert dest.sent == [["a"]]
+
+
+def test_sends_are_spaced_by_the_rate_limit_and_oversized_batches_refused() -> None:
+    dest = Scripted([], rate_limit=4)
+    clock = Clock()
+    run(dest, [changes("a"), changes("b"), changes("c")], RetryPolicy(), clock)
+    assert clock.waits == [0.25, 0.25]
+    with pytest.raises(DestinationError, match="batch 0 has 3 records, more than the destination takes \\(2\\)"):
+        run(Scripted([]), [changes("a", "b", "c")], RetryPolicy())
+
+
+def test_a_policy_that_cannot_send_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        RetryPolicy(max_attempts=0)
