@@ -72,7 +72,7 @@ def test_a_batch_is_one_post_of_its_records_with_a_stable_idempotency_key(sink: 
 
 
 def test_a_body_template_wraps_the_records_and_a_mixed_batch_is_sent_per_operation() -> None:
-    template = {"data": {"items": "{{ records }}", "action": "{{ op }}-customers", "source": "warehouse"}}
+    template = {"data": {"items": "$records", "action": "$op-customers", "source": "warehouse"}}
     with JsonSink(path=PATH, token=TOKEN, extract=lambda body: body["data"]["items"]) as sink:
         dest = destination(sink, body_template=template)
         result = dest.send([change(1), change(2, "update"), change(3), change(4, "delete")])
@@ -81,7 +81,7 @@ def test_a_body_template_wraps_the_records_and_a_mixed_batch_is_sent_per_operati
         ("create-customers", ["1", "3"]), ("update-customers", ["2"]), ("delete-customers", ["4"])]
     assert all(r.body["data"]["source"] == "warehouse" for r in sink.received)
     assert len({r.idempotency_key for r in sink.received}) == 3  # each request its own key
-    with pytest.raises(ValueError, match="must contain the value '{{ records }}'"):
+    with pytest.raises(ValueError, match=r"must contain the value '\$records'"):
         destination(sink, body_template={"items": "records"})
 
 
