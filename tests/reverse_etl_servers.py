@@ -13,7 +13,8 @@ and keeps what it received (:attr:`FaultyServer.received`) and what it holds:
 * :class:`MailchimpServer`: ``POST /3.0/lists/{id}`` (batch subscribe, errors inside a 200 body) and
   ``DELETE /3.0/lists/{id}/members/{subscriber_hash}``.
 
-Faults apply to the next N requests (whatever their path, or only those whose path ends with ``on``), in front of the API (as a proxy or rate limiter
+Faults apply to the next N requests (whatever their path, or only those whose path ends with ``on``; after
+letting ``after`` requests through), in front of the API (as a proxy or rate limiter
 would): :meth:`~FaultyServer.inject_status` (429 with ``Retry-After``, 500…), :meth:`~FaultyServer.inject_timeout`
 (answer only after the client gave up, having applied the request or not) and :meth:`~FaultyServer.inject_drop`
 (read the whole request, apply it or not, close the socket without an answer). Per-record errors are the APIs'
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -62,13 +63,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: Literal["status", "timeout", "drop"]
+    kind: Literal["status", "timeout", "drop", "pass"]
     status: int = 0
     retry_after: str | None = None
     seconds: float = 0.0
     store: bool = False
     body: Any = None
     on: str | None = None  # only for a request whose path ends with this
+    passes: int = 0  # kind "pass": requests to let through untouched
 
     @property
     def label(self) -> str:
@@ -109,33 +111,51 @@ class FaultyServer(ThreadingHTTPServer):
             self._thread.join(5)
 
     # -- faults ------------------------------------------------------------------------------------
+    # Every inject_* takes ``times`` (how many requests get the fault), ``on`` (only requests whose path, query
+    # aside, ends with it count) and ``after`` (that many counting requests pass untouched first).
     def inject_status(self, status: int, *, times: int = 1, retry_after: float | str | None = None,
-                      body: Any = None, on: str | None = None) -> None:
+                      body: Any = None, on: str | None = None, after: int = 0) -> None:
         """Answer the next ``times`` requests with ``status`` (and ``Retry-After``, and ``body`` if given), without
-        applying them. With ``on``, only requests whose path (query aside) ends with it count."""
+        applying them."""
         value = None if retry_after is None else (retry_after if isinstance(retry_after, str) else f"{retry_after:g}")
-        self._faults.extend(_Fault("status", status=status, retry_after=value, body=body, on=on) for _ in range(times))
+        self._queue(_Fault("status", status=status, retry_after=value, body=body, on=on), times, after)
 
-    def inject_timeout(self, *, times: int = 1, seconds: float = 3.0, store: bool = False, on: str | None = None) -> None:
+    def inject_timeout(self, *, times: int = 1, seconds: float = 3.0, store: bool = False, on: str | None = None,
+                       after: int = 0) -> None:
         """Hold the next ``times`` requests ``seconds`` (past the client's timeout); with ``store`` the request is
         applied first and answered late, else it is never applied and the socket is closed."""
-        self._faults.extend(_Fault("timeout", seconds=seconds, store=store, on=on) for _ in range(times))
+        self._queue(_Fault("timeout", seconds=seconds, store=store, on=on), times, after)
 
-    def inject_drop(self, *, times: int = 1, store: bool = False, on: str | None = None) -> None:
+    def inject_drop(self, *, times: int = 1, store: bool = False, on: str | None = None, after: int = 0) -> None:
         """Read the next ``times`` requests whole, apply them when ``store``, then close the socket unanswered."""
-        self._faults.extend(_Fault("drop", store=store, on=on) for _ in range(times))
+        self._queue(_Fault("drop", store=store, on=on), times, after)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def _queue(self, fault: _Fault, times: int, after: int) -> None:
+        with self.lock:
+            if after:
+                self._faults.append(replace(fault, kind="pass", passes=after))
+            self._faults.extend([fault] * times)
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         bare = path.partition("?")[0]
-        for fault in self._faults:
+        for i, fault in enumerate(self._faults):
             if fault.on is None or bare.endswith(fault.on):
-                self._faults.remove(fault)
+                if fault.kind == "pass":  # a request let through before the faults behind it
+                    if fault.passes > 1:
+                        self._faults[i] = replace(fault, passes=fault.passes - 1)
+                    else:
+                        del self._faults[i]
+                    return None
+                del self._faults[i]
                 return fault
         return None
 
     @property
     def pending_faults(self) -> int:
-        return len(self._faults)
+        return sum(f.kind != "pass" for f in self._faults)
 
     # -- for the assertions ------------------------------------------------------------------------
     def requests_to(self, suffix: str, method: str = "POST") -> list[Received]:

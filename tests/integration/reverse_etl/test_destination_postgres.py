@@ -190,9 +190,11 @@ def test_a_connection_lost_in_the_middle_of_a_batch_commits_nothing_and_is_retry
     target.sql(f"CREATE SEQUENCE {seq}")
     target.sql(f"""CREATE FUNCTION {table}_kill() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-          IF NEW.email = 'boom@example.com' AND nextval('{seq}') = 1 THEN
-            PERFORM pg_terminate_backend(pg_backend_pid());
-            PERFORM pg_sleep(5);
+          IF NEW.email = 'boom@example.com' THEN  -- nested: SQL does not promise to evaluate AND left to right
+            IF nextval('{seq}') = 1 THEN
+              PERFORM pg_terminate_backend(pg_backend_pid());
+              PERFORM pg_sleep(5);
+            END IF;
           END IF;
           RETURN NEW;
         END $$""")
