@@ -16,7 +16,8 @@ The reply, per request:
 Every request carries ``Idempotency-Key``: the sha256 of the object name and, per record, its key, operation
 and a hash of its fields and groups. It is the same on a retry and on a later run that sends the same batch,
 so an endpoint that stores what it receives can drop a batch it already has (the connection dropped after it
-stored the batch, before the reply arrived).
+stored the batch, before the reply arrived). A batch sent as one request per operation is retried whole when a later
+request fails: the parts already delivered go again with their same keys.
 """
 
 from __future__ import annotations
