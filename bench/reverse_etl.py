@@ -100,8 +100,7 @@ def _spec(table: str, sync_id: str) -> Any:
 
 
 def _destination(url: str) -> Any:
-    from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
-    from airflow_osds.reverse_etl.destinations.http import HttpDestination
+    from airflow_osds.reverse_etl.destinations.http import HttpDestination, HttpDestinationConfig
 
     return HttpDestination(HttpDestinationConfig(base_url=url, auth_type="none"), "/records",
                            object_name="sink/records")

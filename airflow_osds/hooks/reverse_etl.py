@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
 from airflow_osds.hooks._urls import base_url_from_connection
+from airflow_osds.reverse_etl.destinations._http import HttpDestinationConfig
 
 if TYPE_CHECKING:
     import psycopg
@@ -19,30 +19,6 @@ if TYPE_CHECKING:
     from airflow_osds.reverse_etl.sync import SyncReport
 
 __all__ = ["HttpDestinationConfig", "HttpDestinationHook", "ReverseEtlHook"]
-
-AuthType = Literal["none", "bearer", "header", "basic"]
-
-
-@dataclass(frozen=True)
-class HttpDestinationConfig:
-    """What a ``reverse_etl_http`` connection holds; secrets are kept out of ``repr``."""
-
-    base_url: str
-    auth_type: AuthType = "bearer"
-    login: str = ""
-    secret: str = field(default="", repr=False)
-    api_key_header: str = "X-API-Key"
-    timeout: float = 30.0
-    max_requests_per_second: float = 0.0
-    verify_ssl: bool = True
-
-    def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate a request (basic auth is left to the HTTP client)."""
-        if self.auth_type == "bearer" and self.secret:
-            return {"Authorization": f"Bearer {self.secret}"}
-        if self.auth_type == "header" and self.secret:
-            return {self.api_key_header: self.secret}
-        return {}
 
 
 class HttpDestinationHook(BaseHook):
@@ -144,7 +120,7 @@ class ReverseEtlHook(BaseHook):
             elif kind == "mailchimp":
                 from airflow_osds.reverse_etl.destinations.mailchimp import MailchimpDestination
 
-                options = {k: settings[k] for k in ("status", "update_existing") if k in settings}
+                options = {k: settings[k] for k in ("status", "update_existing", "sync_tags") if k in settings}
                 destination = MailchimpDestination(config, str(settings["list_id"]), **options, **sized)
             else:
                 raise ValueError(f"unknown reverse-ETL destination kind {kind!r} (http, postgres, hubspot, mailchimp)")

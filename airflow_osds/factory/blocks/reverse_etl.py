@@ -87,7 +87,10 @@ class MailchimpTarget(_Destination):
     kind: Literal["mailchimp"]
     list_id: str = Field(description="The audience (list) id.")
     status: Literal["subscribed", "pending", "unsubscribed", "transactional"] = Field(
-        "subscribed", description="The status of members the sync adds (existing members keep theirs).")
+        "subscribed", description="The status of members whose record has no `status` field.")
+    update_existing: bool = Field(True, description="Update members already on the list (else only add new ones).")
+    sync_tags: bool = Field(False, description="Replace each member's tags by the record's groups (else groups are "
+                            "only added; tags set outside the sync would be removed too).")
 
 
 Destination = Annotated[HttpTarget | PostgresTarget | HubSpotTarget | MailchimpTarget, Field(discriminator="kind")]
@@ -169,8 +172,11 @@ def compile_task(block: ReverseEtlBlock, ctx: StepContext) -> TaskNode:
         "warehouse_conn_id": ctx.warehouse,
         "full_resync": block.full_resync,
     }
-    for name in ("groups", "group_field", "sync_id", "max_rejected", "max_rejected_ratio"):
+    for name in ("groups", "group_field", "sync_id"):
         if getattr(block, name):
+            kwargs[name] = getattr(block, name)
+    for name in ("max_rejected", "max_rejected_ratio"):  # 0 is a threshold too
+        if getattr(block, name) is not None:
             kwargs[name] = getattr(block, name)
     return ctx.task("airflow_osds.operators.reverse_etl.ReverseEtlSyncOperator", kwargs)
 

@@ -17,20 +17,45 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_osds.reverse_etl.destinations.base import Change, DestinationError, Rejection, RetryableError
 
 if TYPE_CHECKING:
     import httpx
 
-    from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
-
 __all__ = [
-    "HttpTransport", "Secrets", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates",
+    "HttpDestinationConfig", "HttpTransport", "Secrets", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates",
     "retry_after_seconds", "scrub", "secret_forms",
 ]
+
+AuthType = Literal["none", "bearer", "header", "basic"]
+
+
+@dataclass(frozen=True)
+class HttpDestinationConfig:
+    """What a ``reverse_etl_http`` connection holds (:class:`~airflow_osds.hooks.reverse_etl.HttpDestinationHook`
+    reads it from Airflow); secrets are kept out of ``repr``."""
+
+    base_url: str
+    auth_type: AuthType = "bearer"
+    login: str = ""
+    secret: str = field(default="", repr=False)
+    api_key_header: str = "X-API-Key"
+    timeout: float = 30.0
+    max_requests_per_second: float = 0.0
+    verify_ssl: bool = True
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request (basic auth is left to the HTTP client)."""
+        if self.auth_type == "bearer" and self.secret:
+            return {"Authorization": f"Bearer {self.secret}"}
+        if self.auth_type == "header" and self.secret:
+            return {self.api_key_header: self.secret}
+        return {}
+
 
 EXCERPT_CHARS = 500
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_osds.reverse_etl.destinations._http import (
+    HttpDestinationConfig,
     HttpTransport,
     canonical_json,
     excerpt,
@@ -36,10 +37,7 @@ from airflow_osds.reverse_etl.destinations._http import (
 )
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, DestinationError, Op, Rejection
 
-if TYPE_CHECKING:
-    from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
-
-__all__ = ["HttpDestination", "idempotency_key"]
+__all__ = ["HttpDestination", "HttpDestinationConfig", "idempotency_key"]
 
 # Not Jinja's braces: Airflow renders the destination's settings before the sync sees them.
 RECORDS = "$records"

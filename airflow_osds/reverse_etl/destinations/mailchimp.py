@@ -60,7 +60,7 @@ from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Dest
 if TYPE_CHECKING:
     import httpx
 
-    from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
+    from airflow_osds.reverse_etl.destinations._http import HttpDestinationConfig
 
 __all__ = ["MailchimpDestination", "subscriber_hash"]
 

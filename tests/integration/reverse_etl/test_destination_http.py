@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
+from airflow_osds.reverse_etl.destinations.http import HttpDestinationConfig
 from airflow_osds.reverse_etl.destinations.base import Change, Destination, DestinationError, RetryableError
 from airflow_osds.reverse_etl.destinations.http import HttpDestination, idempotency_key
 from tests.reverse_etl_servers import JsonSink

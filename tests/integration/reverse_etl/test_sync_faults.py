@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from airflow_osds.hooks.reverse_etl import HttpDestinationConfig
+from airflow_osds.reverse_etl.destinations.http import HttpDestinationConfig
 from airflow_osds.reverse_etl import diff
 from airflow_osds.reverse_etl.delivery import RetriesExhausted, RetryPolicy
 from airflow_osds.reverse_etl.destinations.base import Destination

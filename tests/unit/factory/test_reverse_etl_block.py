@@ -44,6 +44,7 @@ def test_a_sync_reads_its_table_writes_its_destination_and_runs_after_the_model(
               groups: {vip: "ltv >= 1000"}
               group_field: segments
               max_rejected_ratio: 0.1
+              max_rejected: 0
         """)
     loaded = project()
     assert errors_of(loaded) == []
@@ -59,6 +60,7 @@ def test_a_sync_reads_its_table_writes_its_destination_and_runs_after_the_model(
     assert (task.kwargs["mode"], task.kwargs["groups"], task.kwargs["group_field"]) == (
         "mirror", {"vip": "ltv >= 1000"}, "segments")
     assert task.kwargs["max_rejected_ratio"] == 0.1 and task.kwargs["warehouse_conn_id"] == "warehouse"
+    assert task.kwargs["max_rejected"] == 0, "a threshold of 0 is a threshold"
 
 
 def test_a_sql_source_reads_the_tables_of_its_query(write, project) -> None:
