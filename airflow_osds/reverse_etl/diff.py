@@ -417,6 +417,14 @@ def _in_snapshot(conn: Any, *, read_only: bool = False) -> None:
     conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(_WORK_MEM)))
 
 
+def _checked_counts(conn: Any, spec: SyncSpec, *, full_resync: bool, exists: bool) -> DiffCounts:
+    """Inside a snapshot: the key check, then the counts (one pass, no payload built)."""
+    _check_keys(conn, spec)
+    query = sql.SQL("SELECT state, count(*) FROM ({}) AS x GROUP BY 1").format(
+        _diff_sql(spec, full_resync=full_resync, exists=exists, with_payload=False))
+    return _counts(conn, spec, dict(conn.execute(query).fetchall()), full_resync=full_resync, exists=exists)
+
+
 def summary(conn: Any, spec: SyncSpec, *, full_resync: bool = False) -> DiffCounts:
     """The counts alone.
 
@@ -426,11 +434,7 @@ def summary(conn: Any, spec: SyncSpec, *, full_resync: bool = False) -> DiffCoun
     exists = _tables_exist(conn)
     with conn.transaction():
         _in_snapshot(conn, read_only=True)
-        _check_keys(conn, spec)
-        query = sql.SQL("SELECT state, count(*) FROM ({}) AS x GROUP BY 1").format(
-            _diff_sql(spec, full_resync=full_resync, exists=exists, with_payload=False))
-        by_state = dict(conn.execute(query).fetchall())
-        return _counts(conn, spec, by_state, full_resync=full_resync, exists=exists)
+        return _checked_counts(conn, spec, full_resync=full_resync, exists=exists)
 
 
 class ChangeStream:
@@ -492,11 +496,8 @@ def preview(conn: Any, spec: SyncSpec, limit: int = 20, *, full_resync: bool = F
     exists = _tables_exist(conn)
     with conn.transaction():
         _in_snapshot(conn, read_only=True)
-        _check_keys(conn, spec)
+        counts = _checked_counts(conn, spec, full_resync=full_resync, exists=exists)
         diffed = _diff_sql(spec, full_resync=full_resync, exists=exists)
-        by_state = dict(conn.execute(sql.SQL("SELECT state, count(*) FROM ({}) AS x GROUP BY 1").format(
-            _diff_sql(spec, full_resync=full_resync, exists=exists, with_payload=False))).fetchall())
-        counts = _counts(conn, spec, by_state, full_resync=full_resync, exists=exists)
         query = sql.SQL("SELECT key, {op}, payload, groups, hash FROM ({diffed}) AS x WHERE state = ANY({states})"
                         " ORDER BY key LIMIT {limit}").format(
             op=_op_sql(spec), diffed=diffed, states=sql.Literal(_sent_states(spec, full_resync)),

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "HttpDestinationConfig", "HttpTransport", "Secrets", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates",
+    "HttpBacked", "HttpDestinationConfig", "HttpTransport", "Secrets", "canonical_json", "excerpt", "raise_for_batch", "reject_duplicates",
     "retry_after_seconds", "scrub", "secret_forms",
 ]
 
@@ -212,3 +212,33 @@ def raise_for_batch(response: httpx.Response, *, name: str, secret: Secrets, ret
             f"{what}: the connection's credentials are {'refused' if status == 401 else 'not allowed to do this'}: "
             f"{excerpt(response.text, secret, 300)}"
         )
+
+
+class HttpBacked:
+    """What the HTTP destinations share around their :class:`HttpTransport` (``self._http``): the rate
+    limit (set from the connection, overridable by the step), closing it, and a reply that must be a JSON object."""
+
+    object_name: str
+    _http: HttpTransport
+
+    @property
+    def rate_limit(self) -> float:
+        return self._http.rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: float) -> None:
+        self._http.rate_limit = value
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        """The reply's JSON object; anything else fails the batch (the API answered something we cannot read)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise DestinationError(f"{self.object_name}: HTTP {response.status_code} with a body that is not a JSON "
+                                   f"object: {excerpt(response.text, self._http.secrets)}")
+        return body

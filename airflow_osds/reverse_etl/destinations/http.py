@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_osds.reverse_etl.destinations._http import (
+    HttpBacked,
     HttpDestinationConfig,
     HttpTransport,
     canonical_json,
@@ -75,7 +76,7 @@ def _render(template: Any, records: list[dict[str, Any]], op: str | None) -> Any
     return template
 
 
-class HttpDestination:
+class HttpDestination(HttpBacked):
     """A JSON endpoint taking a batch of records per request (see the module docstring).
 
     :param config: the ``reverse_etl_http`` connection (base URL, auth, timeout, rate limit, TLS).
@@ -108,14 +109,6 @@ class HttpDestination:
         self.body_template = body_template
         self._split_by_op = body_template is not None and _mentions(body_template, OP)
         self._http = HttpTransport(config, name=object_name, rate_limit=config.max_requests_per_second)
-
-    @property
-    def rate_limit(self) -> float:
-        return self._http.rate_limit
-
-    @rate_limit.setter
-    def rate_limit(self, value: float) -> None:
-        self._http.rate_limit = value
 
     def body(self, batch: Sequence[Change]) -> Any:
         records = [{"key": c.key, "op": c.op, "fields": dict(c.fields), "groups": list(c.groups)} for c in batch]
@@ -152,6 +145,3 @@ class HttpDestination:
                                          f"(check the URL and method): {text}", self._http.secrets))
         reason = f"HTTP {status}: {text}"
         result.rejected.extend(Rejection(c.key, reason) for c in part)
-
-    def close(self) -> None:
-        self._http.close()

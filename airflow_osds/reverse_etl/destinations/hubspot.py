@@ -45,7 +45,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_osds.reverse_etl.destinations._http import HttpTransport, excerpt, raise_for_batch, reject_duplicates
+from airflow_osds.reverse_etl.destinations._http import (
+    HttpBacked,
+    HttpTransport,
+    excerpt,
+    raise_for_batch,
+    reject_duplicates,
+)
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, DestinationError, Op, Rejection
 
 if TYPE_CHECKING:
@@ -65,7 +71,7 @@ def _error_reason(error: dict[str, Any]) -> str:
     return f"{category}: {message}" if category else message
 
 
-class HubSpotDestination:
+class HubSpotDestination(HttpBacked):
     """HubSpot CRM objects, upserted by a unique property (see the module docstring).
 
     :param config: the ``reverse_etl_http`` connection: base URL ``https://api.hubapi.com``, ``bearer`` auth
@@ -90,14 +96,6 @@ class HubSpotDestination:
         self._http = HttpTransport(config, name=self.object_name,
                                    rate_limit=config.max_requests_per_second or DEFAULT_RATE,
                                    headers={"Content-Type": "application/json"})
-
-    @property
-    def rate_limit(self) -> float:
-        return self._http.rate_limit
-
-    @rate_limit.setter
-    def rate_limit(self, value: float) -> None:
-        self._http.rate_limit = value
 
     # -- addressing --------------------------------------------------------------------
     def _norm(self, value: Any) -> str:
@@ -156,16 +154,6 @@ class HubSpotDestination:
             except ValueError:
                 return 10.0
         return None
-
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise DestinationError(f"{self.object_name}: HTTP {response.status_code} with a body that is not a JSON "
-                                   f"object: {self._text(response)}")
-        return body
 
     # -- create / update ---------------------------------------------------------------------
     def _upsert(self, changes: list[Change], result: BatchResult, *, whole_batch: bool = True) -> None:
@@ -341,6 +329,3 @@ class HubSpotDestination:
         else:
             reason = f"HTTP {response.status_code} archiving: {self._describe(response)}"
             result.rejected.extend(Rejection(c.key, reason) for c in keys)
-
-    def close(self) -> None:
-        self._http.close()

@@ -54,7 +54,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_osds.reverse_etl.destinations._http import HttpTransport, excerpt, raise_for_batch, reject_duplicates
+from airflow_osds.reverse_etl.destinations._http import (
+    HttpBacked,
+    HttpTransport,
+    excerpt,
+    raise_for_batch,
+    reject_duplicates,
+)
 from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, DestinationError, Op, Rejection
 
 if TYPE_CHECKING:
@@ -83,7 +89,7 @@ def _address(change: Change) -> str:
     return ""
 
 
-class MailchimpDestination:
+class MailchimpDestination(HttpBacked):
     """The members of one Mailchimp audience (see the module docstring).
 
     :param config: the ``reverse_etl_http`` connection: base URL ``https://<dc>.api.mailchimp.com``, the API key
@@ -117,14 +123,6 @@ class MailchimpDestination:
                                    basic_auth=(config.login or "airflow-osds", config.secret))
         self._list_seen = False  # the list answered once (a 404 on a member's DELETE then means the member)
 
-    @property
-    def rate_limit(self) -> float:
-        return self._http.rate_limit
-
-    @rate_limit.setter
-    def rate_limit(self, value: float) -> None:
-        self._http.rate_limit = value
-
     def send(self, batch: Sequence[Change]) -> BatchResult:
         result = BatchResult()
         upserts = [c for c in batch if c.op != "delete"]
@@ -149,9 +147,6 @@ class MailchimpDestination:
         for change in deletes:
             self._archive(change, result)
         return result
-
-    def close(self) -> None:
-        self._http.close()
 
     # -- create / update ---------------------------------------------------------------------
     def _member(self, change: Change) -> dict[str, Any] | str:
@@ -246,16 +241,6 @@ class MailchimpDestination:
             raise DestinationError(f"{self.object_name}: {method} {path} answered HTTP 404 (is {self.list_id!r} an "
                                    f"audience of this account, in this data center?): {self._describe(response)}")
         return response
-
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise DestinationError(f"{self.object_name}: HTTP {response.status_code} with a body that is not a JSON "
-                                   f"object: {excerpt(response.text, self._http.secrets)}")
-        return body
 
     def _describe(self, response: httpx.Response) -> str:
         """Mailchimp's problem document as ``title: detail`` (with the fields it names), else the body's text."""
