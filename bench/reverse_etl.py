@@ -188,6 +188,7 @@ def measure_reverse_etl(reps: int, rows: int, rss_rows: int) -> dict[str, Any]:
         for n in (rss_rows // 10, rss_rows):
             out["rss"][str(n)] = _rss_child(postgres, sink.url, n)
             _log(f"peak RSS at {n:,} rows: {out['rss'][str(n)] / 1024:.0f} MiB")
+        (root / "result.json").write_text(json.dumps(out, indent=2))  # the raw numbers, kept with the work files
         return out
     finally:
         sink.stop()
@@ -247,7 +248,8 @@ def reverse_etl_section(meta: dict[str, str], result: dict[str, Any] | None, row
     if not result:
         return "\n".join(out + [f"n/a: {error}", ""])
     doc = (__doc__ or "").split("\n\n", 1)[1].strip()
-    out += [doc, "", targets_table([e for e, _ in rows], "what", lambda e: dict((x["id"], s) for x, s in rows)[e["id"]]),
+    sources = {e["id"]: source for e, source in rows}
+    out += [doc, "", *targets_table([e for e, _ in rows], "what", lambda e: sources[e["id"]]),
             "", "| series | median | range |", "|---|---:|---|"]
     out.append(f"| first run (no state: {result['rows']:,} created) | {result['first_run_s']:.2f} s | |")
     for key, label in (("ours", f"ours: {result['changed']:,} changed"), ("full", f"full send: {result['rows']:,} rows"),
