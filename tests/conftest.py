@@ -167,3 +167,7 @@ def copy_web_analytics(dest: Path) -> Path:
     STACK.start()
     seed_crm_source(STACK, include / "data" / "crm" / "crm_source.sql")  # what its Singer step replicates
     return dest / "pipelines"
+
+
+# The session's real Superset 6.1 (started on first use, stopped at the end).
+from tests.superset_server import superset  # noqa: E402, F401

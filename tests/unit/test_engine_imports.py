@@ -32,6 +32,8 @@ ENGINE_MODULES = [
     "airflow_osds.factory.project",
     "airflow_osds.factory.spec",
     "airflow_osds.snowplow",
+    "airflow_osds.superset",
+    "airflow_osds.superset.local",
     "airflow_osds.snowplow.entities",
     "airflow_osds.snowplow.iglu",
     "airflow_osds.snowplow.keys",

@@ -17,16 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-import tests.conftest
 from airflow_osds.superset import LocalSuperset, LocalSupersetError, ensure_superset_template
 from airflow_osds.superset.local import template_key
 from airflow_osds.venvs import cache_dir
 from tests.conftest import REPO_ROOT, SESSION_DIR
-
-# Until tests/conftest.py imports the session fixture itself; importing it twice would give this
-# module a second session server of its own.
-if not hasattr(tests.conftest, "superset"):
-    from tests.superset_server import superset  # noqa: F401
 
 
 def login(client: httpx.Client, username: str, password: str) -> httpx.Response:
