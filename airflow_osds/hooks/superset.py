@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
 from airflow_osds.hooks._urls import base_url_from_connection
+
+if TYPE_CHECKING:
+    from airflow_osds.superset.client import SupersetClient
 
 __all__ = ["SupersetConnectionConfig", "SupersetHook"]
 
@@ -55,3 +59,12 @@ class SupersetHook(BaseHook):
             verify_ssl=bool(extra.get("verify_ssl", True)),
             timeout=float(extra.get("timeout", 60)),
         )
+
+    def client(self) -> SupersetClient:
+        """A logged-in-on-first-call API session (:class:`~airflow_osds.superset.client.SupersetClient`):
+        token refresh, the CSRF token with its cookie, retries. Close it (or use it as a context manager)."""
+        from airflow_osds.superset.client import SupersetClient
+
+        config = self.get_conn()
+        return SupersetClient(config.base_url, config.username, config.password, provider=config.auth_provider,
+                              timeout=config.timeout, verify=config.verify_ssl)

@@ -33,6 +33,7 @@ ENGINE_MODULES = [
     "airflow_osds.factory.spec",
     "airflow_osds.snowplow",
     "airflow_osds.superset",
+    "airflow_osds.superset.client",
     "airflow_osds.superset.local",
     "airflow_osds.snowplow.entities",
     "airflow_osds.snowplow.iglu",
