@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -99,6 +100,7 @@ class SupersetClient:
         self._access: str | None = None
         self._refresh: str | None = None
         self._csrf: str | None = None
+        self._lock = threading.RLock()  # one login / refresh / CSRF fetch at a time when threads share the client
 
     def __enter__(self) -> SupersetClient:
         return self
@@ -113,6 +115,10 @@ class SupersetClient:
 
     def login(self) -> None:
         """Log in (again): new access and refresh tokens, and a new CSRF token on the next mutating call."""
+        with self._lock:
+            self._login()
+
+    def _login(self) -> None:
         response = self._send("POST", "/api/v1/security/login", json={
             "username": self.username, "password": self._password, "provider": self.provider, "refresh": True})
         if response.status_code in (400, 401, 403):
@@ -122,20 +128,28 @@ class SupersetClient:
         tokens = response.json()
         self._access, self._refresh, self._csrf = tokens["access_token"], tokens.get("refresh_token"), None
 
-    def _renew(self) -> None:
-        """A new access token from the refresh token, else a new login."""
+    def _renew(self, refused: str | None) -> None:
+        """A new access token from the refresh token, else a new login (unless another thread just did it)."""
+        with self._lock:
+            if self._access != refused:
+                return
+            self._renew_locked()
+
+    def _renew_locked(self) -> None:
         if self._refresh:
             response = self._send("POST", "/api/v1/security/refresh",
                                   headers={"Authorization": f"Bearer {self._refresh}"})
             if response.status_code == 200:
                 self._access = response.json()["access_token"]
                 return
-        self.login()
+        self._login()
 
-    def _csrf_token(self) -> str:
-        if self._csrf is None:
-            self._csrf = str(self.request("GET", "/api/v1/security/csrf_token/")["result"])
-        return self._csrf
+    def csrf_token(self) -> str:
+        """The CSRF token of this session (fetched once: its cookie is kept by the client)."""
+        with self._lock:
+            if self._csrf is None:
+                self._csrf = str(self.request("GET", "/api/v1/security/csrf_token/")["result"])
+            return self._csrf
 
     # --- calls --------------------------------------------------------------------------------------
 
@@ -147,22 +161,25 @@ class SupersetClient:
         :raises SupersetApiError: any other error answer.
         """
         method = method.upper()
-        if self._access is None:
-            self.login()
+        with self._lock:
+            if self._access is None:
+                self._login()
         renewed = csrf_renewed = False
         while True:
-            headers = {"Authorization": f"Bearer {self._access}"}
+            access = self._access
+            headers = {"Authorization": f"Bearer {access}"}
             if method in _MUTATING:
-                headers["X-CSRFToken"] = self._csrf_token()
+                headers["X-CSRFToken"] = self.csrf_token()
             response = self._send(method, path, json=json, params=params, headers=headers)
             if _token_refused(response) and not renewed:
                 renewed = True
-                self._renew()
+                self._renew(access)
                 continue
             if (response.status_code == 400 and method in _MUTATING and not csrf_renewed
                     and "csrf" in response.text.lower()):
                 csrf_renewed = True
-                self._csrf = None
+                with self._lock:
+                    self._csrf = None
                 continue
             self._raise_for(response, method, path)
             return response.json() if response.content else {}

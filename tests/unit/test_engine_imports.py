@@ -35,6 +35,7 @@ ENGINE_MODULES = [
     "airflow_osds.superset",
     "airflow_osds.superset.client",
     "airflow_osds.superset.local",
+    "airflow_osds.superset.refresh",
     "airflow_osds.snowplow.entities",
     "airflow_osds.snowplow.iglu",
     "airflow_osds.snowplow.keys",

@@ -24,7 +24,7 @@ def test_a_session_reads_and_writes_with_the_csrf_token_of_its_cookie(superset: 
         found = client.get(f"/api/v1/dashboard/{created['id']}")
         assert found["result"]["dashboard_title"] == title
         # A token Superset no longer accepts is fetched again, once, and the call goes through.
-        client._csrf = "stale-token"
+        client._csrf = "stale-token"  # (the attribute the client keeps it in)
         assert client.put(f"/api/v1/dashboard/{created['id']}", {"dashboard_title": title + "!"})["id"] == created["id"]
 
 
