@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from airflow_osds.assets import TableRef, table_ref_from_uri
+from airflow_osds.assets import ASSET_SCHEME, DestinationRef, TableRef, table_ref_from_uri
 from airflow_osds.localrun import CRM_SOURCE_DB, DagRunResult, LocalStack, apply_environ, migrate_metadata_db, run_dag
 
 __all__ = ["run_demo", "seed_crm_source"]
@@ -155,7 +155,8 @@ def _sync_counts(run_id: str) -> dict | None:
 
     with create_session() as session:
         row = (session.query(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-               .filter(AssetEvent.source_run_id == run_id, AssetModel.uri.like("osds+destination://%")).first())
+               .filter(AssetEvent.source_run_id == run_id, AssetModel.uri.like(f"{ASSET_SCHEME}+{DestinationRef.kind}://%"))
+               .first())
     return dict(row[0]) if row is not None else None
 
 

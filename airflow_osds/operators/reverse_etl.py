@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_osds.assets import DestinationRef, ref_from_uri
 from airflow_osds.hooks.reverse_etl import ReverseEtlHook
 from airflow_osds.operators._templated import rendered_flag
 
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
     from airflow_osds.reverse_etl.spec import SyncSpec
 
 __all__ = ["ReverseEtlSyncOperator"]
-
-DESTINATION_SCHEME = "osds+destination://"
 
 
 class ReverseEtlSyncOperator(BaseOperator):
@@ -115,6 +114,6 @@ class ReverseEtlSyncOperator(BaseOperator):
         if not report.sent:
             raise AirflowSkipException(f"nothing to send: {report.summary()}")
         for outlet in self.outlets:
-            if getattr(outlet, "uri", "").startswith(DESTINATION_SCHEME):
+            if isinstance(ref_from_uri(getattr(outlet, "uri", "")), DestinationRef):
                 context["outlet_events"][outlet].extra = counts
         return counts

@@ -72,6 +72,27 @@ def rows(target: Target, table: str, columns: str = "id, email, plan") -> list[t
     return target.sql(f"SELECT {columns} FROM {table} ORDER BY id")
 
 
+
+def kill_backend_once(table: str, condition: str) -> list[str]:
+    """Statements giving ``table`` a trigger that, the first time a row inserted meets ``condition``, kills
+    its own backend: a connection lost in the middle of a batch, which PostgreSQL cannot be asked for. The
+    count is a sequence, so it is not rolled back with the batch."""
+    name = table.replace(".", "_")
+    return [
+        f"CREATE SEQUENCE {name}_boom",
+        f"""CREATE FUNCTION {name}_kill() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF {condition} THEN  -- nested: SQL does not promise to evaluate AND left to right
+            IF nextval('{name}_boom') = 1 THEN
+              PERFORM pg_terminate_backend(pg_backend_pid());
+              PERFORM pg_sleep(5);
+            END IF;
+          END IF;
+          RETURN NEW;
+        END $$""",
+        f"CREATE TRIGGER kill BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}_kill()",
+    ]
+
 def test_upserts_create_then_update_in_one_transaction_per_batch(target: Target, table: str) -> None:
     dest = destination(target, table)
     assert isinstance(dest, Destination) and dest.object_name == f"postgres/{table}"
@@ -186,19 +207,8 @@ def test_a_table_changed_during_the_sync_is_a_destination_error_naming_it(target
 
 def test_a_connection_lost_in_the_middle_of_a_batch_commits_nothing_and_is_retryable(target: Target, table: str) -> None:
     # The trigger kills its own backend on the record 'boom', once (a sequence: not rolled back with the batch).
-    seq = f"{table}_boom"
-    target.sql(f"CREATE SEQUENCE {seq}")
-    target.sql(f"""CREATE FUNCTION {table}_kill() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.email = 'boom@example.com' THEN  -- nested: SQL does not promise to evaluate AND left to right
-            IF nextval('{seq}') = 1 THEN
-              PERFORM pg_terminate_backend(pg_backend_pid());
-              PERFORM pg_sleep(5);
-            END IF;
-          END IF;
-          RETURN NEW;
-        END $$""")
-    target.sql(f"CREATE TRIGGER kill BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_kill()")
+    for statement in kill_backend_once(table, "NEW.email = 'boom@example.com'"):
+        target.sql(statement)
     dest = destination(target, table)
     batch = [person(1), person(2), person(3, email="boom@example.com"), person(4)]
     with pytest.raises(RetryableError, match="the batch was not committed") as excinfo:

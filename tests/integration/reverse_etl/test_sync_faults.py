@@ -29,6 +29,7 @@ from airflow_osds.reverse_etl.destinations.mailchimp import MailchimpDestination
 from airflow_osds.reverse_etl.destinations.postgres import PostgresDestination
 from airflow_osds.reverse_etl.spec import SourceSpec, SyncSpec
 from airflow_osds.reverse_etl.sync import SyncReport, run_sync
+from tests.integration.reverse_etl.test_destination_postgres import kill_backend_once
 from tests.reverse_etl_servers import FaultyServer, HubSpotServer, JsonSink, MailchimpServer
 
 RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02, jitter=False)
@@ -259,19 +260,9 @@ def test_postgres_a_connection_killed_mid_batch_is_retried_and_rejected_rows_are
         conn: Any, target_db: Callable[..., Any]) -> None:
     with target_db(autocommit=True) as admin:
         admin.execute("CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL, plan varchar(5))")
-        admin.execute("CREATE SEQUENCE boom")
         # Kills its own backend at the 8th row written (batch 2), once: the batch's transaction dies with it.
-        admin.execute("""CREATE FUNCTION kill() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.id = 8 THEN  -- nested: SQL does not promise to evaluate AND left to right
-                IF nextval('boom') = 1 THEN
-                  PERFORM pg_terminate_backend(pg_backend_pid());
-                  PERFORM pg_sleep(5);
-                END IF;
-              END IF;
-              RETURN NEW;
-            END $$""")
-        admin.execute("CREATE TRIGGER kill BEFORE INSERT ON people FOR EACH ROW EXECUTE FUNCTION kill()")
+        for statement in kill_backend_once("people", "NEW.id = 8"):
+            admin.execute(statement)
     src = Source(conn)
     src.sql("UPDATE {t} SET plan = 'too-long' WHERE id = 11")  # varchar(5): a rejection
     spec = src.spec("mirror")
