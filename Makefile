@@ -9,8 +9,11 @@ PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl
 
+# With Superset (built into its own cached virtualenv on the first run). Quicker, without it:
+# make demo DEMO_ARGS=--no-superset
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/osds demo
+	$(BIN)/osds demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

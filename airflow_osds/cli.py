@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--project-dir", type=Path, default=Path.cwd(), help="project root (holds dags/ and include/)")
     demo.add_argument("--keep-running", action="store_true", help="leave PostgreSQL running afterwards")
     demo.add_argument("-v", "--verbose", action="store_true", help="show Airflow's task logs")
+    demo.add_argument("--no-superset", dest="superset", action="store_false",
+                      help="do not start Superset; the pipelines that refresh it are not run (a quicker demo)")
     demo.set_defaults(handler=_demo)
 
     validate = sub.add_parser("validate", help="check pipeline files and the rules across them")
@@ -107,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from airflow_osds.demo import run_demo
 
-    return run_demo(args.project_dir.resolve(), keep_running=args.keep_running, verbose=args.verbose)
+    return run_demo(args.project_dir.resolve(), keep_running=args.keep_running, verbose=args.verbose,
+                    superset=args.superset)
 
 
 def _validate(args: argparse.Namespace) -> int:

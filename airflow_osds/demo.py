@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from airflow_osds.assets import ASSET_SCHEME, DestinationRef, TableRef, table_ref_from_uri
+from airflow_osds.demo_superset import (
+    DEMO_CONNECTION,
+    publish_demo_dashboard,
+    refresh_report,
+    refresh_table,
+    superset_state_dir,
+)
 from airflow_osds.localrun import CRM_SOURCE_DB, DagRunResult, LocalStack, apply_environ, migrate_metadata_db, run_dag
+from airflow_osds.superset import LocalSuperset
+from airflow_osds.superset.client import SupersetApiError, SupersetClient
 
 __all__ = ["run_demo", "seed_crm_source"]
 
@@ -21,8 +31,11 @@ class TableCount:
     rows: int | None
 
 
-def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = False) -> int:
-    """Run every pipeline of ``project_dir``; return the process exit code."""
+def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = False, superset: bool = True) -> int:
+    """Run every pipeline of ``project_dir``; return the process exit code.
+
+    :param superset: start a local Superset for the pipelines that refresh one (else they are not run).
+    """
     console = Console()
     # dag.test() talks to an in-process execution API through starlette's TestClient,
     # which warns about its own httpx use: noise for a demo user.
@@ -30,16 +43,28 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
     stack = LocalStack(state_dir=project_dir / ".osds", dags_folder=project_dir / "dags")
     console.print(f"[bold]osds demo[/]: embedded PostgreSQL in {stack.postgres.state_dir}")
     stack.start()
+    bi: LocalSuperset | None = None
     try:
         seed_crm_source(stack, project_dir / "include" / "data" / "crm" / "crm_source.sql")
-        log_level = "INFO" if verbose else "WARNING"
-        apply_environ(stack.environ(extra={"AIRFLOW__LOGGING__LOGGING_LEVEL": log_level}))
+        extra = {"AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO" if verbose else "WARNING"}
+        if superset:
+            console.print("starting Superset 6.1 on 127.0.0.1 (its virtualenv is built on the first run: a few "
+                          "minutes; skip it with --no-superset) …")
+            bi = LocalSuperset(superset_state_dir(project_dir), die_with_parent=not keep_running).start()
+            console.print(f"Superset at {bi.base_url} (login {bi.admin[0]} / {bi.admin[1]}), ready in "
+                          f"{bi.timings['total']:.0f} s")
+            extra[f"AIRFLOW_CONN_{DEMO_CONNECTION.upper()}"] = json.dumps(bi.airflow_connection())
+        apply_environ(stack.environ(extra=extra))
         migrate_metadata_db()
-        return _run_pipelines(console, stack)
+        return _run_pipelines(console, stack, bi)
     finally:
         if keep_running:
             console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db)}")
+            if bi is not None:
+                console.print(f"Superset keeps running: {bi.base_url}")
         else:
+            if bi is not None:
+                bi.stop()
             stack.postgres.stop()
 
 
@@ -50,7 +75,7 @@ def seed_crm_source(stack: LocalStack, script: Path) -> None:
         conn.execute(script.read_text())
 
 
-def _run_pipelines(console: Console, stack: LocalStack) -> int:
+def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
 
@@ -70,9 +95,24 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
     order = _run_order(stack.dags_folder.parent / "include" / "pipelines", sorted(bag.dags))
     syncs = _syncs(bag)
     _forget_syncs_into(stack, syncs, CRM_SOURCE_DB)
+    refreshes = _refreshes(bag)
     results: list[DagRunResult] = []
+    not_run: list[str] = []
+    unpublished: list[str] = []
     for dag_id, upstream in order:
         why = f" (its data comes from {', '.join(sorted(upstream))})" if upstream else ""
+        if dag_id in refreshes:
+            if bi is None:
+                console.print(f"not running pipeline [bold]{dag_id}[/]: it refreshes Superset (--no-superset)")
+                not_run.append(dag_id)
+                continue
+            try:
+                with SupersetClient(bi.base_url, *bi.admin) as client:
+                    publish_demo_dashboard(client, stack.postgres.uri(stack.warehouse_db, driver="psycopg2"))
+            except SupersetApiError as exc:  # e.g. the marts are missing because their pipeline failed
+                console.print(f"[red]not running pipeline {dag_id}[/]: the demo dashboard could not be published: {exc}")
+                unpublished.append(dag_id)
+                continue
         console.print(f"running pipeline [bold]{dag_id}[/]{why} …")
         results.append(run_dag(bag.dags[dag_id]))
     sync_runs = [("1", r) for r in results if r.dag_id in syncs]
@@ -83,11 +123,15 @@ def _run_pipelines(console: Console, stack: LocalStack) -> int:
     console.print(_tables_table(_count_rows(stack, written)))
     if sync_runs:
         console.print(_syncs_table(sync_runs))
-    failed = [r.dag_id for r in results if not r.succeeded]
+    refresh_runs = [(r.dag_id, refresh_report(r.dag_id, r.run_id)) for r in results if r.dag_id in refreshes]
+    if refresh_runs:
+        console.print(refresh_table(refresh_runs, bi.base_url if bi is not None else None))
+    failed = [r.dag_id for r in results if not r.succeeded] + unpublished
     if failed:
         console.print(f"[red]failed pipelines:[/] {', '.join(failed)}")
         return 1
-    console.print(f"[green]{len({r.dag_id for r in results})} pipeline(s) succeeded[/] ({len(results)} runs)")
+    skipped = f"; not run: {', '.join(not_run)} (--no-superset)" if not_run else ""
+    console.print(f"[green]{len({r.dag_id for r in results})} pipeline(s) succeeded[/] ({len(results)} runs){skipped}")
     return 0
 
 
@@ -101,6 +145,14 @@ def _syncs(bag: object) -> dict[str, list[tuple[str, dict]]]:
             if isinstance(task, ReverseEtlSyncOperator):
                 found.setdefault(dag_id, []).append((task.sync_id or f"{dag_id}.{task.task_id}", task.destination))
     return found
+
+
+def _refreshes(bag: object) -> set[str]:
+    """The dag ids with a Superset refresh task."""
+    from airflow_osds.operators.superset import SupersetRefreshOperator
+
+    return {dag_id for dag_id, dag in bag.dags.items()  # type: ignore[attr-defined]
+            if any(isinstance(task, SupersetRefreshOperator) for task in dag.tasks)}
 
 
 def _forget_syncs_into(stack: LocalStack, syncs: dict[str, list[tuple[str, dict]]], conn_id: str) -> None:

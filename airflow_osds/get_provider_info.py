@@ -36,17 +36,19 @@ def get_provider_info() -> dict[str, Any]:
 
 # Integrations that come with a connection type of their own rather than with a block.
 _CONNECTION_INTEGRATIONS = [
-    {"integration-name": "Apache Superset", "external-doc-url": "https://superset.apache.org/"},
     {"integration-name": "Reverse ETL (HTTP API)", "external-doc-url": "https://github.com/grouparoo/grouparoo"},
 ]
 _CONNECTION_HOOKS = [
-    {"integration-name": "Apache Superset", "python-modules": ["airflow_osds.hooks.superset"]},
     {"integration-name": "Reverse ETL (HTTP API)", "python-modules": ["airflow_osds.hooks.reverse_etl"]},
 ]
 
 # --- generated from the block registry by `python -m airflow_osds.factory.blocks._provider_info --write`; do not edit
 _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
     "integrations": [
+        {
+            "integration-name": "Apache Superset",
+            "external-doc-url": "https://superset.apache.org/docs/api"
+        },
         {
             "integration-name": "Reverse ETL"
         },
@@ -68,6 +70,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "operators": [
+        {
+            "integration-name": "Apache Superset",
+            "python-modules": [
+                "airflow_osds.operators.superset"
+            ]
+        },
         {
             "integration-name": "Reverse ETL",
             "python-modules": [
@@ -120,6 +128,12 @@ _BLOCK_MODULES: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "hooks": [
+        {
+            "integration-name": "Apache Superset",
+            "python-modules": [
+                "airflow_osds.hooks.superset"
+            ]
+        },
         {
             "integration-name": "Reverse ETL",
             "python-modules": [

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from airflow_osds.superset import LocalSuperset
+from airflow_osds.superset.client import SupersetClient
+from airflow_osds.superset.provision import ensure_database
 
-__all__ = ["superset"]
+__all__ = ["add_warehouse_database", "superset"]
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +36,8 @@ def superset() -> Iterator[LocalSuperset]:
         yield server
     finally:
         server.stop()
+
+
+def add_warehouse_database(client: SupersetClient, warehouse: Any, name: str) -> int:
+    """A Superset database over the session's embedded warehouse (psycopg2, as Superset needs)."""
+    return ensure_database(client, name, warehouse.stack.postgres.uri(warehouse.dbname, driver="psycopg2"))

@@ -80,6 +80,7 @@ def _task_node(plan: PipelinePlan, step: StepPlan, project: Project) -> Node:
     assert block_type.compile is not None
     ctx = step_context(plan.parsed, step)
     ctx.task_kwargs = _task_kwargs(step)
+    ctx.reads = step.reads
     ctx.output_of = lambda name: OutputOf(_resolve(name, step, plan))
     try:
         return block_type.compile(step.spec.block, ctx)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pathlib import Path
 
-from airflow_osds.assets import DataRef, data_ref_from_yaml, parse_table
+from airflow_osds.assets import DataRef, TableRef, data_ref_from_yaml, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 from airflow_osds.factory.blocks import BLOCKS, DataIO, FieldProblem, StepContext
 from airflow_osds.factory.compiled import StepLocation
@@ -41,6 +41,7 @@ class StepPlan:
     writes: frozenset[DataRef] = frozenset()
     after: set[str] = field(default_factory=set)
     children: list[str] = field(default_factory=list)
+    reads_pipeline_tables: bool = False  # see DataIO.reads_pipeline_tables
 
     @property
     def is_group(self) -> bool:
@@ -113,6 +114,7 @@ def plan_pipeline(
         if _check_files(parsed, step, dependencies, problems):  # no use reading what cannot be read
             _step_data(parsed, step, dependencies, problems, warnings)
         _check_imports(parsed, step, problems)
+    _add_pipeline_tables(steps)
     _resolve_after(parsed, steps, problems)
     _check_callbacks(parsed, problems)
     _check_schedule_tables(parsed, base["warehouse"], problems)
@@ -195,6 +197,20 @@ def _step_data(
             warnings.append(parsed.problem(f"step `{step.id}`: {note}", (*step.location, spec.block_name)))
     step.reads = _refs(parsed, step, "reads", derived.reads, problems)
     step.writes = _refs(parsed, step, "writes", derived.writes, problems)
+    step.reads_pipeline_tables = derived.reads_pipeline_tables and spec.reads is None
+
+
+def _add_pipeline_tables(steps: dict[str, StepPlan]) -> None:
+    """Steps that read what the pipeline writes get every table the other steps write (not the steps that
+    run after them by `after:`, which would make a cycle)."""
+    for step in steps.values():
+        if not step.reads_pipeline_tables:
+            continue
+        later = {s.id for s in steps.values() if any(resolve_step_name(name, s.parent, steps) == step.id
+                                                     for name in s.spec.after)}
+        step.reads = step.reads | frozenset(
+            ref for other in steps.values() if other.id != step.id and other.id not in later and not other.is_group
+            for ref in other.writes if isinstance(ref, TableRef))
 
 
 def _data_failure(exc: BaseException) -> str:

@@ -64,6 +64,9 @@ class DataIO:
     writes: frozenset[DataRef | str] = frozenset()
     # Problems that are not errors (e.g. SQL the scanner could not read): the step's warnings.
     notes: tuple[str, ...] = ()
+    # The step also reads every table the pipeline's other steps write, so it runs after all of them
+    # (a BI refresh that follows whatever the pipeline rebuilt); compile sees them in ``StepContext.reads``.
+    reads_pipeline_tables: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class StepContext:
     task_kwargs: dict[str, Any] = field(default_factory=dict)  # retries, callbacks, inlets/outlets, …
     output_of: Callable[[str], OutputOf] | None = field(default=None, repr=False)
     dependencies: set[Path] = field(default_factory=set)
+    reads: frozenset[DataRef] = frozenset()  # while compiling: what the step reads, as planned
 
     def path(self, relative: str) -> Path:
         return (self.pipeline_dir / relative).resolve()

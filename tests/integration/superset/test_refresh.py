@@ -4,7 +4,6 @@ is served from it), and a broken chart's ``viz_error`` inside Superset's 200 rep
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,17 @@ import pytest
 
 from airflow_osds.superset import LocalSuperset
 from airflow_osds.superset.client import SupersetClient
-from airflow_osds.superset.refresh import ChartRef, charts_reading, rison, warm
+from airflow_osds.superset.refresh import (
+    ChartRef,
+    SelectionError,
+    charts_reading,
+    refresh_columns,
+    rison,
+    select_charts,
+    warm,
+)
+from airflow_osds.superset.provision import TableChart, ensure_chart, ensure_dataset
+from tests.superset_server import add_warehouse_database
 
 
 @pytest.fixture
@@ -27,18 +36,6 @@ def _sql(warehouse: Any, statements: str) -> None:
         conn.execute(statements)
 
 
-def _table_chart(client: SupersetClient, dataset_id: int, name: str, column: str, dashboards: list[int]) -> int:
-    params = {"viz_type": "table", "datasource": f"{dataset_id}__table", "query_mode": "aggregate",
-              "groupby": [column], "metrics": ["count"], "row_limit": 100, "adhoc_filters": []}
-    query_context = {"datasource": {"id": dataset_id, "type": "table"}, "force": False,
-                     "queries": [{"columns": [column], "metrics": ["count"], "row_limit": 100, "filters": [],
-                                  "extras": {"having": "", "where": ""}, "orderby": []}],
-                     "form_data": params, "result_format": "json", "result_type": "full"}
-    return client.post("/api/v1/chart/", {
-        "slice_name": name, "viz_type": "table", "datasource_id": dataset_id, "datasource_type": "table",
-        "params": json.dumps(params), "query_context": json.dumps(query_context), "dashboards": dashboards})["id"]
-
-
 def test_charts_reading_a_table_are_warmed_and_a_broken_one_reports_its_error(
     warehouse: Any, client: SupersetClient
 ) -> None:
@@ -46,18 +43,17 @@ def test_charts_reading_a_table_are_warmed_and_a_broken_one_reports_its_error(
     _sql(warehouse, f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.sales_{tag} AS SELECT r AS region, i "
                     f"FROM unnest(ARRAY['north', 'south']) AS r, generate_series(1, 5) AS i; "
                     f"CREATE TABLE marts.gone_{tag} AS SELECT 'x' AS region")
-    uri = warehouse.stack.postgres.uri(warehouse.dbname, driver="psycopg2")
-    database = client.post("/api/v1/database/", {"database_name": f"wh_{tag}", "sqlalchemy_uri": uri})["id"]
-    sales = client.post("/api/v1/dataset/", {"database": database, "schema": "marts", "table_name": f"sales_{tag}"})["id"]
-    gone = client.post("/api/v1/dataset/", {"database": database, "schema": "marts", "table_name": f"gone_{tag}"})["id"]
+    database = add_warehouse_database(client, warehouse, f"wh_{tag}")
+    sales = ensure_dataset(client, database, "marts", f"sales_{tag}")
+    gone = ensure_dataset(client, database, "marts", f"gone_{tag}")
     dashboard = client.post("/api/v1/dashboard/", {"dashboard_title": f"sales {tag}", "published": True})["id"]
-    good = _table_chart(client, sales, f"sales by region {tag}", "region", [dashboard])
-    broken = _table_chart(client, gone, f"gone {tag}", "region", [])
+    good = ensure_chart(client, TableChart(f"sales by region {tag}", sales, "region"), [dashboard])
+    broken = ensure_chart(client, TableChart(f"gone {tag}", gone, "region"), [])
     _sql(warehouse, f"DROP TABLE marts.gone_{tag}")  # the chart's query now fails inside Superset
 
     charts = charts_reading(client, [f"marts.sales_{tag}", f"marts.gone_{tag}", "marts.nothing_reads_this"])
-    assert charts == [ChartRef(good, f"sales by region {tag}", f"marts.sales_{tag}", dashboard),
-                      ChartRef(broken, f"gone {tag}", f"marts.gone_{tag}", None)]
+    assert charts == [ChartRef(good, f"sales by region {tag}", f"marts.sales_{tag}", dashboard, sales),
+                      ChartRef(broken, f"gone {tag}", f"marts.gone_{tag}", None, gone)]
     assert charts_reading(client, [f"marts.sales_{tag}"], database="another_db") == []
 
     results = warm(client, charts, concurrency=2)
@@ -73,3 +69,34 @@ def test_rison_is_what_superset_list_filters_read(client: SupersetClient) -> Non
     # an odd name goes through Superset's own parser: no match, no error
     assert client.get("/api/v1/dataset/", q=rison({"filters": [{"col": "table_name", "opr": "eq",
                                                                  "value": "a'b!c (d)"}]}))["count"] == 0
+
+
+def test_dashboards_by_id_slug_or_title_and_charts_by_id_or_name_are_selected_once_each(
+    warehouse: Any, client: SupersetClient
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    _sql(warehouse, f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.visits_{tag} AS "
+                    "SELECT 'web' AS channel, 1 AS n")
+    database = add_warehouse_database(client, warehouse, f"wh_sel_{tag}")
+    visits = ensure_dataset(client, database, "marts", f"visits_{tag}")
+    by_slug = client.post("/api/v1/dashboard/", {"dashboard_title": f"Visits {tag}", "slug": f"visits-{tag}",
+                                                 "published": True})["id"]
+    by_title = client.post("/api/v1/dashboard/", {"dashboard_title": f"Channels {tag}", "published": True})["id"]
+    on_both = ensure_chart(client, TableChart(f"visits by channel {tag}", visits, "channel"), [by_slug, by_title])
+    alone = ensure_chart(client, TableChart(f"visits alone {tag}", visits, "channel"), [])
+
+    selection = select_charts(client, dashboards=[f"visits-{tag}", f"Channels {tag}", by_slug],
+                              charts=[f"visits alone {tag}", str(on_both)])
+    assert [(c.id, c.dataset, c.dashboard_id, c.dataset_id) for c in selection.charts] == [
+        (on_both, f"marts.visits_{tag}", by_slug, visits), (alone, f"marts.visits_{tag}", None, visits)]
+    assert [(d.id, d.key) for d in selection.dashboards] == [(by_slug, f"visits-{tag}"), (by_title, f"Channels {tag}")]
+
+    with pytest.raises(SelectionError) as missing:
+        select_charts(client, dashboards=[f"no-such-{tag}", 987654], charts=[f"nope {tag}"])
+    assert f"has no dashboard 'no-such-{tag}', dashboard 987654, chart 'nope {tag}'" in str(missing.value)
+
+    # dbt replaced the table with other columns: Superset's dataset still lists the old ones until refreshed
+    _sql(warehouse, f"DROP TABLE marts.visits_{tag}; CREATE TABLE marts.visits_{tag} AS SELECT 1 AS n, 'x' AS campaign")
+    changes = refresh_columns(client, selection.charts)
+    assert [(c.dataset, c.added, c.removed) for c in changes] == [(f"marts.visits_{tag}", ("campaign",), ("channel",))]
+    assert refresh_columns(client, selection.charts) == [], "unchanged columns: nothing reported"
