@@ -13,6 +13,7 @@ from rich.table import Table
 from airflow_osds.assets import ASSET_SCHEME, DestinationRef, TableRef, table_ref_from_uri
 from airflow_osds.demo_superset import (
     DEMO_CONNECTION,
+    dashboard_url,
     publish_demo_dashboard,
     refresh_report,
     refresh_table,
@@ -61,7 +62,8 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
         if keep_running:
             console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db)}")
             if bi is not None:
-                console.print(f"Superset keeps running: {bi.base_url}")
+                console.print(f"Superset keeps running: {dashboard_url(bi.base_url)} (login {bi.admin[0]} / "
+                              f"{bi.admin[1]}; stop it with kill {bi.pid})")
         else:
             if bi is not None:
                 bi.stop()
@@ -125,7 +127,7 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
         console.print(_syncs_table(sync_runs))
     refresh_runs = [(r.dag_id, refresh_report(r.dag_id, r.run_id)) for r in results if r.dag_id in refreshes]
     if refresh_runs:
-        console.print(refresh_table(refresh_runs, bi.base_url if bi is not None else None))
+        console.print(refresh_table(refresh_runs))
     failed = [r.dag_id for r in results if not r.succeeded] + unpublished
     if failed:
         console.print(f"[red]failed pipelines:[/] {', '.join(failed)}")

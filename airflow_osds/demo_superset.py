@@ -13,6 +13,7 @@ from airflow_osds.superset.provision import TableChart, ensure_chart, ensure_das
 __all__ = [
     "DEMO_CONNECTION",
     "DEMO_DASHBOARD_SLUG",
+    "dashboard_url",
     "publish_demo_dashboard",
     "refresh_report",
     "refresh_table",
@@ -54,9 +55,12 @@ def refresh_report(dag_id: str, run_id: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def refresh_table(reports: list[tuple[str, dict[str, Any] | None]], base_url: str | None) -> Table:
-    title = "Superset charts warmed" + (f" ({base_url}/superset/dashboard/{DEMO_DASHBOARD_SLUG}/)" if base_url else "")
-    table = Table(title=title)
+def dashboard_url(base_url: str) -> str:
+    return f"{base_url}/superset/dashboard/{DEMO_DASHBOARD_SLUG}/"
+
+
+def refresh_table(reports: list[tuple[str, dict[str, Any] | None]]) -> Table:
+    table = Table(title="Superset charts warmed")
     for column in ("pipeline", "chart", "dataset", "result", "seconds"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for dag_id, report in reports:

@@ -56,14 +56,21 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert "running pipeline crm_sync (its data comes from web_analytics)" in output
         assert re.search(r"│ 1\s+│ crm_sync\s+│\s+3 │\s+0 │\s+0 │\s+0 │\s+0 │", output), output
         assert re.search(r"│ 2\s+│ crm_sync\s+│\s+0 │\s+1 │\s+0 │\s+0 │\s+2 │", output), output
-        assert "4 pipeline(s) succeeded (6 runs)" in output
+        # Superset: started from its cached virtualenv, the dashboard published over the marts, and the
+        # `dashboards` pipeline (schedule: data on those marts) warms its three charts.
+        assert "running pipeline dashboards (its data comes from web_analytics)" in output
+        for chart, dataset in (("Sessions by landing", "marts.sessions"), ("Page views by day", "marts.daily_page_vie"),
+                               ("High-value users by", "marts.high_value_use")):
+            assert re.search(rf"│ dashboards\s+│ {chart}[^│]*│ {dataset}[^│]*│ warm\s+│", output), output
+        assert "5 pipeline(s) succeeded (7 runs)" in output
         # Airflow's home, the compiled pipelines and the database live in the project, never in the user's home.
         assert list(home.iterdir()) == [], "Airflow or the cache wrote into the user's home"
         assert list((project / ".osds" / "cache").glob("*.osdsc")), "the compiled pipelines are in .osds/cache"
         assert not (project / "include" / "pipelines" / ".osds_cache").exists()
         assert (project / ".osds" / "postgres" / "data" / "PG_VERSION").exists()
-        # The server was stopped at the end.
+        # The servers were stopped at the end.
         assert not (project / ".osds" / "postgres" / "data" / "postmaster.pid").exists()
+        assert not (project / ".osds" / "superset" / "superset.pid").exists()
     finally:
         from airflow_osds.embedded import EmbeddedPostgres
 
