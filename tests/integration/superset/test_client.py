@@ -3,8 +3,10 @@ token with its session cookie, refused credentials and an unreachable server, ea
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import httpx
 import pytest
 
 from airflow_osds.embedded import free_port
@@ -31,7 +33,7 @@ def test_a_session_reads_and_writes_with_the_csrf_token_of_its_cookie(superset: 
 def test_an_expired_access_token_is_renewed_and_the_call_repeated(superset: LocalSuperset) -> None:
     with client_for(superset) as client:
         client.login()
-        client._access = "expired.or.revoked"  # what a 15-minute-old token looks like to Superset: a 401
+        client._access = "expired.or.revoked"  # a malformed token: Superset answers 422 {"msg": …}
         assert "result" in client.get("/api/v1/dashboard/")
         assert client._access != "expired.or.revoked"
         client._access, client._refresh = "expired", "also-expired"  # no refresh possible: a new login
@@ -71,3 +73,21 @@ def test_the_hook_builds_a_client_from_its_connection(superset: LocalSuperset, m
     with SupersetHook("superset_test").client() as client:
         assert client.base_url == superset.base_url and client.provider == "db"
         assert "result" in client.get("/api/v1/dashboard/")
+
+
+def test_a_token_past_its_expiry_gets_a_401_and_is_refreshed(superset: LocalSuperset) -> None:
+    import jwt
+
+    with client_for(superset) as client:
+        client.login()
+        claims = jwt.decode(client._access, options={"verify_signature": False})
+        # The same token as Superset issued it, but 15 minutes old: signed with the server's own key.
+        claims["exp"] = int(time.time()) - 60
+        expired = jwt.encode(claims, (superset.state_dir / "secret_key").read_text().strip(), algorithm="HS256")
+        raw = httpx.get(f"{superset.base_url}/api/v1/dashboard/", headers={"Authorization": f"Bearer {expired}"})
+        assert raw.status_code == 401, raw.text  # what Superset answers a token past its expiry
+        client._access = expired
+        refresh_token = client._refresh
+        assert client.get("/api/v1/dashboard/")["count"] >= 0, "renewed and repeated"
+        assert client._access not in (expired, None) and client._refresh == refresh_token, \
+            "renewed with the refresh token, not a new login"
