@@ -97,6 +97,7 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
     order = _run_order(stack.dags_folder.parent / "include" / "pipelines", sorted(bag.dags))
     syncs = _syncs(bag)
     _forget_syncs_into(stack, syncs, CRM_SOURCE_DB)
+    _forget_replications_of(stack, bag, CRM_SOURCE_DB)
     refreshes = _refreshes(bag)
     results: list[DagRunResult] = []
     not_run: list[str] = []
@@ -166,6 +167,23 @@ def _forget_syncs_into(stack: LocalStack, syncs: dict[str, list[tuple[str, dict]
             for sync_id, destination in entries:
                 if destination.get("connection") == conn_id:
                     forget(conn, sync_id)
+
+
+def _forget_replications_of(stack: LocalStack, bag: object, conn_id: str) -> None:
+    """The demo recreates the CRM database with its original rows, so the Singer steps reading it start over
+    too: a bookmark left by a previous demo's second round would skip the reset rows (and the upserting target
+    adds no duplicates)."""
+    from airflow_osds.operators.singer import SingerOperator
+    from airflow_osds.singer import state
+
+    prefixes = [f"{dag_id}:{task.task_id}:" for dag_id, dag in bag.dags.items()  # type: ignore[attr-defined]
+                for task in dag.tasks if isinstance(task, SingerOperator) and task.tap.get("connection") == conn_id]
+    if not prefixes:
+        return
+    with stack.postgres.connect(stack.warehouse_db, autocommit=True) as conn:
+        for stored in state.list_states(conn):
+            if stored.state_id.startswith(tuple(prefixes)):
+                state.clear(conn, stored.state_id)
 
 
 #: The second round's change in the demo's CRM: a high-value user upgrades (one record to update).
