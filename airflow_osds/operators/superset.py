@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_osds.assets import DashboardRef, ref_from_uri
 from airflow_osds.hooks.superset import SupersetHook
@@ -26,7 +26,10 @@ class SupersetRefreshOperator(BaseOperator):
     (Superset's ``viz_error`` inside a 200 reply) is a failure, and the log shows a table of every chart.
 
     A dashboard or chart that does not exist fails the task; a selection with no chart at all skips it,
-    saying what was looked for. Dashboard outlets get an Asset event with the counts in its extra. The
+    saying what was looked for. Every dashboard whose charts were warmed gets an Asset event
+    (``osds+dashboard://<conn>/<slug or title>``) with its ``warmed`` and ``failed`` counts in the extra:
+    a dashboard outlet directly, any other through the ``dashboards:<conn>`` Asset alias, so the lineage
+    reaches the dashboards even when only tables were named. The
     report (``warmed``, ``failed``, a result per chart) is the return value, and also the XCom
     ``refresh_report``, which is kept when the task fails.
 
@@ -67,6 +70,8 @@ class SupersetRefreshOperator(BaseOperator):
         self.concurrency = concurrency
         self.on_chart_error = on_chart_error
         self.refresh_columns = refresh_columns
+        # The dashboards found at run time get their Asset events through it (declared here, at parse time).
+        self.outlets = [*self.outlets, AssetAlias(name=f"dashboards:{superset_conn_id}")]
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -89,9 +94,7 @@ class SupersetRefreshOperator(BaseOperator):
         self.log.info("%s\n%s", report.summary(), results_table(report.results))
         counts = report.as_dict()
         context["ti"].xcom_push(key="refresh_report", value=counts)  # kept when the task fails below
-        for outlet in self.outlets:
-            if isinstance(ref_from_uri(getattr(outlet, "uri", "")), DashboardRef):
-                context["outlet_events"][outlet].extra = {"warmed": counts["warmed"], "failed": counts["failed"]}
+        self._dashboard_events(report, context)
         if report.failed:
             message = (f"{len(report.failed)} of {len(report.results)} Superset chart(s) failed to refresh:\n"
                        f"{results_table(report.results, only_failed=True)}")
@@ -99,3 +102,17 @@ class SupersetRefreshOperator(BaseOperator):
                 raise AirflowException(message)
             self.log.warning("%s", message)
         return counts
+
+    def _dashboard_events(self, report: Any, context: Context) -> None:
+        declared = {ref_from_uri(getattr(o, "uri", "")): o for o in self.outlets}
+        alias = next(o for o in self.outlets if isinstance(o, AssetAlias))
+        for board, board_counts in report.dashboard_counts().items():
+            outlet = next((declared[ref] for ref in (DashboardRef(self.superset_conn_id, board.key),
+                                                     DashboardRef(self.superset_conn_id, board.title),
+                                                     DashboardRef(self.superset_conn_id, str(board.id)))
+                           if ref in declared), None)
+            if outlet is not None:
+                context["outlet_events"][outlet].extra = board_counts
+            else:
+                context["outlet_events"][alias].add(DashboardRef(self.superset_conn_id, board.key).asset(),
+                                                    extra=board_counts)

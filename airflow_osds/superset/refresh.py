@@ -320,6 +320,14 @@ class RefreshReport:
         return (f"{len(self.results) - len(self.failed)} chart(s) warmed, {len(self.failed)} failed "
                 f"(dashboards: {boards})")
 
+    def dashboard_counts(self) -> dict[DashboardInfo, dict[str, int]]:
+        """Per dashboard: its charts warmed in its context, and those that failed."""
+        counts = {}
+        for board in self.selection.dashboards:
+            mine = [r for r in self.results if r.chart.dashboard_id == board.id]
+            counts[board] = {"warmed": sum(r.ok for r in mine), "failed": sum(not r.ok for r in mine)}
+        return counts
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "warmed": len(self.results) - len(self.failed),

@@ -84,6 +84,9 @@ def test_the_charts_over_what_the_pipeline_rebuilt_are_warmed_after_it(
     assert sorted(r["region"] for r in data["data"]) == ["north", "south"], "warmed with the rebuilt rows"
     log = "".join(capfd.readouterr())
     assert "1 chart(s) warmed, 0 failed" in log and f"{chart} sales by region {tag}" in log
+    # Only a table was named: the dashboard its chart sits on gets its Asset event through the alias.
+    assert [o.name for o in dag.task_dict["refresh"].outlets] == ["dashboards:superset_e2e"]
+    assert _asset_events(dag_id, f"sales-{tag}") == [{"warmed": 1, "failed": 0}]
 
 
 def test_a_chart_the_rebuild_broke_fails_the_step_with_its_error_or_warns(
@@ -96,7 +99,8 @@ def test_a_chart_the_rebuild_broke_fails_the_step_with_its_error_or_warns(
     strict = f"strict_{tag}"
     dag = pipeline_dags(_pipelines(tmp_path, strict, table, columns,
                                    f"{{connection: superset_e2e, dashboards: [sales-{tag}]}}"))[strict]
-    assert [o.uri for o in dag.task_dict["refresh"].outlets] == [f"osds+dashboard://superset_e2e/sales-{tag}"]
+    assert [getattr(o, "uri", o.name) for o in dag.task_dict["refresh"].outlets] == [
+        f"osds+dashboard://superset_e2e/sales-{tag}", "dashboards:superset_e2e"]
     failed = run_dag(dag)
     assert failed.task_states["refresh"] == "failed", failed
     log = "".join(capfd.readouterr())
