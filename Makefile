@@ -41,7 +41,7 @@ bench-retl: $(STAMP)
 	$(BIN)/python bench/run.py --retl-only $(BENCH_ARGS)
 
 # The Superset part only: 40 charts warmed at concurrency 8 vs one by one (and 80 charts), a real
-# Superset 6.1 under gunicorn over a warehouse taking ~200 ms a query (≈ 5 min).
+# Superset 6.1 under gunicorn over a warehouse taking ~200 ms a query (≈ 3–4 min).
 bench-superset: $(STAMP)
 	$(BIN)/python bench/run.py --superset-only $(BENCH_ARGS)
 

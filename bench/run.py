@@ -122,12 +122,17 @@ class _Run:
                                             extra=extra)
 
 
-def _environment(started: float) -> dict[str, str]:
+def _environment(started: float, *, run_superset: bool = False) -> dict[str, str]:
     packages = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-providers-common-sql",
                 "apache-airflow-providers-standard", "dag-factory", "astronomer-cosmos", "airflow-osds", "dbt-core",
-                "PyYAML", "pydantic")
+                "PyYAML", "pydantic", "apache-superset", "gunicorn", "SQLAlchemy")
     venvs = {"project .venv": PROJECT_PYTHON, "dag-factory venv": DAGFACTORY_VENV / "bin" / "python",
              "Cosmos venv": COSMOS_VENV / "bin" / "python"}
+    if run_superset:
+        from airflow_osds.superset.local import VENV_NAME
+        from airflow_osds.venvs import cache_dir
+
+        venvs["Superset venv"] = cache_dir() / VENV_NAME / "bin" / "python"
     out = {"Machine": f"nproc {len(os.sched_getaffinity(0))}, {_cpu_model()}, {platform.system()} {platform.release()}"}
     for label, python in venvs.items():
         if python.exists():
@@ -300,8 +305,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--superset-workers", type=int, default=8, help="gunicorn workers of that Superset (default 8)")
     p.add_argument("--superset-threads", type=int, default=1,
                    help="threads per gunicorn worker (default 1: the sync worker; more: gthread)")
-    p.add_argument("--superset-dev-reps", type=int, default=2,
-                   help="rounds on the single-process dev server, informational (default 2; 0 skips)")
+    p.add_argument("--superset-dev-reps", type=int, default=3,
+                   help="rounds on the single-process dev server, informational (default 3; 0 skips)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -355,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if run.sections:
         merged = merge_results(args.json, run.entries)
         previous = args.output.read_text() if args.output.exists() else ""
-        args.output.write_text(render(environment=_environment(started), entries=merged, new_sections=run.sections,
+        args.output.write_text(render(environment=_environment(started, run_superset="superset" in run.sections),
+                                      entries=merged, new_sections=run.sections,
                                       previous=previous))
         _log(f"wrote {args.output} and {args.json} ({len(run.entries)} entries from this run)")
     return 1 if failed else 0

@@ -26,10 +26,13 @@ workers, the metadata database SQLite (production has PostgreSQL or MySQL). One 
   serially and at concurrency 8 (the same target, another input), alternating.
 * Checked for every run: each chart's result is ok (no ``viz_error``), and no warm-up took less than the
   warehouse's 200 ms (a faster one was not queried); after the rounds, the next ``/api/v1/chart/{id}/data/``
-  of a chart is served from the cache. ``superset CPU`` is the user + system time of the server's processes
-  (``/proc/<pid>/stat``, master and workers) during a run, divided by the charts warmed.
+  of a chart is served from the cache.
+* CPU a chart, per run ÷ the charts warmed: user + system time of Superset's processes (``/proc/<pid>/stat``:
+  gunicorn's master and workers), of PostgreSQL's (the postmaster's exited children: Superset opens a
+  connection, so a backend, per query), of this benchmark's process (the client threads), and the whole
+  machine's non-idle time (``/proc/stat``), which is also given as how busy the 2 cores were.
 * Informational: the same 40 charts on the single-process dev server (``superset run --with-threads``, the
-  default of ``LocalSuperset``), ``--superset-dev-reps`` rounds, serially and at concurrency 8.
+  default of ``LocalSuperset``), ``--superset-dev-reps`` rounds, serially and at concurrency 8, alternating.
 """
 
 from __future__ import annotations
