@@ -75,6 +75,8 @@ RATIOS = [
     "`singer_pipe.<shape>.operator_vs_bare_pipe`: ratio = the `SingerOperator` task's duration (its task instance's "
     "start → end in the metadata DB, run by `dag.test()`) ÷ the same tap and target in a bare `bash -c 'tap | "
     "target'` (median rounds; ≤ 1.05).",
+    "`superset.warm_up.<n>_charts.c8_vs_serial`: ratio = the wall time of warming the n charts one by one ÷ "
+    "8 at a time (`refresh.warm`, median rounds; ≥ 4).",
     "Ours series: `ours.steady`, `ours.cold` (errors file first), `ours.cold-reverse` (pipelines file first), "
     "`ours-derive.*` (A, B: reads/writes found in the SQL).",
 ]

@@ -6,6 +6,7 @@ loader vs a bare COPY and the Snowplow SDK, the Singer target and operator vs ot
     make bench-snowplow                             # the Snowplow part only (= bench/run.py --snowplow-only)
     make bench-singer                               # the Singer parts only (= bench/run.py --singer-only)
     make bench-retl                                 # the reverse-ETL part only (= bench/run.py --retl-only)
+    make bench-superset                             # the Superset warm-up part only (= bench/run.py --superset-only)
     .venv/bin/python bench/run.py --reps 1 --shapes C --no-dbt-runtime --import-reps 0
 
 Generates the inputs into bench/.work/, measures Airflow's production path for each shape
@@ -43,6 +44,7 @@ from sections import imports_section, profile_section, runtime_lines, shape_sect
 from shape_inputs import dbt_shape_inputs, shape_inputs
 from shapes import SHAPES
 from reverse_etl import measure_reverse_etl, reverse_etl_entries, reverse_etl_section
+from superset import measure_superset, superset_entries, superset_section
 from singer_pipe import measure_singer_pipe, singer_pipe_entries, singer_pipe_section
 from singer_target import measure_singer_targets, singer_entries, singer_section
 from snowplow_load import measure_snowplow, snowplow_entries, snowplow_section
@@ -85,6 +87,8 @@ def _command(argv: list[str]) -> str:
             return "make bench-singer"
         if argv == ["--retl-only"]:
             return "make bench-retl"
+        if argv == ["--superset-only"]:
+            return "make bench-superset"
     return ".venv/bin/python bench/run.py " + " ".join(argv)
 
 
@@ -118,12 +122,17 @@ class _Run:
                                             extra=extra)
 
 
-def _environment(started: float) -> dict[str, str]:
+def _environment(started: float, *, run_superset: bool = False) -> dict[str, str]:
     packages = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-providers-common-sql",
                 "apache-airflow-providers-standard", "dag-factory", "astronomer-cosmos", "airflow-osds", "dbt-core",
-                "PyYAML", "pydantic")
+                "PyYAML", "pydantic", "apache-superset", "gunicorn", "SQLAlchemy")
     venvs = {"project .venv": PROJECT_PYTHON, "dag-factory venv": DAGFACTORY_VENV / "bin" / "python",
              "Cosmos venv": COSMOS_VENV / "bin" / "python"}
+    if run_superset:
+        from airflow_osds.superset.local import VENV_NAME
+        from airflow_osds.venvs import cache_dir
+
+        venvs["Superset venv"] = cache_dir() / VENV_NAME / "bin" / "python"
     out = {"Machine": f"nproc {len(os.sched_getaffinity(0))}, {_cpu_model()}, {platform.system()} {platform.release()}"}
     for label, python in venvs.items():
         if python.exists():
@@ -234,6 +243,16 @@ def _measure_reverse_etl(run: _Run) -> None:
                   reverse_etl_entries, reverse_etl_section)
 
 
+def _measure_superset(run: _Run) -> None:
+    """40 charts warmed at concurrency 8 vs one by one on a real Superset (gunicorn) over a 200 ms warehouse."""
+    a = run.args
+    _measure_part(run, "superset", a.superset_reps,
+                  lambda: measure_superset(a.superset_reps, a.superset_charts, a.superset_charts_large,
+                                           a.superset_views, a.superset_workers, a.superset_threads,
+                                           a.superset_dev_reps),
+                  superset_entries, superset_section)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5, help="measured loops per series and shape (default 5)")
@@ -273,6 +292,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retl-rows", type=int, default=1_000_000, help="source rows of the reverse-ETL part")
     p.add_argument("--retl-rss-rows", type=int, default=1_000_000,
                    help="rows of the larger source whose peak RSS is compared with a tenth of it (default 1,000,000)")
+    p.add_argument("--superset-reps", type=int, default=3,
+                   help="rounds of the Superset warm-up part (serial, concurrency 8 and 4, rotating; default 3; "
+                        "0 skips)")
+    p.add_argument("--superset-only", action="store_true",
+                   help="measure only the Superset warm-up part (its section and ids)")
+    p.add_argument("--superset-charts", type=int, default=40, help="charts of the Superset part's main shape")
+    p.add_argument("--superset-charts-large", type=int, default=80,
+                   help="charts of its second shape (serial vs concurrency 8; default 80; 0 skips)")
+    p.add_argument("--superset-views", type=int, default=10,
+                   help="slow views (one dataset each) the Superset part's charts read (default 10)")
+    p.add_argument("--superset-workers", type=int, default=8, help="gunicorn workers of that Superset (default 8)")
+    p.add_argument("--superset-threads", type=int, default=1,
+                   help="threads per gunicorn worker (default 1: the sync worker; more: gthread)")
+    p.add_argument("--superset-dev-reps", type=int, default=3,
+                   help="rounds on the single-process dev server, informational (default 3; 0 skips)")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the cProfile'd loop of ours (shape B, else D)")
     p.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -297,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args, argv)
     _log(f"osds compile available: {osds_compile_available(PROJECT_PYTHON)}")
     failed = False
-    only = args.snowplow_only or args.singer_only or args.dbt_runtime_only or args.retl_only
-    if args.snowplow_only or args.singer_only or args.retl_only:
+    only = args.snowplow_only or args.singer_only or args.dbt_runtime_only or args.retl_only or args.superset_only
+    if args.snowplow_only or args.singer_only or args.retl_only or args.superset_only:
         names = []
     try:
         _measure_operator_shapes(run, [n for n in names if n != "E"], homes)
@@ -315,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             _measure_singer_pipe(run)
         if args.retl_reps > 0 and (args.retl_only or everything):
             _measure_reverse_etl(run)
+        if args.superset_reps > 0 and (args.superset_only or everything):
+            _measure_superset(run)
         if args.import_reps > 0 and not only:
             run.sections["imports"] = imports_section(run.meta(f"{args.import_reps} imports per module"),
                                                       measure_imports(args.import_reps))
@@ -324,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if run.sections:
         merged = merge_results(args.json, run.entries)
         previous = args.output.read_text() if args.output.exists() else ""
-        args.output.write_text(render(environment=_environment(started), entries=merged, new_sections=run.sections,
+        args.output.write_text(render(environment=_environment(started, run_superset="superset" in run.sections),
+                                      entries=merged, new_sections=run.sections,
                                       previous=previous))
         _log(f"wrote {args.output} and {args.json} ({len(run.entries)} entries from this run)")
     return 1 if failed else 0

@@ -7,9 +7,14 @@ once per (version, requirements, admin user) into a SQLite *template* kept next 
 ``<cache>/superset-template-<key>/superset.db``; every start copies that file into its own state
 directory, so each test session or demo run gets a clean metadata database in a few seconds.
 
+It serves with Flask's threaded dev server (``superset run --with-threads``, one process) by
+default, or with ``workers=N`` under gunicorn as production does: N worker processes of ``threads``
+threads each, so concurrent requests' Python work is not serialised by one interpreter's GIL.
+
 State directory layout: ``superset_config.py``, ``secret_key`` (random, kept so a restart can
 still decrypt what the metadata DB holds), ``superset.db``, ``cache/`` (the data cache),
-``superset.log``, ``superset.pid`` and ``port``.
+``superset.log``, ``superset.pid`` and ``port``; under gunicorn also ``gunicorn.conf.py`` and
+``workers/`` (one file per worker that has loaded the app).
 
 No Airflow imports: used by the tests, the demo and the CLI.
 """
@@ -202,6 +207,49 @@ def _write_config(home: Path, *, secret_key: str, extra: Mapping[str, Any]) -> N
     (home / "superset_config.py").write_text("".join(lines))
 
 
+_GUNICORN_CONFIG = """\
+# Written by airflow_osds.superset.local; rewritten on every start.
+import ctypes
+import os
+import signal
+
+bind = [{bind!r}]
+workers = {workers!r}
+threads = {threads!r}
+# No worker_class: gunicorn takes gthread when threads > 1, else sync (one request per connection).
+timeout = 120
+graceful_timeout = 10
+# As Superset's own docs run it: its URLs (rison filters, form data) can be long.
+limit_request_line = 0
+limit_request_field_size = 0
+# gunicorn >= 25 opens ~/.gunicorn/gunicorn.ctl by default: one path for every instance on the machine.
+control_socket_disable = True
+_READY = {ready!r}
+
+
+def post_fork(server, worker):
+    # The master dies with the process that started it (PR_SET_PDEATHSIG); each worker with the master.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server.pid:  # the master died before prctl
+        os._exit(0)
+
+
+def post_worker_init(worker):
+    # The app is loaded: this worker serves requests from now on.
+    open(os.path.join(_READY, str(os.getpid())), "w").close()
+
+
+def child_exit(server, worker):
+    try:
+        os.unlink(os.path.join(_READY, str(worker.pid)))
+    except FileNotFoundError:
+        pass
+"""
+
+
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux only: the kernel sends SIGTERM when the thread that started the server exits, so a
     # crashed test session or demo does not leave a 300 MB server behind.
@@ -211,7 +259,7 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fo
 
 class LocalSuperset:
     """
-    A Superset dev server on 127.0.0.1 with its state under ``state_dir``.
+    A Superset server on 127.0.0.1 with its state under ``state_dir``.
 
     :param state_dir: directory for the config, metadata DB, data cache, log and pid file.
     :param port: TCP port; a free one is chosen when not given.
@@ -220,7 +268,12 @@ class LocalSuperset:
         metadata database, so a restart keeps the databases, charts and dashboards created before.
     :param extra_config: more ``superset_config.py`` settings (e.g. ``{"WTF_CSRF_ENABLED": False}``).
     :param die_with_parent: ask the kernel to stop the server when the starting thread exits.
-    :param health_timeout: seconds to wait for ``/health``.
+    :param health_timeout: seconds to wait for ``/health`` (and, under gunicorn, for every worker to load the app).
+    :param workers: ``1`` (default): Flask's threaded dev server, one process. More: gunicorn
+        (``superset.app:create_app()``; sync workers with ``threads=1``, else gthread) with that many
+        worker processes; ``start()`` returns once every worker has loaded the app, ``stop()`` ends the
+        master and its workers.
+    :param threads: threads per gunicorn worker (ignored by the dev server, which starts one per request).
     """
 
     def __init__(
@@ -233,13 +286,19 @@ class LocalSuperset:
         extra_config: Mapping[str, Any] | None = None,
         die_with_parent: bool = True,
         health_timeout: float = 120.0,
+        workers: int = 1,
+        threads: int = 2,
     ) -> None:
+        if workers < 1 or threads < 1:
+            raise ValueError(f"workers and threads must be at least 1 (got {workers}, {threads})")
         self.state_dir = Path(state_dir).resolve()
         self.admin = admin
         self.reset = reset
         self.extra_config = dict(extra_config or {})
         self.die_with_parent = die_with_parent
         self.health_timeout = health_timeout
+        self.workers = workers
+        self.threads = threads
         self.log_file = self.state_dir / "superset.log"
         self.timings: dict[str, float] = {}
         self._requested_port = port
@@ -268,14 +327,20 @@ class LocalSuperset:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server by its PID (SIGTERM, then SIGKILL after ``timeout`` s); no-op if it is not running."""
+        """Stop the server by its PID (SIGTERM, then SIGKILL after ``timeout`` s); no-op if it is not running.
+
+        The signals go to the server's process group, so gunicorn's workers get them as well as the
+        master; ``stop`` returns once no process of that group is left.
+        """
         pid = self._pid_if_ours()
         if pid is not None:
             self._signal(pid, signal.SIGTERM)
-            if not self._wait_gone(pid, timeout):
+            deadline = time.monotonic() + timeout
+            if not self._wait_gone(pid, timeout) or not _wait_group_gone(pid, deadline - time.monotonic()):
                 self._signal(pid, signal.SIGKILL)
-                if not self._wait_gone(pid, 5.0):
-                    raise LocalSupersetError(f"Superset (pid {pid}) did not stop after SIGKILL.")
+                if not self._wait_gone(pid, 5.0) or not _wait_group_gone(pid, 5.0):
+                    raise LocalSupersetError(f"Superset (pid {pid}) or a process of its group did not stop "
+                                             f"after SIGKILL: {_group_pids(pid)}")
         self._process = None
         (self.state_dir / "superset.pid").unlink(missing_ok=True)
 
@@ -313,16 +378,23 @@ class LocalSuperset:
     def pid(self) -> int | None:
         return self._pid_if_ours()
 
-    def rss_bytes(self) -> int | None:
-        """Resident memory of the server process, from /proc (None when it is not running)."""
+    def server_pids(self) -> list[int]:
+        """The server's processes (the dev server, or gunicorn's master and workers); empty when not running."""
         pid = self._pid_if_ours()
-        if pid is None:
+        return [] if pid is None else _group_pids(pid)
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the server's processes summed, from /proc (None when it is not running)."""
+        pids = self.server_pids()
+        if not pids:
             return None
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return None
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -345,8 +417,29 @@ class LocalSuperset:
             shutil.copyfile(template, database)
             shutil.rmtree(self.state_dir / "cache", ignore_errors=True)  # cached results of the old DB
 
+    def _command(self, venv: Path, port: int) -> list[str]:
+        if self.workers == 1:
+            return [str(venv / "bin" / "superset"), "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"]
+        gunicorn = venv / "bin" / "gunicorn"
+        if not gunicorn.exists():
+            raise LocalSupersetError(f"{gunicorn} is missing: apache-superset {SUPERSET_VERSION} depends on gunicorn")
+        ready = self.state_dir / "workers"
+        shutil.rmtree(ready, ignore_errors=True)
+        ready.mkdir()
+        config = self.state_dir / "gunicorn.conf.py"
+        config.write_text(_GUNICORN_CONFIG.format(bind=f"127.0.0.1:{port}", workers=self.workers,
+                                                  threads=self.threads, ready=str(ready)))
+        return [str(gunicorn), "-c", str(config), "superset.app:create_app()"]
+
+    def _ready_workers(self) -> int:
+        """Gunicorn workers that have loaded the app and are still alive."""
+        try:
+            return sum(_alive(int(p.name)) for p in (self.state_dir / "workers").iterdir() if p.name.isdigit())
+        except OSError:
+            return 0
+
     def _spawn(self, venv: Path, port: int) -> None:
-        command = [str(venv / "bin" / "superset"), "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"]
+        command = self._command(venv, port)
         with open(self.log_file, "ab") as log_handle:
             log_handle.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
             log_handle.flush()
@@ -372,11 +465,13 @@ class LocalSuperset:
                                          log_tail=self.log_tail())
             with contextlib.suppress(OSError, urllib.error.URLError):
                 with urllib.request.urlopen(url, timeout=2) as reply:
-                    if reply.status == 200:
+                    # Under gunicorn the first worker up answers; the others may still be loading the app.
+                    if reply.status == 200 and (self.workers == 1 or self._ready_workers() >= self.workers):
                         return
             if time.monotonic() > deadline:
                 self.stop()
-                raise LocalSupersetError(f"Superset did not answer {url} within {self.health_timeout:.0f} s.",
+                waited = url if self.workers == 1 else f"{url} and {self.workers} workers"
+                raise LocalSupersetError(f"Superset did not answer {waited} within {self.health_timeout:.0f} s.",
                                          log_tail=self.log_tail())
             time.sleep(0.25)
 
@@ -419,6 +514,30 @@ class LocalSuperset:
             else:
                 time.sleep(0.2)
         return False
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while _group_pids(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -218,3 +218,18 @@ def test_the_template_key_follows_the_admin_user() -> None:
     assert template_key(("admin", "admin")) != template_key(("admin", "other"))
     assert template_key(("admin", "admin")) == template_key(("admin", "admin"))
     assert ensure_superset_template(("admin", "admin")).parent.parent == cache_dir()
+
+
+def test_gunicorn_workers_serve_and_stop_leaves_none_of_them(state_dir: Path) -> None:
+    server = LocalSuperset(state_dir, workers=2, threads=2).start()
+    pids, port = server.server_pids(), server.port
+    try:
+        assert len(pids) == 3, pids  # the master and its two workers, every one of them up
+        assert "gunicorn" in Path(f"/proc/{server.pid}/cmdline").read_text()
+        assert dashboard_titles(server) == []  # the API answers under gunicorn
+        assert server.rss_bytes() > 2 * 100 * 2**20  # the workers' memory is counted, not only the master's
+    finally:
+        server.stop()
+    assert not [pid for pid in pids if process_exists(pid)], "no orphan worker"
+    assert not port_open(port)
+    assert not (state_dir / "superset.pid").exists()
