@@ -1,4 +1,4 @@
-"""The ``osds`` command line: ``demo``, ``validate``, ``compile``, ``schema``, ``graph``, ``dbt-parse``, ``singer``, ``version``.
+"""The ``osds`` command line: ``demo``, ``run``, ``validate``, ``compile``, ``schema``, ``graph``, ``dbt-parse``, ``singer``, ``version``.
 
 Airflow is imported lazily (``osds demo`` must set Airflow's environment first).
 """
@@ -35,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-superset", dest="superset", action="store_false",
                       help="do not start Superset; the pipelines that refresh it are not run (a quicker demo)")
     demo.set_defaults(handler=_demo)
+
+    run = sub.add_parser("run", help="run one pipeline (or one step and what it runs after) on the embedded PostgreSQL")
+    run.add_argument("pipeline", help="the pipeline's id (its DAG id)")
+    run.add_argument("--step", help="only this step (a task or group id) and the steps it runs after")
+    run.add_argument("--project-dir", type=Path, default=Path.cwd(), help="project root (holds dags/ and include/)")
+    run.add_argument("--no-superset", dest="superset", action="store_false",
+                     help="do not start Superset; steps that refresh it are not run")
+    run.add_argument("--keep-running", action="store_true", help="leave PostgreSQL (and Superset) running afterwards")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Airflow's task logs")
+    run.set_defaults(handler=_run)
 
     validate = sub.add_parser("validate", help="check pipeline files and the rules across them")
     validate.add_argument("paths", nargs="+", type=Path, help="pipeline folders (checked as a whole) or files")
@@ -111,6 +121,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(args.project_dir.resolve(), keep_running=args.keep_running, verbose=args.verbose,
                     superset=args.superset)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from airflow_osds.demo import run_pipeline
+
+    return run_pipeline(args.project_dir.resolve(), args.pipeline, step=args.step, superset=args.superset,
+                        keep_running=args.keep_running, verbose=args.verbose)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +28,10 @@ from airflow_osds.localrun import CRM_SOURCE_DB, DagRunResult, LocalStack, apply
 from airflow_osds.superset import LocalSuperset
 from airflow_osds.superset.client import SupersetApiError, SupersetClient
 
-__all__ = ["run_demo", "seed_crm_source"]
+__all__ = ["LocalSession", "local_session", "run_demo", "run_pipeline", "seed_crm_source", "tasks_for_step"]
+
+
+NOT_RUN = "not run"  # a task `osds run --step` left out (Airflow has it marked success)
 
 
 @dataclass(frozen=True)
@@ -32,33 +40,63 @@ class TableCount:
     rows: int | None
 
 
-def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = False, superset: bool = True) -> int:
-    """Run every pipeline of ``project_dir``; return the process exit code.
+@dataclass
+class LocalSession:
+    """What the demo and ``osds run`` work in: the project's embedded PostgreSQL (and Superset, once started),
+    Airflow's environment and metadata, the dbt manifests written, and the DAG files parsed."""
 
-    :param superset: start a local Superset for the pipelines that refresh one (else they are not run).
-    """
+    console: Console
+    project_dir: Path
+    stack: LocalStack
+    bag: Any = None
+    bi: LocalSuperset | None = None
+    keep_running: bool = False
+
+    def start_superset(self) -> LocalSuperset:
+        if self.bi is None:
+            self.console.print("starting Superset 6.1 on 127.0.0.1 (its virtualenv is built on the first run: a few "
+                               "minutes; skip it with --no-superset) …")
+            self.bi = LocalSuperset(superset_state_dir(self.project_dir), die_with_parent=not self.keep_running).start()
+            self.console.print(f"Superset at {self.bi.base_url} (login {self.bi.admin[0]} / {self.bi.admin[1]}), "
+                               f"ready in {self.bi.timings['total']:.0f} s")
+            # Read at task run time: setting it now reaches every task dag.test() runs in this process.
+            os.environ[f"AIRFLOW_CONN_{DEMO_CONNECTION.upper()}"] = json.dumps(self.bi.airflow_connection())
+        return self.bi
+
+    def publish_dashboard(self, dag_id: str) -> bool:
+        """The demo dashboard, before a pipeline refreshing Superset runs; False (said why) when it cannot be."""
+        bi = self.start_superset()
+        try:
+            with SupersetClient(bi.base_url, *bi.admin) as client:
+                publish_demo_dashboard(client, self.stack.postgres.uri(self.stack.warehouse_db, driver="psycopg2"))
+        except SupersetApiError as exc:  # e.g. the marts are missing because their pipeline failed
+            self.console.print(f"[red]not running pipeline {dag_id}[/]: the demo dashboard could not be published: {exc}")
+            return False
+        return True
+
+
+@contextmanager
+def local_session(project_dir: Path, *, title: str, keep_running: bool = False, verbose: bool = False) -> Iterator[LocalSession]:
+    """Start the project's embedded stack, prepare Airflow and parse ``dags/``; stop it all afterwards
+    (unless ``keep_running``). Raises :class:`DagImportErrors` when a DAG file does not import."""
     console = Console()
     # dag.test() talks to an in-process execution API through starlette's TestClient,
     # which warns about its own httpx use: noise for a demo user.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     stack = LocalStack(state_dir=project_dir / ".osds", dags_folder=project_dir / "dags")
-    console.print(f"[bold]osds demo[/]: embedded PostgreSQL in {stack.postgres.state_dir}")
+    console.print(f"[bold]{title}[/]: embedded PostgreSQL in {stack.postgres.state_dir}")
     stack.start()
-    bi: LocalSuperset | None = None
+    session = LocalSession(console, project_dir, stack, keep_running=keep_running)
     try:
-        seed_crm_source(stack, project_dir / "include" / "data" / "crm" / "crm_source.sql")
-        extra = {"AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO" if verbose else "WARNING"}
-        if superset:
-            console.print("starting Superset 6.1 on 127.0.0.1 (its virtualenv is built on the first run: a few "
-                          "minutes; skip it with --no-superset) …")
-            bi = LocalSuperset(superset_state_dir(project_dir), die_with_parent=not keep_running).start()
-            console.print(f"Superset at {bi.base_url} (login {bi.admin[0]} / {bi.admin[1]}), ready in "
-                          f"{bi.timings['total']:.0f} s")
-            extra[f"AIRFLOW_CONN_{DEMO_CONNECTION.upper()}"] = json.dumps(bi.airflow_connection())
-        apply_environ(stack.environ(extra=extra))
+        crm_script = project_dir / "include" / "data" / "crm" / "crm_source.sql"
+        if crm_script.exists():
+            seed_crm_source(stack, crm_script)
+        apply_environ(stack.environ(extra={"AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO" if verbose else "WARNING"}))
         migrate_metadata_db()
-        return _run_pipelines(console, stack, bi)
+        session.bag = _parse_dags(console, stack)
+        yield session
     finally:
+        bi = session.bi
         if keep_running:
             console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db)}")
             if bi is not None:
@@ -70,19 +108,14 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
             stack.postgres.stop()
 
 
-def seed_crm_source(stack: LocalStack, script: Path) -> None:
-    """The demo's CRM database, which the web_analytics pipeline replicates into raw_crm (recreated each run)."""
-    stack.postgres.create_database(CRM_SOURCE_DB)
-    with stack.postgres.connect(CRM_SOURCE_DB, autocommit=True) as conn:
-        conn.execute(script.read_text())
+class DagImportErrors(Exception):
+    """A DAG file of the project does not import (printed already)."""
 
 
-def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None) -> int:
+def _parse_dags(console: Console, stack: LocalStack) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-
     from airflow_osds.dbt.manifest_build import parse_stale_projects
-
     from airflow_osds.hooks.dbt import DbtHook
 
     # Parsed for the demo's warehouse, so every dbt task reuses the parse (dbt partial parsing).
@@ -93,7 +126,104 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
     for path, error in bag.import_errors.items():
         console.print(f"[red]import error[/] in {path}:\n{error}")
     if bag.import_errors:
+        raise DagImportErrors(sorted(bag.import_errors))
+    return bag
+
+
+def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = False, superset: bool = True) -> int:
+    """Run every pipeline of ``project_dir``; return the process exit code.
+
+    :param superset: start a local Superset for the pipelines that refresh one (else they are not run).
+    """
+    try:
+        with local_session(project_dir, title="osds demo", keep_running=keep_running, verbose=verbose) as session:
+            return _run_pipelines(session, superset=superset)
+    except DagImportErrors:
         return 1
+
+
+def run_pipeline(project_dir: Path, pipeline: str, *, step: str | None = None, superset: bool = True,
+                 keep_running: bool = False, verbose: bool = False) -> int:
+    """``osds run``: one pipeline of ``project_dir`` on the embedded stack, or one ``step`` of it (a task or a
+    group) with the steps it runs after; the same summary as the demo. Returns the process exit code."""
+    try:
+        with local_session(project_dir, title=f"osds run {pipeline}", keep_running=keep_running,
+                           verbose=verbose) as session:
+            return _run_one(session, pipeline, step, superset=superset)
+    except DagImportErrors:
+        return 1
+
+
+def _run_one(session: LocalSession, pipeline: str, step: str | None, *, superset: bool) -> int:
+    console, bag = session.console, session.bag
+    dag = bag.dags.get(pipeline)
+    if dag is None:
+        console.print(f"[red]no pipeline {pipeline!r}[/] in {session.stack.dags_folder}; pipelines: "
+                      f"{', '.join(sorted(bag.dags)) or 'none'}")
+        return 2
+    try:
+        wanted = tasks_for_step(dag, step) if step else set(dag.task_dict)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    refresh_tasks = {t for t in wanted if _is_refresh(dag.task_dict[t])}
+    if refresh_tasks and not superset:
+        wanted -= refresh_tasks
+        console.print(f"not running {', '.join(sorted(refresh_tasks))}: it refreshes Superset (--no-superset)")
+    if not wanted:
+        console.print("[red]nothing to run[/]")
+        return 2
+    if refresh_tasks and superset and not session.publish_dashboard(pipeline):
+        return 1
+    others = sorted(set(dag.task_dict) - wanted)
+    if others:
+        console.print(f"running {', '.join(sorted(wanted))} of pipeline [bold]{pipeline}[/]; the other steps are "
+                      f"marked success without running: {', '.join(others)}")
+    else:
+        console.print(f"running pipeline [bold]{pipeline}[/] …")
+    # dag.test() runs the DAG as the bundle holds it; tasks outside the selection are marked, not run.
+    pattern = "^(" + "|".join(re.escape(t) for t in others) + ")$" if others else None
+    result = run_dag(dag, mark_success_pattern=pattern)
+    result.task_states.update({t: NOT_RUN for t in others})
+    syncs = [("1", result)] if pipeline in _syncs(bag) else []
+    _print_summary(session, [result], syncs)
+    if not result.succeeded:
+        console.print(f"[red]pipeline {pipeline} {result.state}[/]")
+        return 1
+    console.print(f"[green]pipeline {pipeline} succeeded[/]")
+    return 0
+
+
+def tasks_for_step(dag: Any, step: str) -> set[str]:
+    """The tasks of ``step`` (a task id, a group id, or a task's own id inside its group) and every task they
+    run after; ``LookupError`` naming the steps when it matches none."""
+    ids = set(dag.task_dict)
+    if step in ids:
+        matched = {step}
+    else:
+        matched = {t for t in ids if t.startswith(f"{step}.")}  # a group: all its tasks
+        if not matched:
+            matched = {t for t in ids if t.endswith(f".{step}")}  # a task inside its group
+            if len(matched) > 1:
+                raise LookupError(f"step {step!r} is ambiguous in {dag.dag_id}: {', '.join(sorted(matched))}; "
+                                  "give its full id")
+    if not matched:
+        raise LookupError(f"pipeline {dag.dag_id} has no step {step!r}; its tasks: {', '.join(sorted(ids))}")
+    wanted = set(matched)
+    for task_id in matched:
+        wanted |= dag.task_dict[task_id].get_flat_relative_ids(upstream=True)
+    return wanted
+
+
+def seed_crm_source(stack: LocalStack, script: Path) -> None:
+    """The demo's CRM database, which the web_analytics pipeline replicates into raw_crm (recreated each run)."""
+    stack.postgres.create_database(CRM_SOURCE_DB)
+    with stack.postgres.connect(CRM_SOURCE_DB, autocommit=True) as conn:
+        conn.execute(script.read_text())
+
+
+def _run_pipelines(session: LocalSession, *, superset: bool) -> int:
+    console, stack, bag = session.console, session.stack, session.bag
     order = _run_order(stack.dags_folder.parent / "include" / "pipelines", sorted(bag.dags))
     syncs = _syncs(bag)
     _forget_syncs_into(stack, syncs, CRM_SOURCE_DB)
@@ -105,15 +235,11 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
     for dag_id, upstream in order:
         why = f" (its data comes from {', '.join(sorted(upstream))})" if upstream else ""
         if dag_id in refreshes:
-            if bi is None:
+            if not superset:
                 console.print(f"not running pipeline [bold]{dag_id}[/]: it refreshes Superset (--no-superset)")
                 not_run.append(dag_id)
                 continue
-            try:
-                with SupersetClient(bi.base_url, *bi.admin) as client:
-                    publish_demo_dashboard(client, stack.postgres.uri(stack.warehouse_db, driver="psycopg2"))
-            except SupersetApiError as exc:  # e.g. the marts are missing because their pipeline failed
-                console.print(f"[red]not running pipeline {dag_id}[/]: the demo dashboard could not be published: {exc}")
+            if not session.publish_dashboard(dag_id):
                 unpublished.append(dag_id)
                 continue
         console.print(f"running pipeline [bold]{dag_id}[/]{why} …")
@@ -121,14 +247,7 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
     sync_runs = [("1", r) for r in results if r.dag_id in syncs]
     if syncs and all(r.succeeded for r in results):
         sync_runs += [("2", r) for r in _second_round(console, stack, bag, order, set(syncs), results)]
-    written = sorted({ref for dag in bag.dags.values() for ref in _written_tables(dag)})
-    console.print(_runs_table(results))
-    console.print(_tables_table(_count_rows(stack, written)))
-    if sync_runs:
-        console.print(_syncs_table(sync_runs))
-    refresh_runs = [(r.dag_id, refresh_report(r.dag_id, r.run_id)) for r in results if r.dag_id in refreshes]
-    if refresh_runs:
-        console.print(refresh_table(refresh_runs))
+    _print_summary(session, results, sync_runs)
     failed = [r.dag_id for r in results if not r.succeeded] + unpublished
     if failed:
         console.print(f"[red]failed pipelines:[/] {', '.join(failed)}")
@@ -136,6 +255,22 @@ def _run_pipelines(console: Console, stack: LocalStack, bi: LocalSuperset | None
     skipped = f"; not run: {', '.join(not_run)} (--no-superset)" if not_run else ""
     console.print(f"[green]{len({r.dag_id for r in results})} pipeline(s) succeeded[/] ({len(results)} runs){skipped}")
     return 0
+
+
+def _print_summary(session: LocalSession, results: list[DagRunResult],
+                   sync_runs: list[tuple[str, DagRunResult]]) -> None:
+    """What ran, the rows of the tables the run pipelines write, the syncs' counts and the charts warmed."""
+    console, bag = session.console, session.bag
+    written = sorted({ref for r in results for ref in _written_tables(
+        bag.dags[r.dag_id], {t for t, state in r.task_states.items() if state != NOT_RUN})})
+    console.print(_runs_table(results))
+    console.print(_tables_table(_count_rows(session.stack, written)))
+    if sync_runs:
+        console.print(_syncs_table(sync_runs))
+    refreshes = _refreshes(bag)
+    refresh_runs = [(r.dag_id, refresh_report(r.dag_id, r.run_id)) for r in results if r.dag_id in refreshes]
+    if refresh_runs:
+        console.print(refresh_table(refresh_runs))
 
 
 def _syncs(bag: object) -> dict[str, list[tuple[str, dict]]]:
@@ -150,12 +285,16 @@ def _syncs(bag: object) -> dict[str, list[tuple[str, dict]]]:
     return found
 
 
-def _refreshes(bag: object) -> set[str]:
-    """The dag ids with a Superset refresh task."""
+def _is_refresh(task: Any) -> bool:
     from airflow_osds.operators.superset import SupersetRefreshOperator
 
+    return isinstance(task, SupersetRefreshOperator)
+
+
+def _refreshes(bag: object) -> set[str]:
+    """The dag ids with a Superset refresh task."""
     return {dag_id for dag_id, dag in bag.dags.items()  # type: ignore[attr-defined]
-            if any(isinstance(task, SupersetRefreshOperator) for task in dag.tasks)}
+            if any(_is_refresh(task) for task in dag.tasks)}
 
 
 def _forget_syncs_into(stack: LocalStack, syncs: dict[str, list[tuple[str, dict]]], conn_id: str) -> None:
@@ -258,9 +397,12 @@ def _run_order(pipelines_dir: Path, dag_ids: list[str]) -> list[tuple[str, set[s
     return [(d, upstream[d]) for d in ordered]
 
 
-def _written_tables(dag: object) -> list[TableRef]:
+def _written_tables(dag: object, ran: set[str] | None = None) -> list[TableRef]:
+    """The tables the DAG's tasks (those in ``ran``, when given) write."""
     refs = []
     for task in dag.tasks:  # type: ignore[attr-defined]
+        if ran is not None and task.task_id not in ran:
+            continue
         for outlet in task.outlets:
             ref = table_ref_from_uri(getattr(outlet, "uri", ""))
             if ref is not None:
@@ -275,6 +417,10 @@ def _count_rows(stack: LocalStack, tables: list[TableRef]) -> list[TableCount]:
     with stack.postgres.connect(stack.warehouse_db) as conn:
         for ref in tables:
             if ref.conn_id != "warehouse":
+                counts.append(TableCount(ref, None))
+                continue
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ref.qualified,)).fetchone()[0]
+            if not exists:  # its task failed or was not run
                 counts.append(TableCount(ref, None))
                 continue
             query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(ref.schema), sql.Identifier(ref.table))
@@ -298,5 +444,5 @@ def _tables_table(counts: list[TableCount]) -> Table:
     table.add_column("table")
     table.add_column("rows", justify="right")
     for c in counts:
-        table.add_row(f"{c.table.conn_id}:{c.table.qualified}", "?" if c.rows is None else str(c.rows))
+        table.add_row(f"{c.table.conn_id}:{c.table.qualified}", "missing" if c.rows is None else str(c.rows))
     return table

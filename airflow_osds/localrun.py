@@ -99,14 +99,14 @@ class DagRunResult:
         return self.state == "success"
 
 
-def run_dag(dag: DAG, *, run_conf: dict[str, Any] | None = None) -> DagRunResult:
+def run_dag(dag: DAG, *, run_conf: dict[str, Any] | None = None, mark_success_pattern: str | None = None) -> DagRunResult:
     """Run ``dag`` once through Airflow's task runner (``dag.test()``) and report the task states.
 
     The DAG's file must lie under ``[core] dags_folder``: ``dag.test()`` serialises the DAG
     from its bundle.
     """
     started = time.monotonic()
-    dag_run = dag.test(run_conf=run_conf)
+    dag_run = dag.test(run_conf=run_conf, mark_success_pattern=mark_success_pattern)
     task_states = {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
     return DagRunResult(
         dag_id=dag.dag_id,
