@@ -89,8 +89,10 @@ class SupersetRefreshOperator(BaseOperator):
         except (SelectionError, SupersetAuthError) as exc:
             raise AirflowFailException(str(exc)) from None
         if not report.results:
-            raise AirflowSkipException(f"no Superset chart reads {', '.join(self.tables) or 'the tables given'}"
-                                       f"{f' in database {self.database!r}' if self.database else ''}: nothing warmed")
+            looked_for = [f"{kind} {', '.join(map(str, items))}" for kind, items in
+                          (("dashboards", self.dashboards), ("charts", self.charts), ("tables", self.tables)) if items]
+            where = f" (database {self.database!r})" if self.database else ""
+            raise AirflowSkipException(f"nothing warmed: Superset has no chart for {'; '.join(looked_for)}{where}")
         self.log.info("%s\n%s", report.summary(), results_table(report.results))
         counts = report.as_dict()
         context["ti"].xcom_push(key="refresh_report", value=counts)  # kept when the task fails below
