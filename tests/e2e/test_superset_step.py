@@ -118,3 +118,14 @@ def test_a_chart_the_rebuild_broke_fails_the_step_with_its_error_or_warns(
     # Superset now knows the dataset has no `region`: the chart fails before querying, and says so.
     assert "FAILED" in log and "Columns missing in dataset: ['region']" in log
     assert _asset_events(lenient, f"Sales%20{tag}") == [{"warmed": 0, "failed": 1}]
+
+
+def test_a_table_no_chart_reads_skips_the_step_saying_so(
+    warehouse: Any, client: SupersetClient, pipeline_dags: Any, run_dag: Any, tmp_path: Path, capfd: Any
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    dag_id = f"unread_{tag}"
+    dag = pipeline_dags(_pipelines(tmp_path, dag_id, f"unread_{tag}", "i", "{connection: superset_e2e}"))[dag_id]
+    result = run_dag(dag)
+    assert result.task_states == {"rebuild": "success", "refresh": "skipped"}, result
+    assert f"nothing warmed: Superset has no chart for tables marts.unread_{tag}" in "".join(capfd.readouterr())
