@@ -6,22 +6,31 @@ connections' hosts and databases: they are looked up here, when the OpenLineage 
 asks (as the task starts and ends), never while a DAG file is parsed. The naming itself is
 :mod:`airflow_osds.lineage`.
 
+Tasks that are not ours (``python``, ``operator`` and ``sensor`` steps) get the same names
+through :func:`convert_asset_to_openlineage`, Airflow's Asset → OpenLineage converter for our
+URI schemes (the provider info's ``asset-uris``): OpenLineage applies it to the inlets and
+outlets of a task that reports no lineage of its own.
+
 OpenLineage is optional (``pip install 'airflow-osds[openlineage]'``): without its provider
-nothing calls these methods, and they return ``None`` if something does.
+nothing calls these functions, and they return ``None`` if something does.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from airflow_osds.assets import ref_from_asset
+from airflow_osds.assets import DataRef, ref_from_asset, ref_from_uri
 from airflow_osds.lineage import Endpoint, dataset_of
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.event_v2 import Dataset
 
-__all__ = ["OpenLineageMixin", "operator_lineage"]
+__all__ = ["OpenLineageMixin", "convert_asset_to_openlineage", "operator_lineage"]
+
+_log = logging.getLogger(__name__)
 
 
 class OpenLineageMixin:
@@ -45,8 +54,14 @@ def operator_lineage(task: Any) -> OperatorLineage | None:
                            outputs=_datasets(task.outlets, endpoints, task.log))
 
 
+def convert_asset_to_openlineage(asset: Any, lineage_context: Any) -> Dataset | None:
+    """The OpenLineage dataset of an Asset with one of our URIs (``osds://``, ``osds+dashboard://``,
+    ``osds+destination://``); ``None`` for any other."""
+    ref = ref_from_uri(asset.uri)
+    return None if ref is None else _dataset(ref, {}, _log)
+
+
 def _datasets(assets: Iterable[Any], endpoints: dict[str, Endpoint | None], log: Any) -> list[Any]:
-    from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
     from airflow.sdk import Asset
 
@@ -56,15 +71,19 @@ def _datasets(assets: Iterable[Any], endpoints: dict[str, Endpoint | None], log:
         if not isinstance(asset, Asset):
             continue
         ref = ref_from_asset(asset.name, asset.uri)
-        if ref is None:  # not one of ours (a user's postgres:// Asset…): as OpenLineage names it
-            dataset = translate_airflow_asset(asset, None)
-        else:
-            named = dataset_of(ref, _endpoint(ref.conn_id, endpoints, log))
-            dataset = Dataset(namespace=named.namespace, name=named.name)
+        # Not one of ours (a user's postgres:// Asset…): as OpenLineage names it.
+        dataset = translate_airflow_asset(asset, None) if ref is None else _dataset(ref, endpoints, log)
         if dataset is not None and (dataset.namespace, dataset.name) not in seen:
             seen.add((dataset.namespace, dataset.name))
             out.append(dataset)
     return out
+
+
+def _dataset(ref: DataRef, endpoints: dict[str, Endpoint | None], log: Any) -> Dataset:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    named = dataset_of(ref, _endpoint(ref.conn_id, endpoints, log))
+    return Dataset(namespace=named.namespace, name=named.name)
 
 
 def _endpoint(conn_id: str, endpoints: dict[str, Endpoint | None], log: Any) -> Endpoint | None:

@@ -133,3 +133,19 @@ def test_every_operator_and_sensor_reports_lineage() -> None:
                if issubclass(obj, BaseOperator) and obj.__module__ == m}
     assert classes, modules
     assert not [c.__name__ for c in classes if not issubclass(c, OpenLineageMixin)]
+
+
+def test_assets_of_tasks_that_are_not_ours_get_the_same_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A python or operator step reports no lineage itself: OpenLineage converts its inlets and outlets
+    with the converter our provider info registers for the osds schemes, which leaves the URIs as they are."""
+    from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "postgres", "host": "wh.internal", "schema": "dwh"}))
+    monkeypatch.setenv("AIRFLOW_CONN_SINK", json.dumps({"conn_type": "reverse_etl_http", "host": "https://hooks.example.com"}))
+    for ref, expected in [(TableRef("warehouse", "raw", "orders"), ("postgres://wh.internal:5432", "dwh.raw.orders")),
+                          (DestinationRef("sink", "hooks/records"), ("https://hooks.example.com", "hooks/records")),
+                          (DashboardRef("bi", "sales"), ("osds+dashboard://bi", "sales"))]:
+        asset = ref.asset()
+        assert (asset.uri, asset.normalized_uri) == (ref.uri, ref.uri)
+        dataset = translate_airflow_asset(asset, None)
+        assert (dataset.namespace, dataset.name) == expected
