@@ -12,7 +12,7 @@ URI schemes (the provider info's ``asset-uris``): OpenLineage applies it to the 
 outlets of a task that reports no lineage of its own.
 
 OpenLineage is optional (``pip install 'airflow-osds[openlineage]'``): without its provider
-nothing calls these functions, and they return ``None`` if something does.
+nothing calls these functions, and the facets methods return ``None`` if something does.
 """
 
 from __future__ import annotations
