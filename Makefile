@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.osds-installed
-EXTRAS := dev,dbt,embedded
+EXTRAS := dev,dbt,embedded,openlineage
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset

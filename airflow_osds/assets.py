@@ -41,6 +41,7 @@ __all__ = [
     "TableRef",
     "data_ref_from_yaml",
     "parse_table",
+    "ref_from_asset",
     "ref_from_uri",
     "table_asset",
     "table_asset_name",
@@ -298,6 +299,17 @@ def ref_from_uri(uri: str) -> DataRef | None:
         return None
     conn, _, key = rest.partition("/")
     return REF_KINDS[kind](unquote(conn), unquote(key)) if conn and key else None  # type: ignore[call-arg]
+
+
+def ref_from_asset(name: str, uri: str) -> DataRef | None:
+    """The reference an Asset of ours (by its name and URI) names, files included, or ``None``.
+
+    A files Asset's URI is the location's own URL (Airflow may normalise it): its name says it is ours.
+    """
+    location = name.removeprefix("files:")
+    if location != name and "://" in location:
+        return FilesRef(location)
+    return ref_from_uri(uri)
 
 
 def table_ref_from_uri(uri: str) -> TableRef | None:

@@ -30,6 +30,9 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": _BLOCK_MODULES["sensors"],
         **({"triggers": _BLOCK_MODULES["triggers"]} if _BLOCK_MODULES["triggers"] else {}),
         "connection-types": [_superset_connection(), _http_destination_connection()],
+        # Our Asset URIs stay as they are (no handler), and OpenLineage names them at run time.
+        "asset-uris": [{"schemes": ["osds", "osds+dashboard", "osds+destination"], "handler": None,
+                        "to_openlineage_converter": "airflow_osds.operators._lineage.convert_asset_to_openlineage"}],
         "config": _config(),
     }
 

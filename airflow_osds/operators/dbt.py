@@ -19,6 +19,7 @@ from airflow_osds.dbt.fingerprint import stale_reason
 from airflow_osds.dbt.state import without_state
 from airflow_osds.dbt.runner import DbtRunResult
 from airflow_osds.hooks.dbt import DbtHook
+from airflow_osds.operators._lineage import OpenLineageMixin
 from airflow_osds.operators._templated import rendered_flag
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class DbtOperator(BaseOperator):
+class DbtOperator(OpenLineageMixin, BaseOperator):
     """
     Run one dbt command on the warehouse connection.
 

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_osds.assets import DestinationRef, ref_from_uri
 from airflow_osds.hooks.reverse_etl import ReverseEtlHook
+from airflow_osds.operators._lineage import OpenLineageMixin
 from airflow_osds.operators._templated import rendered_flag
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["ReverseEtlSyncOperator"]
 
 
-class ReverseEtlSyncOperator(BaseOperator):
+class ReverseEtlSyncOperator(OpenLineageMixin, BaseOperator):
     """
     Sync the rows of ``source`` to ``destination``, sending only what changed since what was last
     *delivered* (a hash per key kept in the warehouse, the changes computed in SQL).

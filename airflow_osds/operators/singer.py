@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_osds.hooks.singer import SingerHook
+from airflow_osds.operators._lineage import OpenLineageMixin
 from airflow_osds.operators._templated import rendered_flag
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["SingerOperator"]
 
 
-class SingerOperator(BaseOperator):
+class SingerOperator(OpenLineageMixin, BaseOperator):
     """
     Run ``tap | target``: two processes joined by an OS pipe, each from its own virtualenv (installed on
     first use from its ``pip_url``), their logs in the task log with secrets masked.

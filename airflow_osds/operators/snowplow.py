@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_osds.hooks.snowplow import SnowplowHook
+from airflow_osds.operators._lineage import OpenLineageMixin
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["SnowplowLoadOperator"]
 
 
-class SnowplowLoadOperator(BaseOperator):
+class SnowplowLoadOperator(OpenLineageMixin, BaseOperator):
     """
     Load the enriched-event files at ``source`` that are not loaded yet into ``<schema>.events``
     and one table per entity schema, as Snowplow's Postgres Loader lays them out.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, BaseOperator
 
 from airflow_osds.assets import DEFAULT_SCHEMA, TableRef
+from airflow_osds.operators._lineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -21,7 +22,7 @@ def _rowcount(cursor: Any) -> int:
     return int(cursor.rowcount)
 
 
-class WarehouseSqlOperator(BaseOperator):
+class WarehouseSqlOperator(OpenLineageMixin, BaseOperator):
     """
     Execute SQL (inline or a ``.sql`` file) on a warehouse connection in one transaction.
 

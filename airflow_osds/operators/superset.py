@@ -9,6 +9,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_osds.assets import DashboardRef, ref_from_uri
 from airflow_osds.hooks.superset import SupersetHook
+from airflow_osds.operators._lineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -18,7 +19,7 @@ __all__ = ["SupersetRefreshOperator"]
 ON_CHART_ERROR = ("fail", "warn")
 
 
-class SupersetRefreshOperator(BaseOperator):
+class SupersetRefreshOperator(OpenLineageMixin, BaseOperator):
     """
     Force-refresh the cached data of Superset charts: those of ``dashboards`` (in the dashboard's context),
     ``charts``, and every chart whose dataset is one of ``tables``. Charts are warmed ``concurrency`` at a

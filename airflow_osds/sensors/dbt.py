@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_osds.dbt.artifacts import Manifest, load_manifest
 from airflow_osds.dbt.errors import DbtArtifactError
+from airflow_osds.operators._lineage import OpenLineageMixin
 from airflow_osds.dbt.freshness import (
     APPLICATION_NAME,
     DbtFreshnessError,
@@ -49,7 +50,7 @@ class DbtSourcesNotFreshError(AirflowFailException):
         super().__init__(message)
 
 
-class DbtSourceFreshnessSensor(BaseSensorOperator):
+class DbtSourceFreshnessSensor(OpenLineageMixin, BaseSensorOperator):
     """
     Wait until dbt sources are fresh by their ``loaded_at_field`` and freshness thresholds.
 

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+from airflow_osds.operators._lineage import OpenLineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = ["PathSensor"]
 
 
-class PathSensor(BaseSensorOperator):
+class PathSensor(OpenLineageMixin, BaseSensorOperator):
     """
     Succeeds when ``path`` exists: a local path or glob, or any ``ObjectStoragePath`` URL
     (``s3://…``, ``gs://…``, ``file://…``) whose filesystem is installed.

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_osds.operators._lineage import OpenLineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -18,7 +20,7 @@ __all__ = ["SnowplowNewFilesSensor"]
 _DEFERRAL_GRACE_S = 60.0
 
 
-class SnowplowNewFilesSensor(BaseSensorOperator):
+class SnowplowNewFilesSensor(OpenLineageMixin, BaseSensorOperator):
     """
     Succeeds when ``source`` holds enriched files that the loader's ledger does not list as loaded
     into ``<schema>.events``; returns (XCom) their URIs. Deferrable by default: the waiting happens in

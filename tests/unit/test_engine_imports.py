@@ -50,6 +50,7 @@ ENGINE_MODULES = [
     "airflow_osds.singer.state",
     "airflow_osds.singer.target_postgres",
     "airflow_osds.sql",
+    "airflow_osds.lineage",
     "airflow_osds.localrun",
     "airflow_osds.reverse_etl.delivery",
     "airflow_osds.reverse_etl.destinations.base",

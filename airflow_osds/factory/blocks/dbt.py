@@ -154,6 +154,8 @@ class RenderedDbt:
     writes: dict[str, set[str]]  # group id → tables
     # Sources the selection reads, `source_name.table` → (warehouse table, freshness declared?).
     sources: dict[str, tuple[str, bool]]
+    # group id → the tables its nodes and tests read that it does not build (its task's inlets).
+    group_reads: dict[str, set[str]]
 
 
 def _paths(block: DbtBlock, pipeline_dir: Path) -> tuple[Path, Path]:
@@ -226,8 +228,11 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path, record: Any) ->
         for gid, g in groups.items()
     }
     test_selectors = {t: node_selector(manifest.nodes[t]) for g in groups.values() for t in g.tests}
+    group_reads = {gid: set().union(*(_tables_read(uid, block, manifest) for uid in (*g.nodes, *g.tests))) - writes[gid]
+                   for gid, g in groups.items()}
     return RenderedDbt(
-        test_selectors, record, groups, nodes, _reads(block, manifest, nodes), writes, _sources(block, manifest, nodes)
+        test_selectors, record, groups, nodes, _reads(block, manifest, nodes), writes, _sources(block, manifest, nodes),
+        group_reads,
     )
 
 
@@ -268,10 +273,34 @@ def _sources(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str,
         for parent in manifest.nodes[uid].depends_on:
             source = manifest.sources.get(parent)
             if source is not None:
-                name = f"{source.source_name}.{source.name}"
-                table = block.sources.get(name) or f"{source.schema}.{source.identifier}"
-                out[name] = (table, bool(source.loaded_at_field and source.freshness is not None))
+                out[f"{source.source_name}.{source.name}"] = (
+                    _source_table(block, source), bool(source.loaded_at_field and source.freshness is not None))
     return out
+
+
+def _source_table(block: DbtBlock, source: Any) -> str:
+    """The warehouse table of a dbt source: ``sources:`` may map it, else its schema and identifier."""
+    return block.sources.get(f"{source.source_name}.{source.name}") or f"{source.schema}.{source.identifier}"
+
+
+def _tables_read(uid: str, block: DbtBlock, manifest: Any) -> set[str]:
+    """The tables a node reads: its sources and the relations of its parents, through ephemeral models
+    (inlined into it, so what they read it reads)."""
+    tables: set[str] = set()
+    stack, seen = list(manifest.nodes[uid].depends_on), set()
+    while stack:
+        parent = stack.pop()
+        if parent in seen:
+            continue
+        seen.add(parent)
+        if (source := manifest.sources.get(parent)) is not None:
+            tables.add(_source_table(block, source))
+        elif (node := manifest.nodes.get(parent)) is not None:
+            if node.is_ephemeral:
+                stack.extend(node.depends_on)
+            elif node.relation and node.relation[0]:
+                tables.add(f"{node.relation[0]}.{node.relation[1]}")
+    return tables
 
 
 def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
@@ -323,6 +352,9 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             **({"state": block.state} if block.state else {}),
             **common,
             "outlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.writes[gid])],
+            # What this task's models and tests read: its lineage inputs (scheduling follows the step's reads).
+            **({"inlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.group_reads[gid])]}
+               if rendered.group_reads[gid] else {}),
         }
         node = TaskNode(id=ids[gid], task_id=task_id, operator=_OPERATOR, kwargs=kwargs, where=ctx.where,
                         deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))

@@ -80,7 +80,10 @@ def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project
     assert totals.indirect_selection == "cautious"
     assert totals.populate_cache is False  # a one-model task does not list every schema's relations
     assert totals.outlets == [_asset("marts.customer_totals_v1")]
+    # its lineage inputs: what it and its tests read, stg_orders through the ephemeral int_order_totals
+    assert totals.inlets == [_asset("staging.stg_customers"), _asset("staging.stg_orders")]
     assert dag.task_dict["transform.stg_events"].upstream_task_ids == {"load_events"}
+    assert dag.task_dict["transform.stg_events"].inlets == [_asset("analytics.events")]  # the source, as mapped
 
 
 def test_project_and_folder_granularity(write, project, dbt_project) -> None:
