@@ -31,11 +31,11 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_C
 
 # dbt's in-process state is global: one invocation at a time per process.
 _IN_PROCESS_LOCK = threading.Lock()
-# After SIGTERM and after SIGKILL: how long to wait for dbt's process group to go away.
-
 
 # After SIGTERM and after SIGKILL: how long to wait for dbt's process group to go away.
 _TERM_GRACE = 5.0
+# Seconds after SIGINT when, dbt still running, its queries are terminated for it (within the grace period).
+_SWEEP_AFTER = 3.0
 
 
 class DbtRunHandle:
@@ -46,12 +46,17 @@ class DbtRunHandle:
       ``run_results.json``), then ``SIGTERM``, then ``SIGKILL``, each after a grace period;
       whatever is left in the group (multiprocessing's resource tracker) follows dbt.
       ``SIGTERM`` alone is not enough: Python exits without cancelling, and PostgreSQL keeps
-      running a gone client's query until it next writes to the socket.
+      running a gone client's query until it next writes to the socket. So the handle does not
+      rely on dbt's Ctrl-C path alone: when dbt is still running a few seconds after ``SIGINT``,
+      and again once its process group is gone, every query still running under the
+      invocation's ``application_name`` is terminated through a connection of the handle's own
+      (:mod:`airflow_osds.dbt.backends`), and the log says so.
     * In-process mode: dbt runs inside this process and has no stop API. The handle terminates
       every open query through the adapters' ``cancel_open_connections()`` (what dbt does on
       Ctrl-C) and keeps doing so every half second until the invocation returns, so the nodes
-      dbt still starts fail at once and their dependants are skipped. The process itself is
-      Airflow's to kill.
+      dbt still starts fail at once and their dependants are skipped; after the first round,
+      queries still running under the invocation's ``application_name`` are terminated too.
+      The process itself is Airflow's to kill.
 
     :param grace_period: seconds dbt gets after ``SIGINT`` (subprocess) or for the first
         cancellation (in process) before :meth:`stop` escalates or returns.
@@ -63,6 +68,11 @@ class DbtRunHandle:
         self._in_process = False
         self._done = threading.Event()
         self._stop_requested = False
+        #: The ``application_name`` of the invocation's warehouse connections (set when it starts;
+        #: ``None`` when the target names its connections itself).
+        self.application_name: str | None = None
+        self._terminate_leftovers: Callable[[], list[int]] | None = None
+        self._emit: Callable[[str], None] = lambda line: None
 
     @property
     def stop_requested(self) -> bool:
@@ -79,15 +89,23 @@ class DbtRunHandle:
         if self._done.is_set():
             return
         if self._process is not None:
-            _stop_process_group(self._process, self.grace_period)
+            _stop_process_group(self._process, self.grace_period, self._sweep)
         elif self._in_process:
             self._cancel_in_process()
 
     # -- used by run_dbt ---------------------------------------------------------------
+    def _attach_leftovers(
+        self, application_name: str | None, terminate: Callable[[], list[int]] | None, emit: Callable[[str], None]
+    ) -> None:
+        """How to find the invocation's queries once stopped (before it starts)."""
+        self.application_name = application_name
+        self._terminate_leftovers = terminate
+        self._emit = emit
+
     def _attach_process(self, process: subprocess.Popen[str]) -> None:
         self._process = process
         if self._stop_requested:
-            _stop_process_group(process, self.grace_period)
+            _stop_process_group(process, self.grace_period, self._sweep)
 
     def _attach_in_process(self) -> None:
         self._in_process = True
@@ -97,15 +115,33 @@ class DbtRunHandle:
     def _finished(self) -> None:
         self._done.set()
 
+    def _sweep(self) -> None:
+        """Terminate the queries still running under the invocation's name; best effort, logged."""
+        if self._terminate_leftovers is None:
+            return
+        try:
+            pids = self._terminate_leftovers()
+        except Exception as exc:  # the warehouse unreachable: nothing more can be done from here
+            self._emit(f"osds: could not check the warehouse for queries dbt left running "
+                       f"(application_name {self.application_name}): {type(exc).__name__}: {exc}")
+            return
+        if pids:
+            self._emit(f"osds: terminated {len(pids)} query(ies) the stopped dbt left running in the warehouse "
+                       f"(application_name {self.application_name}, backend pid {', '.join(map(str, pids))})")
+
     def _cancel_in_process(self) -> None:
         # In a thread of its own: dbt keys connections by thread, and stop() may run on the
         # thread running dbt (Airflow calls on_kill from its SIGTERM handler on the main thread).
         first = threading.Event()
 
         def loop() -> None:
+            swept = False
             while True:
                 with contextlib.suppress(Exception):  # best effort: the next round tries again
                     _cancel_open_queries()
+                if not swept:  # what the adapter does not know of (or failed to cancel)
+                    self._sweep()
+                    swept = True
                 first.set()
                 if self._done.wait(0.5):
                     return
@@ -214,7 +250,7 @@ def invoke_subprocess(
         if timer is not None:
             timer.cancel()
         if proc.poll() is None:  # an exception (e.g. Airflow's task timeout) interrupted the loop
-            _stop_process_group(proc, handle.grace_period)
+            _stop_process_group(proc, handle.grace_period, handle._sweep)
     if handle.stop_requested:
         why = f"by its {timeout}s timeout" if timed_out.is_set() else "on request"
         return False, 2, f"dbt was stopped {why}"
@@ -233,13 +269,22 @@ def _child_environ(executable: Path, env: Mapping[str, str]) -> dict[str, str]:
     return child
 
 
-def _stop_process_group(proc: subprocess.Popen[str], grace: float) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to ``proc``'s group until ``proc`` exits; then its leftovers."""
+def _stop_process_group(proc: subprocess.Popen[str], grace: float, sweep: Callable[[], None] | None = None) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to ``proc``'s group until ``proc`` exits; then its leftovers.
+
+    :param sweep: terminates the queries dbt still runs: called when dbt has not exited
+        :data:`_SWEEP_AFTER` seconds into the SIGINT grace (a dbt waiting for a query its Ctrl-C
+        path did not cancel then ends), and once the group is gone (what SIGTERM left running).
+    """
     for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, _TERM_GRACE), (signal.SIGKILL, _TERM_GRACE)):
         if not _signal_group(proc.pid, sig):
-            return  # the whole group is gone already
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
+            break  # the whole group is gone already
+        if sig == signal.SIGINT and sweep is not None and grace > _SWEEP_AFTER:
+            if _wait(proc, _SWEEP_AFTER):
+                break
+            sweep()
+            wait = grace - _SWEEP_AFTER
+        if _wait(proc, wait):
             break
     # dbt is gone; what it started (multiprocessing's resource tracker ignores SIGINT and
     # SIGTERM and exits once dbt's end of its pipe closes) gets a moment, then SIGKILL.
@@ -247,6 +292,17 @@ def _stop_process_group(proc: subprocess.Popen[str], grace: float) -> None:
     while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     _signal_group(proc.pid, signal.SIGKILL)
+    if sweep is not None:
+        sweep()
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float) -> bool:
+    """Whether ``proc`` exits within ``timeout`` seconds."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

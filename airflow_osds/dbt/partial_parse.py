@@ -128,4 +128,6 @@ def connection_fields(target: Any) -> dict[str, Any]:
     """The fields of a :class:`~airflow_osds.dbt.profiles.PostgresTarget` that dbt's partial-parse
     check hashes (never the password)."""
     return {"host": target.host, "port": target.port, "user": target.user, "dbname": target.dbname,
-            "schema": target.schema, "options": dict(sorted(target.options.items()))}
+            "schema": target.schema,
+            # The profile's default application_name is part of the hash (a parse made before it existed differs).
+            "options": dict(sorted({"application_name": "", **target.options}.items()))}

@@ -179,6 +179,9 @@ class PostgresTarget:
             "dbname": self.dbname,
             "schema": self.schema,
             "threads": int(self.threads),
+            # No name here: each invocation's connections get their own through PGAPPNAME
+            # (see airflow_osds.dbt.backends), which a value in the profile would override.
+            "application_name": "",
             **dict(self.options),
         }
         for key, value in fields.items():

@@ -31,7 +31,10 @@ through ``env`` and read them with ``env_var()``. Log lines, error texts and the
 ``args.vars`` whose names look secret are replaced by ``***``.
 
 **Stopping.** Pass a :class:`DbtRunHandle` and call its :meth:`~DbtRunHandle.stop` from another
-thread or a signal handler (an operator's ``on_kill``).
+thread or a signal handler (an operator's ``on_kill``). Each invocation's warehouse connections
+carry an ``application_name`` of their own (:attr:`DbtRunHandle.application_name`, through
+``PGAPPNAME``), by which the handle terminates what a stopped dbt left running
+(:mod:`airflow_osds.dbt.backends`).
 
 **Artifacts and ``dbt retry``.** Without ``target_path`` the target directory is a temp dir:
 ``run_results.json`` is parsed into the result and the directory removed. ``dbt retry``
@@ -48,6 +51,7 @@ left to retry succeeds and runs nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -72,6 +76,7 @@ from airflow_osds.dbt.invocation import (
     resolve_executable,
 )
 from airflow_osds.dbt import partial_parse
+from airflow_osds.dbt.backends import APPLICATION_NAME_ENV, new_application_name, terminate_leftovers
 from airflow_osds.dbt.partial_parse import ParseReuse
 from airflow_osds.dbt.profiles import PostgresTarget, RenderedProfile, is_maskable, looks_secret, rendered_profile
 
@@ -414,6 +419,11 @@ def run_dbt(
             threads=threads, extra_args=[*extra_args, *_quiet_args(executable, log_callback, log_path, lean), *trusted],
         )  # fmt: skip
         run_env = {**_BASE_ENV, **caller_env, **profile.env}
+        # Each invocation's connections have a name of their own: what a stopped dbt leaves
+        # running in the warehouse is found by it (see airflow_osds.dbt.backends).
+        application_name = None if "application_name" in target.options else new_application_name()
+        if application_name is not None:
+            run_env[APPLICATION_NAME_ENV] = application_name
         lines: list[str] = []
 
         def emit(line: str) -> None:
@@ -424,6 +434,11 @@ def run_dbt(
 
         if target.password and not is_maskable(target.password):
             emit(_WEAK_PASSWORD_NOTE)
+        handle._attach_leftovers(
+            application_name,
+            functools.partial(terminate_leftovers, target, application_name) if application_name is not None else None,
+            emit,
+        )
         parse_lines: list[str] = []  # in process: dbt's debug events about parsing (no dbt.log needed)
         if reuse is not None:
             emit(reuse.log_line())

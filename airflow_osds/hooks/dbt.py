@@ -109,6 +109,12 @@ class DbtHook(BaseHook):
             **kwargs,
         )
 
+    @property
+    def current_run(self) -> DbtRunHandle | None:
+        """The handle of the command :meth:`run` runs or ran last (its ``application_name`` names
+        its warehouse connections), or ``None`` before the first."""
+        return self._running
+
     def stop(self) -> None:
         """Stop the command :meth:`run` is running, if any (see :class:`~airflow_osds.dbt.runner.DbtRunHandle`)."""
         if self._running is not None:

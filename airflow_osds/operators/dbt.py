@@ -62,7 +62,9 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
     first (dbt then terminates its open queries), SIGTERM and SIGKILL after grace periods. In
     process, dbt runs inside the task process, which Airflow kills after ``on_kill``; until
     then ``on_kill`` terminates dbt's open queries (the adapter's ``cancel_open_connections``)
-    and keeps doing so until dbt returns, so the warehouse is not left running them.
+    and keeps doing so until dbt returns, so the warehouse is not left running them. Either
+    way, the queries still running under the invocation's own ``application_name`` are then
+    terminated too, and the log says so (see :mod:`airflow_osds.dbt.backends`).
 
     :param command: ``build``, ``run``, ``test``, ``seed``, ``snapshot``, ``source freshness`` …
     :param project_dir: the dbt project (may be read-only).

@@ -7,6 +7,7 @@ injection, said so where it happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import threading
@@ -34,7 +35,11 @@ MODELS = {
                '{{ env_var("OSDS_UNLISTED", "absent") }}' as unlisted
     """),
 }
-SLEEP_QUERY = "SELECT pid FROM pg_stat_activity WHERE position('pg_sleep(60)' in query) > 0 AND pid <> pg_backend_pid()"
+# The running pg_sleep(60) of one dbt invocation, found by its connections' application_name.
+SLEEP_QUERY = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
+    "AND position('pg_sleep(60)' in query) > 0 AND pid <> pg_backend_pid()"
+)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +226,16 @@ def test_a_dbt_subprocess_sees_only_the_allow_listed_environment(
     ]
 
 
+def dbt_processes() -> list[psutil.Process]:
+    """This process's descendants running dbt (one that exits while being looked at is not)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "dbt" in " ".join(process.cmdline()):
+                found.append(process)
+    return found
+
+
 @pytest.mark.parametrize("mode", ["subprocess", "in_process"])
 def test_on_kill_stops_dbt_and_its_query(warehouse, run_dag, dag_file, project: Path, mode: str) -> None:
     executable = str(ensure_dbt_venv()) if mode == "subprocess" else None
@@ -232,21 +247,34 @@ def test_on_kill_stops_dbt_and_its_query(warehouse, run_dag, dag_file, project: 
     dag.task_dict["slow"].on_execute_callback = [lambda context: running.append(context["task"])]
     seen: dict[str, Any] = {}
 
+    def invocation_name() -> str | None:
+        # The task handed over, its hook made (not by this thread) and its dbt invocation started.
+        if not running or "hook" not in vars(running[0]) or running[0].hook.current_run is None:
+            return None
+        return running[0].hook.current_run.application_name
+
     def kill_when_sleeping() -> None:
+        # Only this case's own query counts: a previous case's leftover must not trigger the kill.
         deadline = time.monotonic() + 90
-        while not warehouse.query(SLEEP_QUERY) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            name = invocation_name()
+            if name is not None and warehouse.query(SLEEP_QUERY, (name,)):
+                break
             time.sleep(0.2)
-        seen["backends"] = [pid for (pid,) in warehouse.query(SLEEP_QUERY)]
-        dbt = [p for p in psutil.Process().children(recursive=True) if "dbt" in " ".join(p.cmdline())]
+        else:
+            return
+        seen["application_name"] = name
+        seen["backends"] = [pid for (pid,) in warehouse.query(SLEEP_QUERY, (name,))]
+        dbt = dbt_processes()
         seen["dbt_processes"] = [p.pid for p in dbt]
         started = time.monotonic()
         running[0].on_kill()  # from this thread, while the task's execute() runs on the main one
         seen["on_kill_s"] = time.monotonic() - started
         _, alive = psutil.wait_procs(dbt, timeout=5)
         seen["alive"] = [p.pid for p in alive]
-        while warehouse.query(SLEEP_QUERY) and time.monotonic() - started < 5:
+        while warehouse.query(SLEEP_QUERY, (name,)) and time.monotonic() - started < 5:
             time.sleep(0.1)
-        seen["backends_after"] = warehouse.query(SLEEP_QUERY)
+        seen["backends_after"] = warehouse.query(SLEEP_QUERY, (name,))
         seen["gone_after_s"] = time.monotonic() - started
 
     killer = threading.Thread(target=kill_when_sleeping)
@@ -254,7 +282,8 @@ def test_on_kill_stops_dbt_and_its_query(warehouse, run_dag, dag_file, project: 
     started = time.monotonic()
     result = run_dag(dag)
     killer.join(timeout=120)
-    assert seen["backends"], "the pg_sleep query never started"
+    assert seen.get("backends"), f"this case's pg_sleep query never started: {seen}"
+    assert seen["application_name"].startswith("osds-dbt-"), "dbt's connections carry the invocation's name"
     if mode == "subprocess":
         assert len(seen["dbt_processes"]) >= 1, "dbt and its children (multiprocessing's resource tracker)"
         assert seen["alive"] == [], "dbt's process group is gone"

@@ -70,9 +70,11 @@ def _return_value(dag_id: str, task_id: str) -> dict:
 def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
     """The demo's web_analytics pipeline: load events, then a task per dbt model, each with its Asset."""
     from airflow_osds.dbt.manifest_build import parse_project
+    from airflow_osds.hooks.dbt import DbtHook
 
     pipelines = copy_web_analytics(tmp_path)
-    parse_project(tmp_path / "dbt" / "web_analytics")
+    # Parsed for the warehouse, as `osds dbt-parse --connection` does: each model's task reuses the parse.
+    parse_project(tmp_path / "dbt" / "web_analytics", connection=DbtHook("warehouse").get_conn())
 
     dag = pipeline_dags(pipelines)["web_analytics"]
     # The dbt step reads atomic.events (load_events) and raw_crm.contacts (replicate_crm): its roots follow both.

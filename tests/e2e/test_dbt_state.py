@@ -27,10 +27,13 @@ def _summary(dag_id: str, task_id: str) -> dict[str, Any]:
 
 def test_a_state_step_runs_what_changed_since_its_last_success(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
     from airflow_osds.dbt.manifest_build import parse_project
+    from airflow_osds.hooks.dbt import DbtHook
 
     project = tmp_path / "dbt" / "web_analytics"
     shutil.copytree(REPO / "include" / "dbt" / "web_analytics", project, ignore=shutil.ignore_patterns("target", "logs"))
-    parse_project(project, vars={"use_seeds": True})
+    # Parsed for the warehouse, as `osds dbt-parse --connection` does: the step's runs reuse the parse.
+    connection = DbtHook("warehouse").get_conn()
+    parse_project(project, vars={"use_seeds": True}, connection=connection)
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     (pipelines / "changed.yml").write_text(textwrap.dedent("""\
@@ -57,7 +60,7 @@ def test_a_state_step_runs_what_changed_since_its_last_success(warehouse, pipeli
 
     sessions = project / "models" / "marts" / "web" / "sessions.sql"
     sessions.write_text(sessions.read_text() + "\n-- a change to this model\n")
-    parse_project(project, vars={"use_seeds": True})  # the deployment step after a change
+    parse_project(project, vars={"use_seeds": True}, connection=connection)  # the deployment step after a change
     second = run()
     assert second["compared_with_state"] is True
     models = {n for n in second["nodes"] if n.startswith("model.")}

@@ -358,3 +358,55 @@ def test_dbt_trusts_the_recorded_file_list_only_when_the_files_are_proven_unchan
     assert "--no-partial-parse-file-diff" not in changed.args and changed.partial_parse is True
     (result,) = changed.run_results["results"]
     assert "edited after the parse" in result["compiled_code"], "the edited model ran, not the parse's copy"
+
+
+def test_a_dbt_killed_before_it_could_cancel_leaves_no_query_running(pg: EmbeddedPostgres, tmp_path: Path) -> None:
+    # No grace period: SIGTERM follows SIGINT at once, dbt dies before its Ctrl-C path terminates its
+    # query, and PostgreSQL would run the gone client's pg_sleep(60) on. The handle terminates it.
+    import threading
+    import time
+
+    from airflow_osds.dbt.invocation import DbtRunHandle
+
+    project = tmp_path / "sleepy"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(
+        'name: sleepy\nversion: "1.0.0"\nconfig-version: 2\nprofile: osds\nmodels:\n  sleepy:\n    +materialized: table\n'
+    )
+    (project / "models" / "slow.sql").write_text("select pg_sleep(60)::text as slept\n")
+    handle = DbtRunHandle(grace_period=0)
+    outcome: dict[str, DbtRunResult] = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", run_dbt(
+        "run", project_dir=project, target=tcp_target(pg, "postgres"), dbt_executable=ensure_dbt_venv(), handle=handle,
+    )))  # fmt: skip
+    runner.start()
+    sleeping = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
+        "AND position('pg_sleep(60)' in query) > 0"
+    )
+
+    def backends() -> list[tuple[Any, ...]]:
+        if handle.application_name is None:
+            return []
+        with pg.connect("postgres") as conn:
+            return conn.execute(sleeping, (handle.application_name,)).fetchall()
+
+    deadline = time.monotonic() + 60
+    while not backends() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = backends()
+    assert before, "dbt's pg_sleep query never started under the invocation's application_name"
+    started = time.monotonic()
+    handle.stop()
+    stop_s = time.monotonic() - started
+    runner.join(timeout=30)
+    result = outcome["result"]
+    assert result.stopped and not result.success
+    assert result.error == "dbt was stopped on request"
+    assert backends() == [], "the query dbt left running was terminated"
+    pid = before[0][0]
+    assert any(
+        f"osds: terminated 1 query(ies) the stopped dbt left running in the warehouse (application_name "
+        f"{handle.application_name}, backend pid {pid})" in line for line in result.log_lines
+    ), result.log_lines[-5:]
+    assert stop_s < 10, stop_s
