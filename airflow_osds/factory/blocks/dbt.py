@@ -13,6 +13,7 @@ import datetime as dt
 import errno
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -267,12 +268,12 @@ def _assignment(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[s
 
 
 def _sources(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> dict[str, tuple[str, bool]]:
-    """The dbt sources the selection reads: their table (``sources:`` may map it) and whether dbt can check their freshness."""
+    """The dbt sources the selection reads (through ephemeral models too): their table (``sources:`` may map
+    it) and whether dbt can check their freshness."""
     out = {}
     for uid in nodes:
-        for parent in manifest.nodes[uid].depends_on:
-            source = manifest.sources.get(parent)
-            if source is not None:
+        for parent, source in _upstream(uid, manifest):
+            if parent in manifest.sources:
                 out[f"{source.source_name}.{source.name}"] = (
                     _source_table(block, source), bool(source.loaded_at_field and source.freshness is not None))
     return out
@@ -283,10 +284,9 @@ def _source_table(block: DbtBlock, source: Any) -> str:
     return block.sources.get(f"{source.source_name}.{source.name}") or f"{source.schema}.{source.identifier}"
 
 
-def _tables_read(uid: str, block: DbtBlock, manifest: Any) -> set[str]:
-    """The tables a node reads: its sources and the relations of its parents, through ephemeral models
-    (inlined into it, so what they read it reads)."""
-    tables: set[str] = set()
+def _upstream(uid: str, manifest: Any) -> Iterator[tuple[str, Any]]:
+    """The sources and relation-backed models a node reads: its parents, and through an ephemeral parent
+    (inlined into the node) what that one reads."""
     stack, seen = list(manifest.nodes[uid].depends_on), set()
     while stack:
         parent = stack.pop()
@@ -294,24 +294,33 @@ def _tables_read(uid: str, block: DbtBlock, manifest: Any) -> set[str]:
             continue
         seen.add(parent)
         if (source := manifest.sources.get(parent)) is not None:
-            tables.add(_source_table(block, source))
+            yield parent, source
         elif (node := manifest.nodes.get(parent)) is not None:
             if node.is_ephemeral:
                 stack.extend(node.depends_on)
-            elif node.relation and node.relation[0]:
-                tables.add(f"{node.relation[0]}.{node.relation[1]}")
+            else:
+                yield parent, node
+
+
+def _tables_read(uid: str, block: DbtBlock, manifest: Any) -> set[str]:
+    """The tables a node reads: its sources and the relations of its parents, through ephemeral models."""
+    tables: set[str] = set()
+    for parent, item in _upstream(uid, manifest):
+        if parent in manifest.sources:
+            tables.add(_source_table(block, item))
+        elif item.relation and item.relation[0]:
+            tables.add(f"{item.relation[0]}.{item.relation[1]}")
     return tables
 
 
 def _reads(block: DbtBlock, manifest: Any, nodes: dict[str, Any]) -> set[str]:
-    """Sources the selection depends on, and models outside it."""
+    """Sources the selection depends on, and models outside it (through ephemeral models too)."""
     reads = {table for table, _ in _sources(block, manifest, nodes).values()}
     for uid in nodes:
-        for parent in manifest.nodes[uid].depends_on:
+        for parent, node in _upstream(uid, manifest):
             if parent in nodes or parent in manifest.sources:
                 continue
-            node = manifest.nodes.get(parent)
-            if node is not None and node.relation and node.relation[0]:
+            if node.relation and node.relation[0]:
                 reads.add(f"{node.relation[0]}.{node.relation[1]}")
     return reads
 
