@@ -75,6 +75,11 @@ class Warehouse:
         with self.stack.postgres.connect(self.dbname) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def execute(self, statements: str) -> None:
+        """Run SQL statements (several, separated by ``;``) in autocommit."""
+        with self.stack.postgres.connect(self.dbname, autocommit=True) as conn:
+            conn.execute(statements)
+
     def scalar(self, sql: str, params: Any = None) -> Any:
         rows = self.query(sql, params)
         assert len(rows) == 1 and len(rows[0]) == 1, rows

@@ -54,17 +54,13 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[JsonSink]:
         yield server
 
 
-def _sql(warehouse: Any, statements: str) -> None:
-    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
-        conn.execute(statements)
-
 
 def _project(tmp_path: Path, warehouse: Any, dag_id: str) -> Path:
-    _sql(warehouse, "CREATE SCHEMA IF NOT EXISTS crm; CREATE SCHEMA IF NOT EXISTS marts")
-    _sql(warehouse, f"DROP TABLE IF EXISTS crm.{dag_id}_users")
-    _sql(warehouse, f"CREATE TABLE crm.{dag_id}_users (id int, email text, plan text, ltv numeric)")
-    _sql(warehouse, f"INSERT INTO crm.{dag_id}_users VALUES (1, 'ada@x.io', 'pro', 1500), (2, 'alan@x.io', 'free', 100), "
-                      "(3, 'grace@x.io', 'pro', 400), (4, 'edsger@x.io', 'free', 10), (5, 'barbara@x.io', 'pro', 2000)")
+    warehouse.execute("CREATE SCHEMA IF NOT EXISTS crm; CREATE SCHEMA IF NOT EXISTS marts")
+    warehouse.execute(f"DROP TABLE IF EXISTS crm.{dag_id}_users")
+    warehouse.execute(f"CREATE TABLE crm.{dag_id}_users (id int, email text, plan text, ltv numeric)")
+    warehouse.execute(f"INSERT INTO crm.{dag_id}_users VALUES (1, 'ada@x.io', 'pro', 1500), (2, 'alan@x.io', 'free', 100), "
+                        "(3, 'grace@x.io', 'pro', 400), (4, 'edsger@x.io', 'free', 10), (5, 'barbara@x.io', 'pro', 2000)")
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir(exist_ok=True)
     (pipelines / f"{dag_id}.yml").write_text(PIPELINE.format(dag_id=dag_id))
@@ -95,8 +91,8 @@ def test_a_sync_sends_everything_then_only_the_changes_and_skips_when_nothing_ch
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in sink.received)
 
     # Grace becomes a whale, Alan falls below the threshold (mirror deletes him), Edsger qualifies.
-    _sql(warehouse, f"UPDATE crm.{dag_id}_users SET ltv = 4000 WHERE id = 3; UPDATE crm.{dag_id}_users SET ltv = 0 "
-                      f"WHERE id = 2; UPDATE crm.{dag_id}_users SET ltv = 150 WHERE id = 4")
+    warehouse.execute(f"UPDATE crm.{dag_id}_users SET ltv = 4000 WHERE id = 3; UPDATE crm.{dag_id}_users SET ltv = 0 "
+                        f"WHERE id = 2; UPDATE crm.{dag_id}_users SET ltv = 150 WHERE id = 4")
     sink.applied.clear()
     second = run_dag(dag)
     assert second.state == "success", second
@@ -164,8 +160,8 @@ def test_osds_sync_dry_run_shows_what_would_be_sent_and_sends_nothing(
     pipelines = _project(tmp_path, warehouse, dag_id)
     # The model the sync reads, as the sql step would build it; the `source` constant is a template,
     # which only Airflow renders, so the preview refuses that step: a copy without it is previewed.
-    _sql(warehouse, f"DROP TABLE IF EXISTS marts.{dag_id}_vips; CREATE TABLE marts.{dag_id}_vips AS "
-                      f"SELECT id, email, plan, ltv FROM crm.{dag_id}_users WHERE ltv >= 100")
+    warehouse.execute(f"DROP TABLE IF EXISTS marts.{dag_id}_vips; CREATE TABLE marts.{dag_id}_vips AS "
+                        f"SELECT id, email, plan, ltv FROM crm.{dag_id}_users WHERE ltv >= 100")
     osds = str(Path(sys.executable).parent / "osds")
     env = {**os.environ}
     templated = subprocess.run([osds, "sync", str(pipelines), f"{dag_id}.to_sink", "--dry-run"],

@@ -40,10 +40,6 @@ def client(superset: LocalSuperset, monkeypatch: pytest.MonkeyPatch) -> Iterator
         yield session
 
 
-def _sql(warehouse: Any, statements: str) -> None:
-    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
-        conn.execute(statements)
-
 
 def _pipelines(tmp_path: Path, dag_id: str, table: str, columns: str, superset: str) -> Path:
     folder = tmp_path / dag_id
@@ -56,8 +52,8 @@ def _pipelines(tmp_path: Path, dag_id: str, table: str, columns: str, superset: 
 def _board(client: SupersetClient, warehouse: Any, tag: str) -> tuple[str, int, int]:
     """marts.sales_<tag> (region, i), its dataset, a dashboard `sales-<tag>` and a chart on it by region."""
     table = f"sales_{tag}"
-    _sql(warehouse, f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.{table} AS "
-                    "SELECT 'north' AS region, 1 AS i")
+    warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.{table} AS "
+                      "SELECT 'north' AS region, 1 AS i")
     dataset = ensure_dataset(client, add_warehouse_database(client, warehouse, f"wh_e2e_{tag}"), "marts", table)
     board = client.post("/api/v1/dashboard/", {"dashboard_title": f"Sales {tag}", "slug": f"sales-{tag}",
                                                "published": True})["id"]

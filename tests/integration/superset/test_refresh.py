@@ -31,25 +31,21 @@ def client(superset: LocalSuperset) -> Iterator[SupersetClient]:
         yield session
 
 
-def _sql(warehouse: Any, statements: str) -> None:
-    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
-        conn.execute(statements)
-
 
 def test_charts_reading_a_table_are_warmed_and_a_broken_one_reports_its_error(
     warehouse: Any, client: SupersetClient
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    _sql(warehouse, f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.sales_{tag} AS SELECT r AS region, i "
-                    f"FROM unnest(ARRAY['north', 'south']) AS r, generate_series(1, 5) AS i; "
-                    f"CREATE TABLE marts.gone_{tag} AS SELECT 'x' AS region")
+    warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.sales_{tag} AS SELECT r AS region, i "
+                      f"FROM unnest(ARRAY['north', 'south']) AS r, generate_series(1, 5) AS i; "
+                      f"CREATE TABLE marts.gone_{tag} AS SELECT 'x' AS region")
     database = add_warehouse_database(client, warehouse, f"wh_{tag}")
     sales = ensure_dataset(client, database, "marts", f"sales_{tag}")
     gone = ensure_dataset(client, database, "marts", f"gone_{tag}")
     dashboard = client.post("/api/v1/dashboard/", {"dashboard_title": f"sales {tag}", "published": True})["id"]
     good = ensure_chart(client, TableChart(f"sales by region {tag}", sales, "region"), [dashboard])
     broken = ensure_chart(client, TableChart(f"gone {tag}", gone, "region"), [])
-    _sql(warehouse, f"DROP TABLE marts.gone_{tag}")  # the chart's query now fails inside Superset
+    warehouse.execute(f"DROP TABLE marts.gone_{tag}")  # the chart's query now fails inside Superset
 
     charts = charts_reading(client, [f"marts.sales_{tag}", f"marts.gone_{tag}", "marts.nothing_reads_this"])
     assert charts == [ChartRef(good, f"sales by region {tag}", f"marts.sales_{tag}", dashboard, sales),
@@ -75,8 +71,8 @@ def test_dashboards_by_id_slug_or_title_and_charts_by_id_or_name_are_selected_on
     warehouse: Any, client: SupersetClient
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    _sql(warehouse, f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.visits_{tag} AS "
-                    "SELECT 'web' AS channel, 1 AS n")
+    warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.visits_{tag} AS "
+                      "SELECT 'web' AS channel, 1 AS n")
     database = add_warehouse_database(client, warehouse, f"wh_sel_{tag}")
     visits = ensure_dataset(client, database, "marts", f"visits_{tag}")
     by_slug = client.post("/api/v1/dashboard/", {"dashboard_title": f"Visits {tag}", "slug": f"visits-{tag}",
@@ -96,7 +92,7 @@ def test_dashboards_by_id_slug_or_title_and_charts_by_id_or_name_are_selected_on
     assert f"has no dashboard 'no-such-{tag}', dashboard 987654, chart 'nope {tag}'" in str(missing.value)
 
     # dbt replaced the table with other columns: Superset's dataset still lists the old ones until refreshed
-    _sql(warehouse, f"DROP TABLE marts.visits_{tag}; CREATE TABLE marts.visits_{tag} AS SELECT 1 AS n, 'x' AS campaign")
+    warehouse.execute(f"DROP TABLE marts.visits_{tag}; CREATE TABLE marts.visits_{tag} AS SELECT 1 AS n, 'x' AS campaign")
     changes = refresh_columns(client, selection.charts)
     assert [(c.dataset, c.added, c.removed) for c in changes] == [(f"marts.visits_{tag}", ("campaign",), ("channel",))]
     assert refresh_columns(client, selection.charts) == [], "unchanged columns: nothing reported"
