@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from airflow_osds.localrun import LocalStack
-from tests.e2e.airflow_stack import AirflowStack
+from airflow_osds.stack import AirflowStack
 
 SMOKE_DAG = """\
 # airflow dag file: the harness's own smoke scenario (no airflow-osds involved)

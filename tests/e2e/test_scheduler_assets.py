@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tests.e2e.airflow_stack import AirflowStack
+from airflow_osds.stack import AirflowStack
 
 
 def test_stack_runs_an_asset_triggered_dag(airflow_stack: AirflowStack) -> None:

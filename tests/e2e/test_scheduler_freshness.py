@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.e2e.airflow_stack import AirflowStack, StackError
+from airflow_osds.stack import AirflowStack, StackError
 from tests.e2e.conftest import freshness_project
 
 DAG_ID = "freshness_wait"

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_osds.snowplow import generate
 
-from tests.e2e.airflow_stack import AirflowStack, StackError
+from airflow_osds.stack import AirflowStack, StackError
 from tests.e2e.conftest import snowplow_paths
 
 DAG_ID = "snowplow_wait"

@@ -1,12 +1,12 @@
-"""Airflow's real scheduling stack (api-server, scheduler, dag-processor, triggerer) as test subprocesses.
+"""Airflow's real scheduling stack (api-server, scheduler, dag-processor, triggerer) as child processes.
 
-The test process has already imported Airflow with the session configuration (tests/conftest.py),
-so everything here runs Airflow through its CLI in child processes with their own environment:
-their own metadata database and ``AIRFLOW_HOME`` on the session's embedded PostgreSQL, free ports,
-and fast heartbeats. The test talks to them only through the REST API (httpx, all-admins
-SimpleAuthManager, so no token) and through the warehouse database.
+Used by ``osds up`` (``make up``) and by the end-to-end tests. The caller may already have
+imported Airflow with another configuration, so everything here runs Airflow through its CLI in
+child processes with their own environment: their own metadata database and ``AIRFLOW_HOME`` on
+an embedded PostgreSQL, free ports, and fast heartbeats. The caller talks to them only through
+the REST API (httpx, all-admins SimpleAuthManager, so no token) and through the warehouse database.
 
-Recipe and gotchas: /work/shared/reference/real-scheduler.md.
+Why each setting is there: the comments in :meth:`AirflowStack.environ`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from airflow_osds.embedded import free_port
+from airflow_osds.exceptions import OsdsError
 from airflow_osds.localrun import LocalStack, airflow_environ
 
 __all__ = ["AirflowStack", "StackError"]
@@ -37,11 +38,8 @@ POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 40
 
 
-class StackError(AssertionError):
-    """The stack or a run in it did not do what the test waited for; the message carries the logs.
-
-    An ``AssertionError`` so pytest reports it as a test failure, never as a skip.
-    """
+class StackError(OsdsError):
+    """The stack or a run in it did not do what the caller waited for; the message carries the logs."""
 
 
 @dataclass
@@ -61,10 +59,15 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 class AirflowStack:
     """Airflow 3's four server components on their own metadata DB, DAG folder and ports.
 
-    :param local: the session's started :class:`LocalStack` (its PostgreSQL hosts both databases).
-    :param root: an empty directory for ``home/``, ``dags/`` and the component logs.
+    :param local: a started :class:`LocalStack` (its PostgreSQL hosts both databases).
+    :param root: a directory for ``home/``, the component logs and (by default) ``dags/``.
     :param metadata_db: name of the stack's own Airflow metadata database (created here).
-    :param warehouse_db: name of the fresh database behind the ``warehouse`` connection (created here).
+    :param warehouse_db: name of the database behind the ``warehouse`` connection (created here).
+    :param dags_folder: the DAG folder (default ``<root>/dags``).
+    :param connections: more Airflow connections (id → connection dict), as ``AIRFLOW_CONN_*``.
+    :param extra_env: more environment for every component (e.g. ``OSDS_*`` settings).
+    :param fresh: the databases must not exist yet (a test's); else they are reused (``osds up``).
+    :param api_port: the api-server's port (default: a free one).
     """
 
     def __init__(
@@ -74,15 +77,23 @@ class AirflowStack:
         *,
         metadata_db: str = "airflow_sched",
         warehouse_db: str = "wh_sched",
+        dags_folder: Path | None = None,
+        connections: Mapping[str, Mapping[str, Any]] = {},
+        extra_env: Mapping[str, str] = {},
+        fresh: bool = True,
+        api_port: int | None = None,
     ) -> None:
         self.local = local
         self.root = root.resolve()
         self.home = self.root / "home"
-        self.dags_folder = self.root / "dags"
+        self.dags_folder = (dags_folder or self.root / "dags").resolve()
         self.log_dir = self.root / "component-logs"
         self.metadata_db = metadata_db
         self.warehouse_db = warehouse_db
-        self.api_port = free_port()
+        self.connections = dict(connections)
+        self.extra_env = dict(extra_env)
+        self.fresh = fresh
+        self.api_port = api_port or free_port()
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         # The CLI next to this interpreter: the venv's, whatever PATH says.
         self.airflow_bin = str(Path(sys.executable).parent / "airflow")
@@ -99,6 +110,7 @@ class AirflowStack:
             home=self.home,
             dags_folder=self.dags_folder,
             metadata_url=pg.uri(self.metadata_db, driver="psycopg2"),
+            connections=self.connections,
             # airflow_environ already sets parallelism 2 (LocalExecutor forks that many workers
             # eagerly) and unpaused DAGs at creation.
             extra={
@@ -120,6 +132,7 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW_CONN_WAREHOUSE": pg.airflow_connection_env(self.warehouse_db),
+                **self.extra_env,
             },
         )
         # The test process's AIRFLOW_* point at the session's metadata DB and DAG folder: drop them all.
@@ -130,8 +143,8 @@ class AirflowStack:
     def start(self, *, timeout: float = 120.0) -> AirflowStack:
         """Create both databases, migrate, launch the components and wait until all report healthy."""
         started = time.monotonic()
-        self.local.postgres.create_database(self.metadata_db, exist_ok=False)
-        self.local.postgres.create_database(self.warehouse_db, exist_ok=False)
+        self.local.postgres.create_database(self.metadata_db, exist_ok=not self.fresh)
+        self.local.postgres.create_database(self.warehouse_db, exist_ok=not self.fresh)
         env = self.environ()
         try:
             self._migrate(env, timeout=timeout)
