@@ -158,11 +158,13 @@ def repo_dbt_manifests() -> None:
 
 def copy_web_analytics(dest: Path) -> Path:
     """The demo's web_analytics pipeline with everything it reads, under ``dest`` as under include/:
-    pipelines/web_analytics.yml, data/, iglu/ and dbt/web_analytics/ (no target/), and the CRM database
-    (``crm_source``) seeded on the session's PostgreSQL. Returns pipelines/."""
+    pipelines/ingest.yml (which loads its sources) and web_analytics.yml, data/, iglu/ and
+    dbt/web_analytics/ (no target/), and the CRM database (``crm_source``) seeded on the session's
+    PostgreSQL. Returns pipelines/."""
     include = REPO_ROOT / "include"
     (dest / "pipelines").mkdir(parents=True, exist_ok=True)
-    shutil.copy(include / "pipelines" / "web_analytics.yml", dest / "pipelines")
+    for name in ("ingest.yml", "web_analytics.yml"):
+        shutil.copy(include / "pipelines" / name, dest / "pipelines")
     for part in ("data", "iglu"):
         shutil.copytree(include / part, dest / part)
     shutil.copytree(include / "dbt" / "web_analytics", dest / "dbt" / "web_analytics",

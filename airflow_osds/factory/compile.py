@@ -26,7 +26,7 @@ from airflow_osds.factory.compiled import (
 )
 from airflow_osds.factory.plan import PipelinePlan, StepPlan, resolve_step_name, step_context
 from airflow_osds.factory.project import Project
-from airflow_osds.factory.spec import DataCondition, ParamSpec, PipelineSpec
+from airflow_osds.factory.spec import RUN_PRESETS, DataCondition, ParamSpec, PipelineSpec
 from airflow_osds.factory.types import NotifierSpec
 
 __all__ = ["compile_pipeline", "compile_project"]
@@ -139,7 +139,8 @@ def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
         "default_args": {"owner": ",".join(spec.owners) or "osds", "trigger_rule": "none_failed_min_one_success"},
         "params": _params(spec),
         "template_searchpath": [str(plan.parsed.path.parent)],
-        "max_active_runs": spec.max_active_runs,
+        # A continuous timetable refuses Airflow's default (16 runs at a time).
+        "max_active_runs": spec.max_active_runs or (1 if spec.schedule is not None and spec.schedule.continuous else None),
         "dagrun_timeout": spec.dagrun_timeout,
     }
     if spec.callbacks is not None:
@@ -187,7 +188,9 @@ def _schedule(plan: PipelinePlan, project: Project, tz: str) -> Any:
     return Call("airflow.sdk.AssetOrTimeSchedule", kwargs={"timetable": timetable, "assets": assets})
 
 
-def _timetable(cron: str | None, every: dt.timedelta | None, tz: str) -> Call | None:
+def _timetable(cron: str | None, every: dt.timedelta | None, tz: str) -> Call | str | None:
+    if cron in RUN_PRESETS:
+        return cron  # Airflow makes its ContinuousTimetable / OnceTimetable from the preset itself
     if cron is not None:
         return Call("airflow.sdk.CronTriggerTimetable", (cron,), {"timezone": tz})
     if every is not None:

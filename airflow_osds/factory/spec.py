@@ -115,7 +115,18 @@ class ScheduleSpec(Strict):
             raise ValueError("give `cron` or `every`, not both")
         if self.cron is None and self.every is None and self.data is None:
             raise ValueError("give at least one of `cron`, `every` or `data`")
+        if self.cron in RUN_PRESETS and self.data is not None:
+            raise ValueError(f"`{self.cron}` cannot be combined with `data`: use a cron or `every` with `data`")
         return self
+
+    @property
+    def continuous(self) -> bool:
+        """``@continuous``: a new run as soon as the last one ends (one at a time)."""
+        return self.cron == "@continuous"
+
+
+#: Presets that are not cron expressions: Airflow's own timetables for them.
+RUN_PRESETS = ("@continuous", "@once")
 
 
 def _schedule_shorthand(value: Any) -> Any:
@@ -225,7 +236,7 @@ class PipelineSpec(_PipelineLevel):
         None,
         description="Cron/preset string, `data` (run when upstream data changed), or a mapping with "
         "`cron`/`every`/`data`. Omitted: manual runs only.",
-        examples=["@daily", "data", {"cron": "@daily", "data": "any"}],
+        examples=["@daily", "@continuous", "data", {"cron": "@daily", "data": "any"}],
     )
     max_active_runs: int | None = Field(None, ge=1, description="Concurrent runs of this pipeline.")
     dagrun_timeout: Duration | None = Field(None, description="Fail a run that takes longer.")
@@ -238,6 +249,12 @@ class PipelineSpec(_PipelineLevel):
     @classmethod
     def _schedule(cls, value: Any) -> Any:
         return _schedule_shorthand(value)
+
+    @model_validator(mode="after")
+    def _continuous_runs_one_at_a_time(self) -> PipelineSpec:
+        if self.schedule is not None and self.schedule.continuous and (self.max_active_runs or 1) > 1:
+            raise ValueError("`schedule: \"@continuous\"` runs one run at a time: drop `max_active_runs` or set it to 1")
+        return self
 
     @field_validator("params", mode="before")
     @classmethod

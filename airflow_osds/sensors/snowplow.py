@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_osds.operators._lineage import OpenLineageMixin
@@ -69,15 +69,19 @@ class SnowplowNewFilesSensor(OpenLineageMixin, BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
+        found = self.pending_files()
+        self.log.info("%d enriched file(s) not loaded yet at %s", len(found), self._source())
+        return PokeReturnValue(bool(found), found)
+
+    def pending_files(self) -> list[str]:
+        """URIs of the files at the (rendered) source that the ledger does not list as loaded."""
         from airflow_osds.hooks.snowplow import SnowplowHook
 
         hook = SnowplowHook(self.warehouse_conn_id, source_conn_id=self.source_conn_id)
         try:
-            found = [f.uri for f in hook.pending(self._source(), schema=self.schema)]
+            return [f.uri for f in hook.pending(self._source(), schema=self.schema)]
         except FileNotFoundError:
-            found = []
-        self.log.info("%d enriched file(s) not loaded yet at %s", len(found), self._source())
-        return PokeReturnValue(bool(found), found)
+            return []
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         status = event.get("status") if isinstance(event, dict) else None
@@ -86,6 +90,9 @@ class SnowplowNewFilesSensor(OpenLineageMixin, BaseSensorOperator):
             self.log.info("New enriched files: %s", ", ".join(event["files"]))
             return list(event["files"])
         if status == "timeout":
-            raise AirflowSensorTimeout(f"No new enriched files at {self._source()} after {self.timeout:.0f} s")
+            message = f"No new enriched files at {self._source()} after {self.timeout:.0f} s"
+            if self.soft_fail:  # BaseSensorOperator applies soft_fail to poking only, not to a deferred wait
+                raise AirflowSkipException(f"{message} (soft_fail: skipped)")
+            raise AirflowSensorTimeout(message)
         message = event.get("message") if isinstance(event, dict) else event
         raise AirflowFailException(f"{self.task_id}: waiting for enriched files failed: {message}")

@@ -68,7 +68,7 @@ def _return_value(dag_id: str, task_id: str) -> dict:
 
 
 def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
-    """The demo's web_analytics pipeline: load events, then a task per dbt model, each with its Asset."""
+    """The demo's web_analytics pipeline, after ingest has loaded its sources: a task per dbt model, each with its Asset."""
     from airflow_osds.dbt.manifest_build import parse_project
     from airflow_osds.hooks.dbt import DbtHook
 
@@ -76,10 +76,16 @@ def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, 
     # Parsed for the warehouse, as `osds dbt-parse --connection` does: each model's task reuses the parse.
     parse_project(tmp_path / "dbt" / "web_analytics", connection=DbtHook("warehouse").get_conn())
 
-    dag = pipeline_dags(pipelines)["web_analytics"]
-    # The dbt step reads atomic.events (load_events) and raw_crm.contacts (replicate_crm): its roots follow both.
-    assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == {"load_events", "replicate_crm"}
-    assert dag.task_dict["transform.stg_contacts"].upstream_task_ids == {"load_events", "replicate_crm"}
+    dags = pipeline_dags(pipelines)
+    ingest, dag = dags["ingest"], dags["web_analytics"]
+    # The dbt step reads atomic.events and its web_page table (load_events) and raw_crm.contacts
+    # (replicate_crm), which the ingest pipeline writes: `schedule: data` waits for all three.
+    sources = {"osds://warehouse/atomic/events", "osds://warehouse/atomic/com_snowplowanalytics_snowplow_web_page_1",
+               "osds://warehouse/raw_crm/contacts"}
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == sources
+    assert sources <= {o.uri for t in ingest.tasks for o in t.outlets}
+    assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == set()
+    assert run_dag(ingest).state == "success"
     result = run_dag(dag)
     assert result.state == "success", result
     assert warehouse.scalar("SELECT count(*) FROM marts.sessions") == warehouse.scalar(

@@ -41,6 +41,8 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert re.search(r"warehouse:raw\.orders\s+│\s+500 │", output), output
         assert "running pipeline customer_stats (its data comes from orders_daily)" in output
         assert re.search(r"warehouse:analytics\.customer_totals\s+│\s+37 │", output), output
+        assert re.search(r"│ ingest\s+│ success", output), output
+        assert "running pipeline web_analytics (its data comes from ingest)" in output
         assert re.search(r"│ web_analytics\s+│ success", output), output
         assert "dbt parse web_analytics" in output, "the demo writes the dbt manifest first"
         # The Snowplow step: 2,000 enriched lines, 6 of them bad on purpose → 1,994 events, each with
@@ -51,8 +53,12 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         # The CRM's contacts, replicated from its database by the Singer step (tap-postgres → osds-target-postgres).
         assert re.search(r"warehouse:raw_crm\.contacts\s+│\s+10 │", output), output
         # Reverse ETL: the 3 high-value users go into the CRM's vip_customers table; in the second round one
-        # CRM contact upgrades, web_analytics runs again (only the Singer step has new data: the Snowplow
-        # load says it has nothing new and dbt still runs) and the sync sends that one update.
+        # CRM contact upgrades, ingest and web_analytics run again (only the Singer step has new data: the
+        # demo does not wait for event files nobody drops, the Snowplow load says it has nothing new, and dbt
+        # still runs) and the sync sends that one update.
+        assert "second round: " in output and "running ingest, web_analytics, crm_sync again" in output, output
+        assert ("ingest.load_events.new_files: no enriched files at " in output
+                and "not waiting for more (marked success)" in output), output
         assert "running pipeline crm_sync (its data comes from web_analytics)" in output
         assert re.search(r"│ 1\s+│ crm_sync\s+│\s+3 │\s+0 │\s+0 │\s+0 │\s+0 │", output), output
         assert re.search(r"│ 2\s+│ crm_sync\s+│\s+0 │\s+1 │\s+0 │\s+0 │\s+2 │", output), output
@@ -62,7 +68,7 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         for chart, dataset in (("Sessions by landing", "marts.sessions"), ("Page views by day", "marts.daily_page_vie"),
                                ("High-value users by", "marts.high_value_use")):
             assert re.search(rf"│ dashboards\s+│ {chart}[^│]*│ {dataset}[^│]*│ warm\s+│", output), output
-        assert "5 pipeline(s) succeeded (7 runs)" in output
+        assert "6 pipeline(s) succeeded (9 runs)" in output
         # Airflow's home, the compiled pipelines and the database live in the project, never in the user's home.
         assert list(home.iterdir()) == [], "Airflow or the cache wrote into the user's home"
         assert list((project / ".osds" / "cache").glob("*.osdsc")), "the compiled pipelines are in .osds/cache"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -9,11 +10,19 @@ from pydantic import ConfigDict, Field, field_validator
 
 from airflow_osds.assets import FilesRef, TableRef
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, ProviderModules, StepContext
-from airflow_osds.factory.compiled import TaskNode
-from airflow_osds.factory.types import Strict
+from airflow_osds.factory.compiled import GroupNode, TaskNode, has_deferred
+from airflow_osds.factory.types import Duration, Strict
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
 
 _ENTITY = re.compile(r"^(?:iglu:)?([a-zA-Z0-9-_.]+)/([a-zA-Z0-9-_]+)/(?:jsonschema/)?([1-9][0-9]*)(?:-[0-9]+-[0-9]+)?$")
+
+
+class WaitForFiles(Strict):
+    """How the step waits for enriched files its ledger does not list yet (in the triggerer, no worker held)."""
+
+    poke_interval: Duration = Field(dt.timedelta(seconds=30), description="Time between listings of the source.")
+    timeout: Duration = Field(dt.timedelta(hours=1), description="Give up waiting after this long.")
+    soft_fail: bool = Field(True, description="On timeout, skip the load (and what needs it) instead of failing.")
 
 
 class SnowplowBlock(Strict):
@@ -47,6 +56,12 @@ class SnowplowBlock(Strict):
     max_bad_rows: int | None = Field(None, ge=0, description="Fail past this many bad rows (default: no count limit).")
     max_bad_ratio: float | None = Field(DEFAULT_MAX_BAD_RATIO, ge=0, le=1, description="Fail when bad rows exceed this fraction of the lines read.")
     chunk_lines: int = Field(DEFAULT_CHUNK_LINES, ge=1, description="Lines per transaction (bounds memory).")
+    wait_for_files: bool | WaitForFiles = Field(
+        False,
+        description="Start with a deferrable sensor that waits until the source holds files not loaded yet, then "
+        "load them: `true` or the sensor's settings. The step becomes a group of `new_files` and `load`; with "
+        "`schedule: \"@continuous\"` the pipeline loads each batch as it lands.",
+    )
 
     @field_validator("entities")
     @classmethod
@@ -83,7 +98,42 @@ def data(block: SnowplowBlock, ctx: StepContext) -> DataIO:
     return DataIO(reads=frozenset({FilesRef(_location(block, ctx))}), writes=frozenset(writes))
 
 
-def compile_task(block: SnowplowBlock, ctx: StepContext) -> TaskNode:
+def compile_step(block: SnowplowBlock, ctx: StepContext) -> TaskNode | GroupNode:
+    """The load task; with ``wait_for_files``, a group of the new-files sensor then the load."""
+    if not block.wait_for_files:
+        return ctx.task(_LOAD, _load_kwargs(block, ctx))
+    settings = block.wait_for_files if isinstance(block.wait_for_files, WaitForFiles) else WaitForFiles()
+    # The step's outlets (and lineage inputs) belong to the load; the other settings (retries…) to both.
+    common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
+    sensor_kwargs: dict[str, Any] = {
+        "source": block.source,
+        "warehouse_conn_id": ctx.warehouse,
+        "schema": block.schema_,
+        "base_dir": str(ctx.pipeline_dir),
+        "deferrable": True,
+        "poke_interval": settings.poke_interval.total_seconds(),
+        "timeout": settings.timeout.total_seconds(),
+        "soft_fail": settings.soft_fail,
+        **common,
+    }
+    if block.source_conn:
+        sensor_kwargs["source_conn_id"] = block.source_conn
+    load_kwargs = {**_load_kwargs(block, ctx), **ctx.task_kwargs}
+    sensor = TaskNode(id=f"{ctx.step_id}.{_SENSOR_ID}", task_id=_SENSOR_ID, operator=_SENSOR, kwargs=sensor_kwargs,
+                      where=ctx.where, deferred=tuple(k for k, v in sensor_kwargs.items() if has_deferred(v)))
+    load = TaskNode(id=f"{ctx.step_id}.{_LOAD_ID}", task_id=_LOAD_ID, operator=_LOAD, kwargs=load_kwargs,
+                    where=ctx.where, deferred=tuple(k for k, v in load_kwargs.items() if has_deferred(v)))
+    return GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where, tooltip="Wait for new enriched files, then load them",
+                     children=[sensor, load], edges=[(sensor.id, load.id)])
+
+
+_LOAD = "airflow_osds.operators.snowplow.SnowplowLoadOperator"
+_LOAD_ID = "load"
+_SENSOR = "airflow_osds.sensors.snowplow.SnowplowNewFilesSensor"
+_SENSOR_ID = "new_files"
+
+
+def _load_kwargs(block: SnowplowBlock, ctx: StepContext) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "source": block.source,
         "iglu": block.iglu,
@@ -98,14 +148,14 @@ def compile_task(block: SnowplowBlock, ctx: StepContext) -> TaskNode:
         kwargs["source_conn_id"] = block.source_conn
     if block.bad_rows_table:
         kwargs["bad_rows_table"] = block.bad_rows_table
-    return ctx.task("airflow_osds.operators.snowplow.SnowplowLoadOperator", kwargs)
+    return kwargs
 
 
 BLOCK = BlockType(
     name="snowplow",
     model=SnowplowBlock,
     description="Load Snowplow enriched events into the warehouse.",
-    compile=compile_task,
+    compile=compile_step,
     data=data,
     warehouse_field="warehouse",
     provides=ProviderModules(

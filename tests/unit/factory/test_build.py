@@ -88,6 +88,8 @@ def test_dag_arguments(write, project) -> None:
         ("'@hourly'", "CronTriggerTimetable", ("expression", "0 * * * *")),
         ("{every: 30m}", "DeltaTriggerTimetable", ("delta", dt.timedelta(minutes=30))),
         ("null", "NullTimetable", None),
+        ("'@continuous'", "ContinuousTimetable", None),
+        ("'@once'", "OnceTimetable", None),
     ],
 )
 def test_time_schedules(write, project, schedule, timetable, detail) -> None:
@@ -96,6 +98,15 @@ def test_time_schedules(write, project, schedule, timetable, detail) -> None:
     assert type(dag.timetable).__name__ == timetable
     if detail:
         assert getattr(dag.timetable, detail[0]) == detail[1]
+
+
+def test_continuous_runs_one_at_a_time(write, project) -> None:
+    write("p.yml", "pipeline: p\nstart_date: 2026-01-01\nschedule: '@continuous'\nsteps:\n  a: {sql: SELECT 1}\n")
+    assert _dag(project, "p").max_active_runs == 1  # Airflow refuses its default (16) for a continuous timetable
+    write("p.yml", "pipeline: p\nschedule: '@continuous'\nmax_active_runs: 2\nsteps:\n  a: {sql: SELECT 1}\n")
+    assert "`schedule: \"@continuous\"` runs one run at a time: drop `max_active_runs` or set it to 1" in "\n".join(errors_of(project()))
+    write("p.yml", "pipeline: p\nschedule: {cron: '@continuous', data: any}\nsteps:\n  a: {sql: SELECT 1}\n")
+    assert "`@continuous` cannot be combined with `data`" in "\n".join(errors_of(project()))
 
 
 def _producers(write) -> None:
