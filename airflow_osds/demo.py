@@ -79,7 +79,8 @@ class LocalSession:
 def local_session(project_dir: Path, *, title: str, keep_running: bool = False, verbose: bool = False) -> Iterator[LocalSession]:
     """Start the project's embedded stack, prepare Airflow and parse ``dags/``; stop it all afterwards
     (unless ``keep_running``). Raises :class:`DagImportErrors` when a DAG file does not import."""
-    console = Console()
+    # Messages hold paths and names that must stay greppable (logs, CI output): never wrapped; tables still fit.
+    console = Console(soft_wrap=True)
     # dag.test() talks to an in-process execution API through starlette's TestClient,
     # which warns about its own httpx use: noise for a demo user.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
