@@ -7,13 +7,22 @@ STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,embedded,openlineage
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset
+.PHONY: demo up down test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset
 
 # With Superset (built into its own cached virtualenv on the first run). Quicker, without it:
 # make demo DEMO_ARGS=--no-superset
 DEMO_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/osds demo $(DEMO_ARGS)
+
+# The project on Airflow's real scheduler (api-server, scheduler, dag-processor, triggerer) until Ctrl-C
+# or `make down` (from another shell); prints the UI's URL. Another port: make up UP_ARGS="--port 8081"
+UP_ARGS ?=
+up: $(STAMP)
+	$(BIN)/osds up $(UP_ARGS)
+
+down: $(STAMP)
+	$(BIN)/osds down
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show Airflow's task logs")
     run.set_defaults(handler=_run)
 
+    up = sub.add_parser("up", help="run the project on Airflow's real scheduler (api-server, scheduler, "
+                        "dag-processor, triggerer) until Ctrl-C or osds down")
+    up.add_argument("--project-dir", type=Path, default=Path.cwd(), help="project root (holds dags/ and include/)")
+    up.add_argument("--port", type=int, default=8080, help="the api-server's (UI's) port on 127.0.0.1")
+    up.set_defaults(handler=_up)
+
+    down = sub.add_parser("down", help="stop what osds up started")
+    down.add_argument("--project-dir", type=Path, default=Path.cwd(), help="project root (holds dags/ and include/)")
+    down.set_defaults(handler=_down)
+
     validate = sub.add_parser("validate", help="check pipeline files and the rules across them")
     validate.add_argument("paths", nargs="+", type=Path, help="pipeline folders (checked as a whole) or files")
     validate.add_argument("--format", choices=["text", "json"], default="text")
@@ -128,6 +138,18 @@ def _run(args: argparse.Namespace) -> int:
 
     return run_pipeline(args.project_dir.resolve(), args.pipeline, step=args.step, superset=args.superset,
                         keep_running=args.keep_running, verbose=args.verbose)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from airflow_osds.up import run_up
+
+    return run_up(args.project_dir.resolve(), port=args.port)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from airflow_osds.up import run_down
+
+    return run_down(args.project_dir.resolve())
 
 
 def _validate(args: argparse.Namespace) -> int:

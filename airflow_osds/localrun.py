@@ -137,17 +137,21 @@ class LocalStack:
         self.postgres.create_database(self.warehouse_db)
         return self
 
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """The Airflow connections of a local installation: the warehouse and the demo's CRM source."""
+        return {
+            "warehouse": self.postgres.airflow_connection(self.warehouse_db),
+            # Over TCP: tap-postgres cannot use a unix socket. Trust authentication accepts any
+            # password, and the tap wants one.
+            CRM_SOURCE_DB: {**self.postgres.airflow_connection(CRM_SOURCE_DB, tcp=True), "password": "demo"},
+        }
+
     def environ(self, *, extra: Mapping[str, str] = {}) -> dict[str, str]:
         return airflow_environ(
             home=self.state_dir / "airflow",
             dags_folder=self.dags_folder,
             metadata_url=self.postgres.uri(METADATA_DB, driver="psycopg2"),
-            connections={
-                "warehouse": self.postgres.airflow_connection(self.warehouse_db),
-                # Over TCP: tap-postgres cannot use a unix socket. Trust authentication accepts any
-                # password, and the tap wants one.
-                CRM_SOURCE_DB: {**self.postgres.airflow_connection(CRM_SOURCE_DB, tcp=True), "password": "demo"},
-            },
+            connections=self.connections(),
             # The compiled pipelines of this installation stay with its other state.
             extra={"OSDS_CACHE_DIR": str(self.state_dir / "cache"), **extra},
         )

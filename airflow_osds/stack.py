@@ -230,7 +230,7 @@ class AirflowStack:
         parts = [f"--- {f.relative_to(self.home)} ---\n{_tail(f, lines)}" for f in files]
         return "\n".join(parts) or f"<no task logs under {run_dir}>"
 
-    def _assert_alive(self) -> None:
+    def assert_alive(self) -> None:
         dead = [c for c in self._components if c.process.poll() is not None]
         if dead:
             names = ", ".join(f"{c.name} (exit {c.process.returncode})" for c in dead)
@@ -246,7 +246,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while True:
-            self._assert_alive()
+            self.assert_alive()
             try:
                 value = predicate()
             except httpx.TransportError as exc:
