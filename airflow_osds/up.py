@@ -18,6 +18,7 @@ from types import FrameType
 from rich.console import Console
 
 from airflow_osds.localrun import LocalStack, apply_environ
+from airflow_osds.processes import pid_alive
 from airflow_osds.stack import AirflowStack
 
 __all__ = ["run_down", "run_up"]
@@ -42,7 +43,7 @@ def run_up(project_dir: Path, *, port: int = 8080, console: Console | None = Non
 
     console = console or Console(soft_wrap=True)
     pid_file = _pid_file(project_dir)
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         console.print(f"[red]osds up is already running[/] (pid {pid_file.read_text().strip()}); stop it with osds down")
         return 1
     local = LocalStack(state_dir=project_dir / ".osds", dags_folder=project_dir / "dags")
@@ -96,33 +97,19 @@ def run_down(project_dir: Path, *, console: Console | None = None) -> int:
         console.print(f"osds up is not running for {project_dir} (no {pid_file})")
         return 0
     pid = int(pid_file.read_text())
-    if not _alive(pid):
+    if not pid_alive(pid):
         pid_file.unlink(missing_ok=True)
         console.print(f"osds up (pid {pid}) is not running any more; removed {pid_file}")
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         console.print(f"[red]osds up (pid {pid}) did not stop within {STOP_TIMEOUT_S:.0f} s[/]")
         return 1
     console.print(f"osds up (pid {pid}) stopped")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of the caller (a test's Popen) still answers kill 0: it has exited all the same.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

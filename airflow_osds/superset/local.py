@@ -42,6 +42,7 @@ from typing import Any
 
 from airflow_osds.embedded import free_port
 from airflow_osds.exceptions import OsdsError
+from airflow_osds.processes import pid_alive
 from airflow_osds.venvs import cache_dir, ensure_venv
 
 __all__ = [
@@ -434,7 +435,7 @@ class LocalSuperset:
     def _ready_workers(self) -> int:
         """Gunicorn workers that have loaded the app and are still alive."""
         try:
-            return sum(_alive(int(p.name)) for p in (self.state_dir / "workers").iterdir() if p.name.isdigit())
+            return sum(pid_alive(int(p.name)) for p in (self.state_dir / "workers").iterdir() if p.name.isdigit())
         except OSError:
             return 0
 
@@ -509,7 +510,7 @@ class LocalSuperset:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._process.wait(timeout=0.2)
                     return True
-            elif not _alive(pid):
+            elif not pid_alive(pid):
                 return True
             else:
                 time.sleep(0.2)
@@ -538,12 +539,3 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie has exited; its parent just has not reaped it yet
-

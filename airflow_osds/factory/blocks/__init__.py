@@ -128,14 +128,33 @@ class StepContext:
 
     def task(self, operator: str, kwargs: dict[str, Any], *, expand: dict[str, Any] | None = None) -> TaskNode:
         """The step's task: ``operator(task_id=…, **kwargs, **task settings)``."""
-        from airflow_osds.factory.compiled import TaskNode, has_deferred
+        from airflow_osds.factory.compiled import TaskNode
 
         merged = {**kwargs, **self.task_kwargs}
-        deferred = tuple(k for k, v in (*merged.items(), *(expand or {}).items()) if has_deferred(v))
         return TaskNode(
             id=self.step_id, task_id=self.task_id, operator=operator, kwargs=merged, where=self.where, expand=expand,
-            deferred=deferred,
+            deferred=_deferred_keys(merged, expand or {}),
         )
+
+    @property
+    def member_settings(self) -> dict[str, Any]:
+        """The step's task settings (retries, callbacks…) for a task inside its group, without the step's
+        inlets and outlets: each member declares the lineage it has itself."""
+        return {k: v for k, v in self.task_kwargs.items() if k not in ("outlets", "inlets")}
+
+    def member(self, task_id: str, operator: str, kwargs: dict[str, Any]) -> TaskNode:
+        """A task inside the step's group (node id ``<step>.<task_id>``): ``operator(task_id=…, **kwargs)``."""
+        from airflow_osds.factory.compiled import TaskNode
+
+        return TaskNode(id=f"{self.step_id}.{task_id}", task_id=task_id, operator=operator, kwargs=kwargs,
+                        where=self.where, deferred=_deferred_keys(kwargs))
+
+
+def _deferred_keys(*mappings: dict[str, Any]) -> tuple[str, ...]:
+    """The keys holding Deferred values: the only ones the builder looks into."""
+    from airflow_osds.factory.compiled import has_deferred
+
+    return tuple(k for m in mappings for k, v in m.items() if has_deferred(v))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from airflow_osds.exceptions import OsdsError
 from airflow_osds.assets import parse_table
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, FileField, ProviderModules, StepContext
-from airflow_osds.factory.compiled import AssetOf, GroupNode, TaskNode, has_deferred
+from airflow_osds.factory.compiled import AssetOf, GroupNode, TaskNode
 from airflow_osds.factory.types import Duration, Strict
 
 __all__ = ["DbtBlock", "RenderedDbt", "render"]
@@ -334,7 +334,7 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
     """A task group: one ``DbtBuildOperator`` per rendered unit, wired as dbt's graph is."""
     rendered = render(block, ctx.pipeline_dir, ctx)
     project, manifest_path = _paths(block, ctx.pipeline_dir)
-    common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
+    common = ctx.member_settings
     group = GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where)
     ids: dict[str, str] = {}
     used_ids: set[str] = {_SENSOR_ID} if block.wait_for_sources else set()
@@ -365,18 +365,16 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             **({"inlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.group_reads[gid])]}
                if rendered.group_reads[gid] else {}),
         }
-        node = TaskNode(id=ids[gid], task_id=task_id, operator=_OPERATOR, kwargs=kwargs, where=ctx.where,
-                        deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))
-        group.children.append(node)
+        group.children.append(ctx.member(task_id, _OPERATOR, kwargs))
     group.edges = [(ids[up], ids[gid]) for gid, unit in rendered.groups.items() for up in sorted(unit.upstream)]
     if block.wait_for_sources:
-        sensor = _freshness_sensor(block, ctx, rendered, project, common)
+        sensor = _freshness_sensor(block, ctx, rendered, project)
         group.children.insert(0, sensor)
         group.edges[:0] = [(sensor.id, ids[gid]) for gid, unit in rendered.groups.items() if not unit.upstream]
     return group
 
 
-def _freshness_sensor(block: DbtBlock, ctx: StepContext, rendered: RenderedDbt, project: Path, common: dict[str, Any]) -> TaskNode:
+def _freshness_sensor(block: DbtBlock, ctx: StepContext, rendered: RenderedDbt, project: Path) -> TaskNode:
     """A deferrable sensor waiting until the checkable sources are fresh; the group's first task."""
     settings = block.wait_for_sources if isinstance(block.wait_for_sources, WaitForSources) else WaitForSources()
     names = sorted(name for name, (_, checkable) in rendered.sources.items() if checkable)
@@ -388,13 +386,12 @@ def _freshness_sensor(block: DbtBlock, ctx: StepContext, rendered: RenderedDbt, 
         "deferrable": True,
         "poke_interval": settings.poke_interval.total_seconds(),
         "timeout": settings.timeout.total_seconds(),
-        **common,
+        **ctx.member_settings,
         "inlets": [AssetOf(parse_table(rendered.sources[n][0], conn_id=ctx.warehouse)) for n in names],
     }
     if block.manifest:
         kwargs["manifest_path"] = str((ctx.pipeline_dir / block.manifest).resolve())
-    return TaskNode(id=f"{ctx.step_id}.{_SENSOR_ID}", task_id=_SENSOR_ID, operator=_SENSOR, kwargs=kwargs,
-                    where=ctx.where, deferred=tuple(k for k, v in kwargs.items() if has_deferred(v)))
+    return ctx.member(_SENSOR_ID, _SENSOR, kwargs)
 
 
 _SENSOR = "airflow_osds.sensors.dbt.DbtSourceFreshnessSensor"

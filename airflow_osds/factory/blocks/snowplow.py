@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from airflow_osds.assets import FilesRef, TableRef
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, ProviderModules, StepContext
-from airflow_osds.factory.compiled import GroupNode, TaskNode, has_deferred
+from airflow_osds.factory.compiled import GroupNode, TaskNode
 from airflow_osds.factory.types import Duration, Strict
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
 
@@ -104,7 +104,6 @@ def compile_step(block: SnowplowBlock, ctx: StepContext) -> TaskNode | GroupNode
         return ctx.task(_LOAD, _load_kwargs(block, ctx))
     settings = block.wait_for_files if isinstance(block.wait_for_files, WaitForFiles) else WaitForFiles()
     # The step's outlets (and lineage inputs) belong to the load; the other settings (retries…) to both.
-    common = {k: v for k, v in ctx.task_kwargs.items() if k not in ("outlets", "inlets")}
     sensor_kwargs: dict[str, Any] = {
         "source": block.source,
         "warehouse_conn_id": ctx.warehouse,
@@ -114,15 +113,12 @@ def compile_step(block: SnowplowBlock, ctx: StepContext) -> TaskNode | GroupNode
         "poke_interval": settings.poke_interval.total_seconds(),
         "timeout": settings.timeout.total_seconds(),
         "soft_fail": settings.soft_fail,
-        **common,
+        **ctx.member_settings,
     }
     if block.source_conn:
         sensor_kwargs["source_conn_id"] = block.source_conn
-    load_kwargs = {**_load_kwargs(block, ctx), **ctx.task_kwargs}
-    sensor = TaskNode(id=f"{ctx.step_id}.{_SENSOR_ID}", task_id=_SENSOR_ID, operator=_SENSOR, kwargs=sensor_kwargs,
-                      where=ctx.where, deferred=tuple(k for k, v in sensor_kwargs.items() if has_deferred(v)))
-    load = TaskNode(id=f"{ctx.step_id}.{_LOAD_ID}", task_id=_LOAD_ID, operator=_LOAD, kwargs=load_kwargs,
-                    where=ctx.where, deferred=tuple(k for k, v in load_kwargs.items() if has_deferred(v)))
+    sensor = ctx.member(_SENSOR_ID, _SENSOR, sensor_kwargs)
+    load = ctx.member(_LOAD_ID, _LOAD, {**_load_kwargs(block, ctx), **ctx.task_kwargs})
     return GroupNode(id=ctx.step_id, group_id=ctx.task_id, where=ctx.where, tooltip="Wait for new enriched files, then load them",
                      children=[sensor, load], edges=[(sensor.id, load.id)])
 
