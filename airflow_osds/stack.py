@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,13 @@ __all__ = ["AirflowStack", "StackError"]
 T = TypeVar("T")
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: ``executor=`` values: Airflow's LocalExecutor (tasks forked by the scheduler), or the Edge executor,
+#: whose workers (:meth:`AirflowStack.start_edge_worker`) fetch tasks from the api-server over HTTP.
+EXECUTORS = {
+    "local": "LocalExecutor",
+    "edge": "airflow.providers.edge3.executors.EdgeExecutor",
+}
+EDGE_DB_MANAGER = "airflow.providers.edge3.models.db.EdgeDBManager"
 # Keys of /api/v2/monitor/health that must all be "healthy" before the stack is usable.
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 POLL_INTERVAL_S = 0.5
@@ -68,6 +75,8 @@ class AirflowStack:
     :param extra_env: more environment for every component (e.g. ``OSDS_*`` settings).
     :param fresh: the databases must not exist yet (a test's); else they are reused (``osds up``).
     :param api_port: the api-server's port (default: a free one).
+    :param executor: ``"local"`` or ``"edge"`` (see :data:`EXECUTORS`; ``edge`` needs
+        ``apache-airflow-providers-edge3``, and workers started with :meth:`start_edge_worker`).
     """
 
     def __init__(
@@ -82,7 +91,11 @@ class AirflowStack:
         extra_env: Mapping[str, str] = {},
         fresh: bool = True,
         api_port: int | None = None,
+        executor: str = "local",
     ) -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, not {executor!r}")
+        self.executor = executor
         self.local = local
         self.root = root.resolve()
         self.home = self.root / "home"
@@ -114,7 +127,7 @@ class AirflowStack:
             # airflow_environ already sets parallelism 2 (LocalExecutor forks that many workers
             # eagerly) and unpaused DAGs at creation.
             extra={
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # REST without a token
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
@@ -132,12 +145,48 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW_CONN_WAREHOUSE": pg.airflow_connection_env(self.warehouse_db),
+                **(self._edge_environ() if self.executor == "edge" else {}),
                 **self.extra_env,
             },
         )
         # The test process's AIRFLOW_* point at the session's metadata DB and DAG folder: drop them all.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         return {**inherited, **env}
+
+    def _edge_environ(self) -> dict[str, str]:
+        return {
+            # The api-server serves the workers' API (/edge_worker) only when asked to.
+            "AIRFLOW__EDGE__API_ENABLED": "True",
+            "AIRFLOW__EDGE__API_URL": f"{self.base_url}/edge_worker/v1/rpcapi",
+            # `airflow db migrate` creates the edge tables only through the provider's DB manager.
+            "AIRFLOW__DATABASE__EXTERNAL_DB_MANAGERS": EDGE_DB_MANAGER,
+            # Defaults (30 s heartbeat, 5 s polls) would make maintenance and job pick-up slow to see.
+            "AIRFLOW__EDGE__HEARTBEAT_INTERVAL": "1",
+            "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "1",
+            # The Edge executor forks nothing: parallelism only caps what is queued at once.
+            "AIRFLOW__CORE__PARALLELISM": "8",
+        }
+
+    def worker_environ(self, name: str, extra: Mapping[str, str] = {}) -> dict[str, str]:
+        """The environment of the Edge worker ``name``: its own home, temp and cache directories.
+
+        No metadata-DB setting: a worker reaches Airflow through the api-server only, as on
+        another machine. The connections and the API secrets are the stack's.
+        """
+        root = self.root / "workers" / name
+        dirs = {key: root / key for key in ("home", "tmp", "cache")}
+        for path in dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        env = self.environ()
+        del env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        env.update({
+            "AIRFLOW_HOME": str(dirs["home"]),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(dirs["home"] / "logs"),
+            "TMPDIR": str(dirs["tmp"]),
+            "OSDS_CACHE_DIR": str(dirs["cache"]),
+            **extra,
+        })
+        return env
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, *, timeout: float = 120.0) -> AirflowStack:
@@ -190,17 +239,38 @@ class AirflowStack:
         if result.returncode != 0:
             raise StackError(f"`airflow db migrate` failed (exit {result.returncode}):\n{_tail(log_path, 80)}")
 
-    def _launch(self, name: str, env: Mapping[str, str]) -> None:
+    def start_edge_worker(
+        self, name: str, *, queues: Sequence[str] = (), concurrency: int = 2, env: Mapping[str, str] = {},
+        timeout: float = 60.0,
+    ) -> Path:
+        """Start ``airflow edge worker`` named ``name`` (its hostname in task instances) and wait until it is registered.
+
+        It runs in ``<root>/workers/<name>`` with the environment of :meth:`worker_environ` plus
+        ``env`` (e.g. its own ``AIRFLOW__CORE__DAGS_FOLDER``). ``queues``: the queues it serves
+        (default: all). Returns its directory; :meth:`stop` stops it with the rest.
+        """
+        if self.executor != "edge":
+            raise StackError(f"Edge workers need executor='edge' (this stack runs {self.executor!r})")
+        command = ["edge", "worker", "--edge-hostname", name, "--concurrency", str(concurrency)]
+        if queues:
+            command += ["--queues", ",".join(queues)]
+        self._launch(f"edge-worker-{name}", self.worker_environ(name, env), command, cwd=self.root / "workers" / name)
+        self.wait_for(lambda: self.edge_workers().get(name) in {"idle", "running"}, timeout=timeout,
+                      what=f"Edge worker {name} to register")
+        return self.root / "workers" / name
+
+    def _launch(self, name: str, env: Mapping[str, str], command: Sequence[str] | None = None,
+                cwd: Path | None = None) -> None:
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             # Own session: the component and its children form one process group we can kill.
             process = subprocess.Popen(
-                [self.airflow_bin, name],
+                [self.airflow_bin, *(command or [name])],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=dict(env),
-                cwd=self.root,
+                cwd=cwd or self.root,
                 start_new_session=True,
             )
         self._components.append(_Component(name, process, log_path))
@@ -224,11 +294,14 @@ class AirflowStack:
         return "\n".join(parts) or "<no component was started>"
 
     def task_logs(self, dag_id: str, run_id: str, lines: int = LOG_TAIL_LINES) -> str:
-        """Tails of the task log files of one run (JSON lines, under ``home/logs``)."""
-        run_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-        files = sorted(run_dir.rglob("*.log")) if run_dir.is_dir() else []
-        parts = [f"--- {f.relative_to(self.home)} ---\n{_tail(f, lines)}" for f in files]
-        return "\n".join(parts) or f"<no task logs under {run_dir}>"
+        """Tails of the task log files of one run (JSON lines, under ``home/logs`` and each Edge worker's home)."""
+        homes = [self.home, *sorted((self.root / "workers").glob("*/home"))]
+        parts = []
+        for home in homes:
+            run_dir = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+            files = sorted(run_dir.rglob("*.log")) if run_dir.is_dir() else []
+            parts += [f"--- {f.relative_to(self.root)} ---\n{_tail(f, lines)}" for f in files]
+        return "\n".join(parts) or f"<no task logs of {dag_id}/{run_id} under {self.root}>"
 
     def assert_alive(self) -> None:
         dead = [c for c in self._components if c.process.poll() is not None]
@@ -292,6 +365,24 @@ class AirflowStack:
 
     def import_errors(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "/api/v2/importErrors")["import_errors"])
+
+    # The Edge provider's UI API (the api-server's /edge_worker app), what its worker pages call.
+    def edge_workers(self) -> dict[str, str]:
+        """Registered Edge workers: name → state (``idle``, ``running``, ``maintenance mode``…)."""
+        return {w["worker_name"]: w["state"] for w in self._request("GET", "/edge_worker/ui/worker")["workers"]}
+
+    def edge_jobs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The Edge executor's jobs of ``dag_id``: one per task try, with the ``edge_worker`` that ran it."""
+        params = {"dag_id_pattern": dag_id}
+        return [j for j in self._request("GET", "/edge_worker/ui/jobs", params=params)["jobs"] if j["dag_id"] == dag_id]
+
+    def set_worker_maintenance(self, name: str, on: bool, *, comment: str = "drained by airflow_osds.stack") -> None:
+        """Put an Edge worker into maintenance (it finishes its tasks, fetches no new ones) or take it out."""
+        path = f"/edge_worker/ui/worker/{name}/maintenance"
+        response = (self._client.post(path, json={"maintenance_comment": comment}) if on
+                    else self._client.delete(path))
+        if response.status_code >= 400:
+            raise StackError(f"maintenance {'on' if on else 'off'} for {name} -> {response.status_code}: {response.text}")
 
     # -- waits built on the REST helpers --------------------------------------------
     def wait_for_dags(
