@@ -127,7 +127,9 @@ def test_the_data_stack_view_shows_the_yaml_graph_with_runs_events_and_links(sta
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/osds"]
     # The app sits behind Airflow's authentication: a bad token is refused as on Airflow's own API.
     bad = {"Authorization": "Bearer not-a-token"}
-    assert client.get("/osds/api/graph", headers=bad).status_code == client.get("/api/v2/dags", headers=bad).status_code == 403
+    assert client.get("/api/v2/dags", headers=bad).status_code == 403
+    assert [client.get(path, headers=bad).status_code for path in ("/osds/api/graph", "/osds/")] == [403, 403]
+    assert client.get("/osds/static/data_stack.js", headers=bad).status_code == 200  # code only, no data
 
     expected = stack_graph(stack.root / "include" / "pipelines", default_warehouse="warehouse")
     nodes = {n["id"]: n["kind"] for n in expected["nodes"]}
