@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from airflow_osds.factory.cache import CompiledCache
 
-__all__ = ["compile_folder", "load_pipelines", "report_pipeline_errors"]
+__all__ = ["compile_folder", "configured_folder", "load_pipelines", "report_pipeline_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,20 @@ def compile_folder(
     return cache
 
 
-def _compiled(folder: str | Path | None) -> CompiledCache:
+def configured_folder(folder: str | Path | None = None) -> tuple[Path, str]:
+    """The pipelines folder (``folder``, else ``[osds] pipelines_folder``, else
+    ``<dags_folder>/../include/pipelines``) and the default warehouse connection id, as the DAG
+    files see them: what every other reader of the pipelines (the UI view) must use too."""
     from airflow.sdk import conf
 
+    pipelines_dir = (Path(folder) if folder else _default_folder(conf)).resolve()
+    return pipelines_dir, conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
+
+
+def _compiled(folder: str | Path | None) -> CompiledCache:
     from airflow_osds.factory.cache import CompiledCache
 
-    pipelines_dir = (Path(folder) if folder else _default_folder(conf)).resolve()
-    default_warehouse = conf.get("osds", "default_warehouse_conn_id", fallback="warehouse")
+    pipelines_dir, default_warehouse = configured_folder(folder)
     with gc_paused():
         cached = CompiledCache.read(pipelines_dir, default_warehouse)
         if cached is not None:
