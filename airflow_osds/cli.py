@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-superset", dest="superset", action="store_false",
                      help="do not start Superset; steps that refresh it are not run")
     run.add_argument("--keep-running", action="store_true", help="leave PostgreSQL (and Superset) running afterwards")
+    run.add_argument("--retries", action="store_true",
+                     help="keep the pipeline's retries (by default a failing task fails the run at once)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Airflow's task logs")
     run.set_defaults(handler=_run)
 
@@ -137,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     from airflow_osds.demo import run_pipeline
 
     return run_pipeline(args.project_dir.resolve(), args.pipeline, step=args.step, superset=args.superset,
-                        keep_running=args.keep_running, verbose=args.verbose)
+                        keep_running=args.keep_running, verbose=args.verbose, retries=args.retries)
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -144,18 +144,22 @@ def run_demo(project_dir: Path, *, keep_running: bool = False, verbose: bool = F
 
 
 def run_pipeline(project_dir: Path, pipeline: str, *, step: str | None = None, superset: bool = True,
-                 keep_running: bool = False, verbose: bool = False) -> int:
+                 keep_running: bool = False, verbose: bool = False, retries: bool = False) -> int:
     """``osds run``: one pipeline of ``project_dir`` on the embedded stack, or one ``step`` of it (a task or a
-    group) with the steps it runs after; the same summary as the demo. Returns the process exit code."""
+    group) with the steps it runs after; the same summary as the demo. Returns the process exit code.
+
+    :param retries: keep the tasks' retries; by default each task runs once, so that an author sees a
+        failure at once instead of after the pipeline's ``retry_delay``.
+    """
     try:
         with local_session(project_dir, title=f"osds run {pipeline}", keep_running=keep_running,
                            verbose=verbose) as session:
-            return _run_one(session, pipeline, step, superset=superset)
+            return _run_one(session, pipeline, step, superset=superset, retries=retries)
     except DagImportErrors:
         return 1
 
 
-def _run_one(session: LocalSession, pipeline: str, step: str | None, *, superset: bool) -> int:
+def _run_one(session: LocalSession, pipeline: str, step: str | None, *, superset: bool, retries: bool) -> int:
     console, bag = session.console, session.bag
     dag = bag.dags.get(pipeline)
     if dag is None:
@@ -176,6 +180,12 @@ def _run_one(session: LocalSession, pipeline: str, step: str | None, *, superset
         return 2
     if refresh_tasks and superset and not session.publish_dashboard(pipeline):
         return 1
+    retried = sorted(t for t in wanted if dag.task_dict[t].retries)
+    if retried and not retries:
+        for task_id in retried:
+            dag.task_dict[task_id].retries = 0
+        console.print(f"retries off for this run ({', '.join(retried)}): a failing task fails it at once "
+                      "(--retries keeps the pipeline's)")
     others = sorted(set(dag.task_dict) - wanted)
     if others:
         console.print(f"running {', '.join(sorted(wanted))} of pipeline [bold]{pipeline}[/]; the other steps are "

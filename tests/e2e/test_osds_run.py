@@ -1,6 +1,6 @@
 """`osds run` (the local loop of a pipeline author) in a small project of its own: one pipeline on the
 embedded PostgreSQL, or one step with the steps it runs after, and the demo's summary; a step that does
-not exist names the pipeline's tasks."""
+not exist names the pipeline's tasks; a failing task fails the run at once, whatever its retries."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ steps:
             CREATE TABLE shop.big AS SELECT * FROM shop.orders WHERE amount > 40;
 """
 
+# The pipeline's retries would make the run wait 10 minutes (past _osds_run's timeout) before failing.
+FAILING = """\
+pipeline: failing
+schedule: "@daily"
+start_date: 2026-01-01
+defaults: {retries: 2, retry_delay: 10m}
+steps:
+  orders:
+    sql: SELECT * FROM shop.no_such_table
+"""
+
 
 @pytest.fixture(scope="module")
 def project() -> Iterator[Path]:
@@ -49,6 +60,7 @@ def project() -> Iterator[Path]:
     shutil.copytree(REPO_ROOT / "dags", root / "dags")
     (root / "include" / "pipelines").mkdir(parents=True)
     (root / "include" / "pipelines" / "shop.yml").write_text(PIPELINE)
+    (root / "include" / "pipelines" / "failing.yml").write_text(FAILING)
     try:
         yield root
     finally:
@@ -86,3 +98,12 @@ def test_an_unknown_step_names_the_pipelines_tasks(project: Path) -> None:
     step = _osds_run(project, "shop", "--step", "weekly")
     assert step.returncode == 2
     assert "pipeline shop has no step 'weekly'; its tasks: marts.big, marts.daily, orders" in step.stdout
+
+
+def test_a_failing_task_fails_the_run_at_once_whatever_its_retries(project: Path) -> None:
+    result = _osds_run(project, "failing")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "retries off for this run (orders): a failing task fails it at once" in output
+    assert 'relation "shop.no_such_table" does not exist' in output
+    assert re.search(r"│ failing\s+│ failed\s+│ orders=failed", output), output
