@@ -63,8 +63,10 @@ def test_create_and_drop_database(state_dir: Path) -> None:
 def test_airflow_connection_points_at_the_server(state_dir: Path) -> None:
     pg = EmbeddedPostgres(state_dir).start()
     conn = pg.airflow_connection("postgres", tcp=True)
-    assert conn == {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "postgres"}
-    with psycopg.connect(host=conn["host"], port=conn["port"], user=conn["login"], dbname=conn["schema"]) as c:
+    assert conn == {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres",
+                    "password": pg.password, "schema": "postgres"}
+    with psycopg.connect(host=conn["host"], port=conn["port"], user=conn["login"], password=conn["password"],
+                         dbname=conn["schema"]) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
