@@ -264,10 +264,10 @@ def test_an_unreachable_server_is_retryable(target: Target, table: str) -> None:
 
 def test_a_role_without_the_privilege_gets_a_destination_error_saying_what_to_grant(target: Target, table: str) -> None:
     role = f"reader_{next(_names)}"
-    target.sql(f"CREATE ROLE {role} LOGIN")
+    target.sql(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw-4711'")  # the server asks every role for one
     target.sql(f"GRANT USAGE ON SCHEMA crm TO {role}")
     target.sql(f"GRANT SELECT ON {table} TO {role}")
-    dest = PostgresDestination(target.conninfo(user=role), table, "id")
+    dest = PostgresDestination(target.conninfo(user=role, password="reader-pw-4711"), table, "id")
     with pytest.raises(DestinationError, match=f"42501: permission denied for table .*: grant this role SELECT, "
                                                f"INSERT, UPDATE and DELETE on {table}") as excinfo:
         dest.send([person(1)])
