@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.osds-installed
-EXTRAS := dev,dbt,embedded,openlineage
+EXTRAS := dev,dbt,local,openlineage
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo up down test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset
