@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,12 +71,16 @@ def test_airflow_connection_points_at_the_server(state_dir: Path) -> None:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_deep_state_dir_gets_a_short_socket_dir(state_dir: Path) -> None:
+def test_deep_state_dir_gets_a_short_socket_dir_that_is_0700(state_dir: Path) -> None:
     deep = state_dir / ("x" * 60) / ("y" * 60)
     deep.mkdir(parents=True)
-    pg = EmbeddedPostgres(deep).start()
+    pg = EmbeddedPostgres(deep)
+    pg.socket_dir.mkdir(mode=0o755, exist_ok=True)  # as a run of an older version left it in /tmp
+    pg.socket_dir.chmod(0o755)
     try:
-        assert len(str(pg.socket_dir)) < 100
+        pg.start()
+        assert len(str(pg.socket_dir)) < 100 and pg.socket_dir != pg.run_dir
+        assert stat.S_IMODE(pg.socket_dir.stat().st_mode) == 0o700
         with pg.connect() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
