@@ -81,6 +81,8 @@ astro-project: $(STAMP)
 	rm -rf astro-project/dags astro-project/include astro-project/wheels
 	cp -r dags include astro-project/
 	$(BIN)/python -m pip wheel --no-deps -q -w astro-project/wheels .
+	# The build leaves these in the checkout, where they read as a second airflow-osds (tests/wheel.py says why that hurts).
+	rm -rf build airflow_osds.egg-info
 
 clean:
 	rm -rf $(VENV) .osds

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 
 from airflow_osds.factory.loader import find_pipeline_files, parse_pipeline_file
 from airflow_osds.venvs import ensure_venv
+from tests.wheel import build_wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).with_name("bare_install_check.py")
@@ -48,11 +48,7 @@ def _base_requirements(wheel: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    done = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO_ROOT)])
-    assert done.returncode == 0, done.stderr
-    (built,) = out.glob("airflow_osds-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
