@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.osds-installed
-EXTRAS := dev,dbt,embedded,openlineage
+EXTRAS := dev,dbt,local,openlineage
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo up down test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset
@@ -81,6 +81,8 @@ astro-project: $(STAMP)
 	rm -rf astro-project/dags astro-project/include astro-project/wheels
 	cp -r dags include astro-project/
 	$(BIN)/python -m pip wheel --no-deps -q -w astro-project/wheels .
+	# The build leaves these in the checkout, where they read as a second airflow-osds (tests/wheel.py says why that hurts).
+	rm -rf build airflow_osds.egg-info
 
 clean:
 	rm -rf $(VENV) .osds

@@ -128,7 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _local_command(command: str) -> None:
+    """Exit with the install hint when ``osds <command>`` runs without the ``[local]`` extra."""
+    from airflow_osds.exceptions import LocalExtraMissing
+    from airflow_osds.local_extra import require_local_extra
+
+    try:
+        require_local_extra(command)
+    except LocalExtraMissing as exc:
+        raise SystemExit(f"osds: {exc}") from None
+
+
 def _demo(args: argparse.Namespace) -> int:
+    _local_command("demo")
     from airflow_osds.demo import run_demo
 
     return run_demo(args.project_dir.resolve(), keep_running=args.keep_running, verbose=args.verbose,
@@ -136,6 +148,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _local_command("run")
     from airflow_osds.demo import run_pipeline
 
     return run_pipeline(args.project_dir.resolve(), args.pipeline, step=args.step, superset=args.superset,
@@ -143,12 +156,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    _local_command("up")
     from airflow_osds.up import run_up
 
     return run_up(args.project_dir.resolve(), port=args.port)
 
 
 def _down(args: argparse.Namespace) -> int:
+    _local_command("down")
     from airflow_osds.up import run_down
 
     return run_down(args.project_dir.resolve())

@@ -99,7 +99,9 @@ def local_session(project_dir: Path, *, title: str, keep_running: bool = False, 
     finally:
         bi = session.bi
         if keep_running:
-            console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db)}")
+            # Never the password in the terminal: it stays in its 0600 file.
+            console.print(f"PostgreSQL keeps running: {stack.postgres.uri(stack.warehouse_db, with_password=False)} "
+                          f"(password in {stack.postgres.password_file})")
             if bi is not None:
                 console.print(f"Superset keeps running: {dashboard_url(bi.base_url)} (login {bi.admin[0]} / "
                               f"{bi.admin[1]}; stop it with kill {bi.pid})")

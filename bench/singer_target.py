@@ -80,13 +80,13 @@ def _executable(name: str) -> Path:
 def _config(name: str, pg: Any, schema: str) -> dict[str, Any]:
     c = pg.airflow_connection("bench_singer")
     if name == "ours":
-        return {"host": c["host"], "port": c["port"], "user": c["login"], "database": "bench_singer",
-                "default_target_schema": schema}
+        return {"host": c["host"], "port": c["port"], "user": c["login"], "password": c["password"],
+                "database": "bench_singer", "default_target_schema": schema}
     if name == "meltanolabs":  # as it ships (validation, metadata columns), with COPY; upsert like the others
         return {"sqlalchemy_url": pg.uri("bench_singer", driver="psycopg"), "default_target_schema": schema,
                 "use_copy": True, "load_method": "upsert"}
-    return {"host": c["host"], "port": c["port"], "user": c["login"], "password": "unused", "dbname": "bench_singer",
-            "default_target_schema": schema}
+    return {"host": c["host"], "port": c["port"], "user": c["login"], "password": c["password"],
+            "dbname": "bench_singer", "default_target_schema": schema}
 
 
 def measure_singer_targets(reps: int, records: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from airflow_osds.embedded import free_port
+from airflow_osds.embedded import EmbeddedPostgres, free_port
 from airflow_osds.localrun import LocalStack, apply_environ
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,22 @@ def warehouse(request: pytest.FixtureRequest, postgres: LocalStack) -> Iterator[
         mp.setenv("AIRFLOW_CONN_WAREHOUSE", STACK.postgres.airflow_connection_env(dbname))
         yield Warehouse(STACK, dbname)
     STACK.postgres.drop_database(dbname)
+
+
+def login_role(pg: EmbeddedPostgres, name: str, password: str) -> str:
+    """A superuser role ``name`` that logs in with ``password`` (created, or its password reset); returns ``name``.
+
+    For tests whose point is a given password (a weak one, a known one searched for in logs): the
+    embedded server checks passwords, so the role must really have it.
+    """
+    from psycopg import sql
+
+    with pg.connect(autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(password)))
+    return name
 
 
 _dag_file_counter = itertools.count()

@@ -205,7 +205,46 @@ def _write_config(home: Path, *, secret_key: str, extra: Mapping[str, Any]) -> N
     }
     lines = ["# Written by airflow_osds.superset.local; rewritten on every start.\n"]
     lines += [f"{key} = {value!r}\n" for key, value in config.items()]
+    lines.append(_REDACTING_EVENT_LOGGER)
     (home / "superset_config.py").write_text("".join(lines))
+
+
+# Superset's action log (the `logs` table of superset.db) keeps every request's JSON body, so
+# creating or updating a database would store its URI with the password in clear (the embedded
+# PostgreSQL's, for the demo). The same logger, with those fields masked first.
+_REDACTING_EVENT_LOGGER = """
+from superset.utils.log import DBEventLogger as _DBEventLogger
+
+
+def _osds_redact(payload):
+    if not isinstance(payload, dict):
+        return payload
+    payload = dict(payload)
+    uri = payload.get("sqlalchemy_uri")
+    if isinstance(uri, str):
+        from sqlalchemy.engine.url import make_url
+
+        try:
+            payload["sqlalchemy_uri"] = make_url(uri).render_as_string(hide_password=True)
+        except Exception:
+            payload["sqlalchemy_uri"] = "***"
+    for key in ("password", "encrypted_extra", "masked_encrypted_extra"):
+        if key in payload:
+            payload[key] = "***"
+    if isinstance(payload.get("parameters"), dict) and "password" in payload["parameters"]:
+        payload["parameters"] = {**payload["parameters"], "password": "***"}
+    return payload
+
+
+class _OsdsRedactingEventLogger(_DBEventLogger):
+    def log(self, *args, **kwargs):
+        kwargs["records"] = [_osds_redact(r) for r in kwargs.get("records") or []]
+        kwargs["curated_payload"] = _osds_redact(kwargs.get("curated_payload"))
+        return super().log(*args, **kwargs)
+
+
+EVENT_LOGGER = _OsdsRedactingEventLogger()
+"""
 
 
 _GUNICORN_CONFIG = """\

@@ -23,9 +23,14 @@ def _find(client: SupersetClient, resource: str, column: str, value: str) -> int
 
 
 def ensure_database(client: SupersetClient, name: str, sqlalchemy_uri: str) -> int:
-    """The database ``name`` (created with ``sqlalchemy_uri``, e.g. ``postgresql+psycopg2://…``)."""
+    """The database ``name``, created or updated to ``sqlalchemy_uri`` (e.g. ``postgresql+psycopg2://…``).
+
+    An existing one gets the URI again: Superset never shows a stored password, so there is no
+    comparing, and a database saved before the embedded PostgreSQL asked for one must learn it.
+    """
     found = _find(client, "database", "database_name", name)
     if found is not None:
+        client.put(f"/api/v1/database/{found}", {"sqlalchemy_uri": sqlalchemy_uri})
         return found
     return int(client.post("/api/v1/database/", {"database_name": name, "sqlalchemy_uri": sqlalchemy_uri})["id"])
 

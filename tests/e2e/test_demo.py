@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,14 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         assert list((project / ".osds" / "cache").glob("*.osdsc")), "the compiled pipelines are in .osds/cache"
         assert not (project / "include" / "pipelines" / ".osds_cache").exists()
         assert (project / ".osds" / "postgres" / "data" / "PG_VERSION").exists()
+        # The PostgreSQL password stays in its 0600 file: neither the terminal nor a task log shows it.
+        password_file = project / ".osds" / "postgres" / "superuser.password"
+        password = password_file.read_text().strip()
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600 and len(password) >= 40
+        assert password not in output, "the demo printed the PostgreSQL password"
+        # Nor any other file of the project's state (databases, Airflow's home, Superset's, caches).
+        files = [p for p in (project / ".osds").rglob("*") if p.is_file() and p != password_file]
+        assert len(files) > 100 and not [p for p in files if password.encode() in p.read_bytes()]
         # The servers were stopped at the end.
         assert not (project / ".osds" / "postgres" / "data" / "postmaster.pid").exists()
         assert not (project / ".osds" / "superset" / "superset.pid").exists()

@@ -196,7 +196,7 @@ def test_a_meltano_projects_extractor_and_loader_run_without_meltano_from_meltan
     pipelines.mkdir()
     (pipelines / "singer_meltano_e2e.yml").write_text(MELTANO_PIPELINE)
     monkeypatch.setenv("CRM_PORT", str(stack.postgres.port))  # a string cast to the setting's kind (integer)
-    monkeypatch.setenv("CRM_PASSWORD", "s3cr3t-pw-e2e")  # trust auth ignores it; it must never be printed
+    monkeypatch.setenv("CRM_PASSWORD", stack.postgres.password)  # the server's own: it must never be printed
 
     dag = pipeline_dags(pipelines)["singer_meltano_e2e"]
     assert [o.uri for o in dag.task_dict["extract"].outlets] == ["osds://warehouse/raw_meltano_e2e/contacts"]

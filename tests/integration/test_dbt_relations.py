@@ -66,8 +66,8 @@ def tasks(project: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
 @pytest.fixture(scope="module")
 def target(postgres: LocalStack, warehouse: Any) -> Iterator[PostgresTarget]:
     pg = postgres.postgres
-    yield PostgresTarget(host=str(pg.socket_dir), port=pg.port, user="postgres", dbname=warehouse.dbname,
-                         schema=TARGET_SCHEMA)
+    yield PostgresTarget(host=str(pg.socket_dir), port=pg.port, user=pg.user, password=pg.password,
+                         dbname=warehouse.dbname, schema=TARGET_SCHEMA)
 
 
 def _ls(project: Path, target: PostgresTarget, select: list[str]) -> set[str]:

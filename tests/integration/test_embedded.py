@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,17 +64,23 @@ def test_create_and_drop_database(state_dir: Path) -> None:
 def test_airflow_connection_points_at_the_server(state_dir: Path) -> None:
     pg = EmbeddedPostgres(state_dir).start()
     conn = pg.airflow_connection("postgres", tcp=True)
-    assert conn == {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "postgres"}
-    with psycopg.connect(host=conn["host"], port=conn["port"], user=conn["login"], dbname=conn["schema"]) as c:
+    assert conn == {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres",
+                    "password": pg.password, "schema": "postgres"}
+    with psycopg.connect(host=conn["host"], port=conn["port"], user=conn["login"], password=conn["password"],
+                         dbname=conn["schema"]) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_deep_state_dir_gets_a_short_socket_dir(state_dir: Path) -> None:
+def test_deep_state_dir_gets_a_short_socket_dir_that_is_0700(state_dir: Path) -> None:
     deep = state_dir / ("x" * 60) / ("y" * 60)
     deep.mkdir(parents=True)
-    pg = EmbeddedPostgres(deep).start()
+    pg = EmbeddedPostgres(deep)
+    pg.socket_dir.mkdir(mode=0o755, exist_ok=True)  # as a run of an older version left it in /tmp
+    pg.socket_dir.chmod(0o755)
     try:
-        assert len(str(pg.socket_dir)) < 100
+        pg.start()
+        assert len(str(pg.socket_dir)) < 100 and pg.socket_dir != pg.run_dir
+        assert stat.S_IMODE(pg.socket_dir.stat().st_mode) == 0o700
         with pg.connect() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:

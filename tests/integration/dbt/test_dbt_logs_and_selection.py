@@ -1,7 +1,7 @@
 """Real dbt on the embedded PostgreSQL: a selection that matches nothing, and what the logs show of secrets.
 
 A small project written by the test; both invocation modes (in process and the separate
-virtualenv of ``_venv.py``). Trust authentication ignores the passwords, which are there to be
+virtualenv of ``_venv.py``). Each password is a real role's (:func:`tests.conftest.login_role`), there to be
 (or, when weak, not to be) redacted.
 """
 
@@ -15,6 +15,8 @@ import pytest
 from airflow_osds.dbt.errors import DbtConfigurationError, DbtNothingSelectedError
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.runner import run_dbt
+
+from tests.conftest import login_role
 
 from ._venv import ensure_dbt_venv
 
@@ -48,10 +50,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def target(warehouse, password: str) -> PostgresTarget:
-    conn = warehouse.stack.postgres.airflow_connection(warehouse.dbname)
+    pg = warehouse.stack.postgres
+    conn = pg.airflow_connection(warehouse.dbname)
+    user = login_role(pg, "dbt_weak" if password == "select" else "dbt_strong", password)
     return PostgresTarget(
-        host=conn["host"], port=conn["port"], user=conn["login"], dbname=warehouse.dbname, schema="public",
-        password=password,
+        host=conn["host"], port=conn["port"], user=user, dbname=warehouse.dbname, schema="public", password=password,
     )  # fmt: skip
 
 

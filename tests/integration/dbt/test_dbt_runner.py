@@ -21,11 +21,14 @@ from airflow_osds.dbt.profiles import PASSWORD_ENV_VAR, PostgresTarget, Rendered
 from airflow_osds.dbt.runner import DbtRunError, DbtRunResult, run_dbt
 from airflow_osds.embedded import EmbeddedPostgres
 
+from tests.conftest import login_role
+
 from ._venv import ensure_dbt_venv
 
 PROJECT = Path(__file__).resolve().parents[3] / "include" / "dbt" / "web_analytics"
-# trust auth ignores it; it is there to prove it never reaches disk or logs.
+# The password of the role dbt logs in as (see the pg fixture): known, to prove it never reaches disk or logs.
 PASSWORD = "Dummy-s3cret-pw-4711"
+DBT_USER = "dbt_runner"
 SEED_VARS = {"use_seeds": True}
 FAILING_TEST = "test.web_analytics.assert_no_future_sessions"
 
@@ -46,6 +49,7 @@ def pg() -> Iterator[EmbeddedPostgres]:
     state = Path(tempfile.mkdtemp(prefix="osds-dbt-"))
     state.chmod(0o755)  # the server may run as another system user
     server = EmbeddedPostgres(state / "pg").start()
+    login_role(server, DBT_USER, PASSWORD)
     yield server
     server.destroy()
     shutil.rmtree(state, ignore_errors=True)
@@ -53,14 +57,14 @@ def pg() -> Iterator[EmbeddedPostgres]:
 
 def tcp_target(pg: EmbeddedPostgres, dbname: str) -> PostgresTarget:
     return PostgresTarget(
-        host="127.0.0.1", port=pg.port, user="postgres", password=PASSWORD, dbname=dbname, schema="public",
+        host="127.0.0.1", port=pg.port, user=DBT_USER, password=PASSWORD, dbname=dbname, schema="public",
         options={"connect_timeout": 10, "keepalives_idle": 30, "sslmode": "disable"},
     )  # fmt: skip
 
 
 def socket_target(pg: EmbeddedPostgres, dbname: str) -> PostgresTarget:
     return PostgresTarget(
-        host=str(pg.socket_dir), port=pg.port, user="postgres", password=PASSWORD, dbname=dbname, schema="public"
+        host=str(pg.socket_dir), port=pg.port, user=DBT_USER, password=PASSWORD, dbname=dbname, schema="public"
     )
 
 

@@ -16,7 +16,8 @@ from tests.singer_plugins import TAP_CSV_FOLDER, plugin
 def _target(warehouse: Any, schema: str) -> Plugin:
     pg = warehouse.stack.postgres.airflow_connection(warehouse.dbname)
     return Plugin(name="osds-target-postgres", command=(str(Path(sys.executable).parent / "osds-target-postgres"),),
-                  config={"host": pg["host"], "port": pg["port"], "user": pg["login"], "database": warehouse.dbname,
+                  config={"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"],
+                          "database": warehouse.dbname,
                           "default_target_schema": schema})
 
 

@@ -30,7 +30,7 @@ def target_config(warehouse: Any, tmp_path: Path) -> Path:
     with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS raw_runner CASCADE")
     path = tmp_path / "target.json"
-    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"],
+    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"],
                                 "database": warehouse.dbname, "default_target_schema": "raw_runner"}))
     return path
 

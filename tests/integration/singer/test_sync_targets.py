@@ -71,8 +71,7 @@ def tap_postgres() -> Path:
 
 def _tap_config(warehouse: Any, dbname: str) -> dict[str, Any]:
     pg = warehouse.stack.postgres.airflow_connection(dbname, tcp=True)
-    # trust auth, but the tap's connection URL needs a password
-    return {"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": "unused", "database": dbname,
+    return {"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"], "database": dbname,
             "filter_schemas": ["public"]}
 
 
@@ -112,17 +111,17 @@ def _target(kind: str, warehouse: Any, schema: str, **extra: Any) -> Plugin:
     with pg.connect(warehouse.dbname, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     tcp = pg.airflow_connection(warehouse.dbname, tcp=True)
-    where = {"host": tcp["host"], "port": tcp["port"], "user": tcp["login"]}
+    where = {"host": tcp["host"], "port": tcp["port"], "user": tcp["login"], "password": tcp["password"]}
     if kind == "osds":
         command = str(Path(sys.executable).parent / "osds-target-postgres")
         config = {**where, "database": warehouse.dbname}
     elif kind == "meltanolabs":
         command = str(plugin("target-postgres", TARGETS[kind]))
         # load_method defaults to append-only: a re-sent record would be a second row
-        config = {**where, "password": "unused", "database": warehouse.dbname, "load_method": "upsert"}
-    else:  # pipelinewise: psycopg2's dbname, and a password even under trust auth; it always merges on the key
+        config = {**where, "database": warehouse.dbname, "load_method": "upsert"}
+    else:  # pipelinewise: psycopg2's dbname; it always merges on the key
         command = str(plugin("target-postgres", TARGETS[kind]))
-        config = {**where, "password": "unused", "dbname": warehouse.dbname}
+        config = {**where, "dbname": warehouse.dbname}
     return Plugin(f"{kind}-target-postgres", (command,),
                   {**config, "default_target_schema": schema, "batch_size_rows": BATCH, **extra})
 

@@ -52,9 +52,8 @@ def source(warehouse: Any) -> Iterator[str]:
 def tap_config(warehouse: Any, source: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pg = warehouse.stack.postgres.airflow_connection(source, tcp=True)
     path = tmp_path_factory.mktemp("tap_postgres") / "tap.json"
-    # trust auth, but the tap's connection URL needs a password; without filter_schemas it discovers
-    # every schema, information_schema's views included
-    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": "unused",
+    # without filter_schemas it discovers every schema, information_schema's views included
+    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"],
                                 "database": source, "filter_schemas": ["public"]}))
     return path
 
@@ -73,7 +72,7 @@ def target_config(warehouse: Any, tmp_path: Path) -> Path:
     with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     path = tmp_path / "target.json"
-    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"],
+    path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"],
                                 "database": warehouse.dbname, "default_target_schema": SCHEMA}))
     return path
 

@@ -48,7 +48,7 @@ def target(warehouse: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
     def run(lines: list[str], **config: Any) -> tuple[int, list[str], str]:
         path = tmp_path / "config.json"
         pg = stack.postgres.airflow_connection(warehouse.dbname)
-        path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"],
+        path.write_text(json.dumps({"host": pg["host"], "port": pg["port"], "user": pg["login"], "password": pg["password"],
                                     "database": warehouse.dbname, "default_target_schema": "raw_crm", **config}))
         proc = subprocess.run([sys.executable, "-m", "airflow_osds.singer.target_postgres", "--config", str(path)],
                               input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120)
