@@ -151,7 +151,7 @@ def two_workers(postgres: LocalStack) -> Iterator[AirflowStack]:
     project = root / "project"
     _write_project(project)
     _seed(pg)
-    tcp = {db: {**pg.airflow_connection(db, tcp=True), "password": "unused"} for db in (SOURCE_DB, DEST_DB)}
+    tcp = {db: pg.airflow_connection(db, tcp=True) for db in (SOURCE_DB, DEST_DB)}
     stack = AirflowStack(
         postgres, root, metadata_db="airflow_workers", warehouse_db=WAREHOUSE_DB, dags_folder=project / "dags",
         connections=tcp, executor="edge", fresh=False,
