@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["LIBPQ_EXTRAS", "STATE_SCHEMA", "connect_kwargs", "create_once"]
+__all__ = ["DDL_LOCK", "LIBPQ_EXTRAS", "STATE_SCHEMA", "connect_kwargs", "create_once"]
 
 # libpq parameters taken from a connection's extra; anything else there (dbt_schema …) is not libpq's.
 LIBPQ_EXTRAS = (
@@ -42,11 +42,20 @@ def connect_kwargs(
 STATE_SCHEMA = "osds_state"
 
 
-def create_once(conn: Any, name: str, ddl: str) -> None:
-    """Run ``ddl`` (``;``-separated, idempotent ``CREATE … IF NOT EXISTS``) in its own transaction, under a lock
-    on ``name``: tasks starting together would otherwise race on the catalog."""
+#: Every ``CREATE … IF NOT EXISTS`` airflow-osds runs takes this one lock (per database) first. PostgreSQL
+#: checks ``IF NOT EXISTS`` without a lock, so two sessions creating the same schema or table at once
+#: collide on the catalog's unique index and one fails — e.g. a Singer sync, a dbt build and a reverse-ETL
+#: sync starting together, each creating ``osds_state`` for its own table. A lock per table would not
+#: serialize their shared schema; DDL is rare and short, so one lock costs nothing.
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('airflow-osds catalog ddl'))"
+
+
+def create_once(conn: Any, ddl: str | Sequence[str]) -> None:
+    """Run ``ddl`` (idempotent ``CREATE … IF NOT EXISTS`` statements: a list, or ``;``-separated text with
+    no ``;`` inside a name) in its own transaction, under :data:`DDL_LOCK`. ``conn``: a psycopg 3 connection."""
+    statements = ddl.split(";") if isinstance(ddl, str) else ddl
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-        for statement in ddl.split(";"):
+        conn.execute(DDL_LOCK)
+        for statement in statements:
             if statement.strip():
                 conn.execute(statement)

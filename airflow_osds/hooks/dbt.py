@@ -13,14 +13,19 @@ from airflow_osds.dbt.errors import DbtConfigurationError, ProfileError
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.state import WAREHOUSE
 from airflow_osds.dbt.runner import DbtRunHandle, DbtRunResult, run_dbt
+from airflow_osds.postgres import STATE_SCHEMA, create_once
 
 __all__ = ["DbtHook"]
 
 # Where a failed invocation's run_results.json waits for its retry. In the warehouse, not on
 # the worker's disk: the retry may run on another worker.
-STATE_TABLE = "osds_state.dbt_run_results"
+STATE_TABLE = f"{STATE_SCHEMA}.dbt_run_results"
 # The manifest of a step's last successful run, compared with by `state:` selectors.
-STATE_MANIFESTS = "osds_state.dbt_state_manifests"
+STATE_MANIFESTS = f"{STATE_SCHEMA}.dbt_state_manifests"
+_RUN_RESULTS_DDL = (f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}; CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
+                    "(key text PRIMARY KEY, run_results jsonb NOT NULL, saved_at timestamptz NOT NULL DEFAULT now())")
+_MANIFESTS_DDL = (f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}; CREATE TABLE IF NOT EXISTS {STATE_MANIFESTS} "
+                  "(key text PRIMARY KEY, manifest bytea NOT NULL, saved_at timestamptz NOT NULL DEFAULT now())")
 
 
 class DbtHook(BaseHook):
@@ -148,25 +153,20 @@ class DbtHook(BaseHook):
     def save_run_results(self, key: Sequence[str], run_results: dict[str, Any]) -> None:
         """Keep a failed invocation's ``run_results.json`` for the task's next try."""
         # Straight through the connection: DbApiHook.run would log the whole document.
-        with self._sql().get_conn() as conn, conn.cursor() as cursor:
-            cursor.execute("CREATE SCHEMA IF NOT EXISTS osds_state")
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (key text PRIMARY KEY, run_results jsonb NOT NULL, "
-                "saved_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cursor.execute(
+        with self._warehouse() as conn:
+            create_once(conn, _RUN_RESULTS_DDL)
+            conn.execute(
                 f"INSERT INTO {STATE_TABLE} (key, run_results) VALUES (%s, %s) "
                 "ON CONFLICT (key) DO UPDATE SET run_results = EXCLUDED.run_results, saved_at = now()",
                 ("/".join(key), json.dumps(run_results)),
             )
-            conn.commit()
 
     def load_run_results(self, key: Sequence[str]) -> dict[str, Any] | None:
         """The ``run_results.json`` a previous try saved, or ``None``."""
-        hook = self._sql()
-        if not _state_table_exists(hook):
-            return None
-        row = hook.get_first(f"SELECT run_results FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))
+        with self._warehouse() as conn:
+            if not _exists(conn, STATE_TABLE):
+                return None
+            row = conn.execute(f"SELECT run_results FROM {STATE_TABLE} WHERE key = %s", ("/".join(key),)).fetchone()
         if row is None:
             return None
         value = row[0]
@@ -174,9 +174,9 @@ class DbtHook(BaseHook):
 
     def forget_run_results(self, key: Sequence[str]) -> None:
         """Remove what :meth:`save_run_results` kept, if anything."""
-        hook = self._sql()
-        if _state_table_exists(hook):
-            hook.run(f"DELETE FROM {STATE_TABLE} WHERE key = %s", parameters=("/".join(key),))
+        with self._warehouse() as conn:
+            if _exists(conn, STATE_TABLE):
+                conn.execute(f"DELETE FROM {STATE_TABLE} WHERE key = %s", ("/".join(key),))
 
     # -- state manifests for `state:` selectors -------------------------------------------------
     def load_state_manifest(self, location: str, key: str) -> bytes | None:
@@ -186,11 +186,10 @@ class DbtHook(BaseHook):
             or object-store URL (``s3://…``), read through Airflow's ``ObjectStoragePath``.
         """
         if location == WAREHOUSE:
-            hook = self._sql()
-            row = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_MANIFESTS,))
-            if not (row and row[0]):
-                return None
-            found = hook.get_first(f"SELECT manifest FROM {STATE_MANIFESTS} WHERE key = %s", parameters=(key,))
+            with self._warehouse() as conn:
+                if not _exists(conn, STATE_MANIFESTS):
+                    return None
+                found = conn.execute(f"SELECT manifest FROM {STATE_MANIFESTS} WHERE key = %s", (key,)).fetchone()
             return bytes(found[0]) if found else None
         path = _state_path(location, key)
         return path.read_bytes() if path.exists() else None
@@ -198,27 +197,22 @@ class DbtHook(BaseHook):
     def save_state_manifest(self, location: str, key: str, manifest: bytes) -> None:
         """Keep ``manifest`` (a successful run's) as the state the next run compares with."""
         if location == WAREHOUSE:
-            with self._sql().get_conn() as conn, conn.cursor() as cursor:
-                cursor.execute("CREATE SCHEMA IF NOT EXISTS osds_state")
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {STATE_MANIFESTS} (key text PRIMARY KEY, manifest bytea NOT NULL, "
-                    "saved_at timestamptz NOT NULL DEFAULT now())"
-                )
-                cursor.execute(
+            with self._warehouse() as conn:
+                create_once(conn, _MANIFESTS_DDL)
+                conn.execute(
                     f"INSERT INTO {STATE_MANIFESTS} (key, manifest) VALUES (%s, %s) "
                     "ON CONFLICT (key) DO UPDATE SET manifest = EXCLUDED.manifest, saved_at = now()",
                     (key, manifest),
                 )
-                conn.commit()
             return
         path = _state_path(location, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(manifest)
 
-    def _sql(self) -> Any:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+    def _warehouse(self) -> Any:
+        from airflow_osds.hooks.warehouse import connect
 
-        return PostgresHook(postgres_conn_id=self.warehouse_conn_id)
+        return connect(self.get_connection(self.warehouse_conn_id), application_name="airflow-osds dbt")
 
 
 def _state_path(location: str, key: str) -> Any:
@@ -227,6 +221,5 @@ def _state_path(location: str, key: str) -> Any:
     return ObjectStoragePath(location.rstrip("/") + "/" + key + "/manifest.json")
 
 
-def _state_table_exists(hook: Any) -> bool:
-    row = hook.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(STATE_TABLE,))
-    return bool(row and row[0])
+def _exists(conn: Any, table: str) -> bool:
+    return bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0])

@@ -208,7 +208,7 @@ _ENSURED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def ensure_tables(conn: Any) -> None:
     if conn not in _ENSURED:
-        create_once(conn, DELIVERED_TABLE, _DDL)
+        create_once(conn, _DDL)
         _ENSURED.add(conn)
 
 

@@ -46,7 +46,7 @@ _ENSURED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def ensure_table(conn: Any) -> None:
     if conn not in _ENSURED:
-        create_once(conn, STATE_TABLE, _DDL)
+        create_once(conn, _DDL)
         _ENSURED.add(conn)
 
 

@@ -49,6 +49,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from airflow_osds.background import OneWriter
+from airflow_osds.postgres import create_once
 from airflow_osds.singer import table_name
 from airflow_osds.singer.columns import (
     Column,
@@ -149,11 +150,9 @@ class _Target:
         self.state: str | None = None  # the latest STATE value (JSON), not printed yet
         self.last_write = time.monotonic()
         self.rejected = 0
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(config.schema)}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._qualified(config.rejects_table)} (stream text NOT NULL, "
-            "reason text NOT NULL, record text, received_at timestamptz NOT NULL DEFAULT now())"
-        )
+        create_once(conn, [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(config.schema)}",
+                           f"CREATE TABLE IF NOT EXISTS {self._qualified(config.rejects_table)} (stream text NOT NULL, "
+                           "reason text NOT NULL, record text, received_at timestamptz NOT NULL DEFAULT now())"])
 
     def _qualified(self, table: str) -> str:
         return f"{quote_ident(self.config.schema)}.{quote_ident(table)}"

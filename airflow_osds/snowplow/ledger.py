@@ -57,7 +57,7 @@ class FileState:
 
 def ensure_ledger(conn: Any) -> None:
     """Create the ledger table if it is missing (its own transaction, under a lock: loaders may start together)."""
-    create_once(conn, LEDGER_TABLE, _DDL)
+    create_once(conn, _DDL)
 
 
 def state_of(conn: Any, events_table: str, uri: str, *, lock: bool = False) -> FileState | None:

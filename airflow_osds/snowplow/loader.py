@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_osds.background import OneWriter
+from airflow_osds.postgres import DDL_LOCK
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, entities, fields, ledger, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
@@ -232,7 +233,7 @@ class _Writer:
         conn, schema = self.conn, self.options.schema
         ledger.ensure_ledger(conn)
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.options.events_table,))
+            conn.execute(DDL_LOCK)
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
             conn.execute(fields.events_table_sql(schema))
             conn.execute(

@@ -40,6 +40,12 @@ TO_SYNC, RETL_BATCH = 2_500, 500
 DBT_IDS = 1_000
 DAG_IDS = ("el_accounts", "transform_accounts", "sync_accounts")
 TASKS = {"el_accounts": "replicate", "transform_accounts": "build.project", "sync_accounts": "push"}
+# What worker A's first try of each task must have died of (anything else is a bug, not the injected fault).
+FIRST_TRY_DIED_OF = {
+    "el_accounts": "the task process exits (17) after storing the first committed state",
+    "transform_accounts": "division by zero",
+    "sync_accounts": "the task process exits (19) after 2 acknowledged batches",
+}
 
 PIPELINES = {
     "el_accounts.yml": f"""\
@@ -219,8 +225,12 @@ def test_tasks_failing_on_one_worker_resume_on_the_other_from_the_warehouse(two_
         run = stack.wait_for_run_of_type(dag_id, "scheduled", timeout=300)
         runs[dag_id] = run["dag_run_id"]
         task_id = TASKS[dag_id]
+        logs = stack.task_logs(dag_id, run["dag_run_id"])
         assert _tries(stack, dag_id, run["dag_run_id"], task_id) == [
-            (1, "worker-a", "failed"), (2, "worker-b", "success")], (dag_id, stack.task_logs(dag_id, run["dag_run_id"]))
+            (1, "worker-a", "failed"), (2, "worker-b", "success")], (dag_id, logs)
+        first_try = (stack.root / "workers" / "worker-a" / "home" / "logs" / f"dag_id={dag_id}" /
+                     f"run_id={run['dag_run_id']}" / f"task_id={task_id}" / "attempt=1.log")
+        assert FIRST_TRY_DIED_OF[dag_id] in first_try.read_text(), (dag_id, logs)
         # The Edge executor's own record of which worker fetched which try (its job states are the
         # executor's view, which lags the task's: not compared).
         jobs = sorted((j["try_number"], j["edge_worker"]) for j in stack.edge_jobs(dag_id))
@@ -229,7 +239,7 @@ def test_tasks_failing_on_one_worker_resume_on_the_other_from_the_warehouse(two_
     pg = stack.local.postgres
     # Singer: the target died after committing 10,000 records and their state; B started from that state.
     singer = _return_value(stack, "el_accounts", runs["el_accounts"], "replicate")
-    assert singer["started_from"] == "stored state", singer
+    assert singer["started_from"] == "stored state", (singer, stack.task_logs("el_accounts", runs["el_accounts"]))
     assert singer["records"] == {"public-accounts": ACCOUNTS - 10_000 + 1}, singer  # from the bookmark, inclusive
     with pg.connect(WAREHOUSE_DB) as conn:
         assert _one(conn, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM raw_accounts.accounts") == (
