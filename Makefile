@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.osds-installed
 EXTRAS := dev,dbt,local,openlineage
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo up down test venv constraints astro-project clean bench bench-dbt bench-snowplow bench-singer bench-retl bench-superset
 
@@ -24,8 +26,14 @@ up: $(STAMP)
 down: $(STAMP)
 	$(BIN)/osds down
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# The UI test drives Debian's headless Chromium (tests/e2e/test_ui_plugin.py): installed from Debian's
+# packages when it is missing (as root, else with sudo). Elsewhere, install a Chromium there yourself.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make test needs Chromium at $(CHROMIUM) (tests/e2e/test_ui_plugin.py)"; exit 1; }
+	$(SUDO) apt-get install -y -q chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium >/dev/null; }
 
 # Parse-time benchmark, every shape (A–D: ours vs dag-factory vs plain Python; E: dbt vs Cosmos 1.15),
 # ≈ 15–20 min on 2 cores; writes bench/RESULTS.md and bench/results.json.

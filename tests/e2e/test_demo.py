@@ -11,6 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from airflow_osds.superset.local import ensure_superset_venv
+from tests.singer_plugins import TAP_POSTGRES, plugin
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OSDS = str(Path(sys.executable).parent / "osds")
 
@@ -31,6 +34,11 @@ def test_osds_demo_runs_the_pipelines_and_prints_a_summary() -> None:
         # The component virtualenvs (the demo's tap-postgres) come from the cache outside the project, as
         # on a machine where the user set OSDS_VENV_CACHE: built once, not per demo run.
         env[CACHE_ENV] = str(cache_dir())
+        # Built here, with the real home, when this machine has not built them yet: pip and the builds it
+        # runs (Rust's toolchain for some sdists) write their own caches into $HOME, which is theirs.
+        assert f"pip_url: {TAP_POSTGRES}" in (REPO_ROOT / "include" / "pipelines" / "ingest.yml").read_text()
+        plugin("tap-postgres", TAP_POSTGRES)
+        ensure_superset_venv()
         result = subprocess.run(
             [OSDS, "demo", "--project-dir", str(project)], capture_output=True, text=True, env=env, timeout=300
         )
