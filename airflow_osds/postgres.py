@@ -50,12 +50,13 @@ STATE_SCHEMA = "osds_state"
 DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('airflow-osds catalog ddl'))"
 
 
-def create_once(conn: Any, ddl: str | Sequence[str]) -> None:
-    """Run ``ddl`` (idempotent ``CREATE … IF NOT EXISTS`` statements: a list, or ``;``-separated text with
-    no ``;`` inside a name) in its own transaction, under :data:`DDL_LOCK`. ``conn``: a psycopg 3 connection."""
+def create_once(conn: Any, ddl: str | Sequence[Any]) -> None:
+    """Run ``ddl`` (idempotent ``CREATE … IF NOT EXISTS`` statements: a list of strings or psycopg ``sql``
+    objects, or ``;``-separated text with no ``;`` inside a name) in its own transaction, under
+    :data:`DDL_LOCK`. ``conn``: a psycopg 3 connection."""
     statements = ddl.split(";") if isinstance(ddl, str) else ddl
     with conn.transaction():
         conn.execute(DDL_LOCK)
         for statement in statements:
-            if statement.strip():
+            if not isinstance(statement, str) or statement.strip():
                 conn.execute(statement)

@@ -149,6 +149,18 @@ class DbtHook(BaseHook):
             )
         return {name: os.environ[name] for name in env_vars}
 
+    def create_schemas(self, schemas: Sequence[str]) -> list[str]:
+        """Create those of ``schemas`` that do not exist (see ``DbtOperator``'s ``create_schemas``); returns them."""
+        from psycopg import sql
+
+        with self._warehouse() as conn:
+            present = {r[0] for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (list(schemas),)).fetchall()}
+            missing = [s for s in dict.fromkeys(schemas) if s not in present]
+            if missing:
+                create_once(conn, [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(s)) for s in missing])
+        return missing
+
     # -- state kept for `dbt retry` ----------------------------------------------------------
     def save_run_results(self, key: Sequence[str], run_results: dict[str, Any]) -> None:
         """Keep a failed invocation's ``run_results.json`` for the task's next try."""

@@ -99,6 +99,10 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
         ``<project_dir>/target``): when the run's connection, vars and dbt version are the
         parse's, dbt starts from that parse instead of parsing the project again; the task log
         says whether it did, from dbt's own log, and why not.
+    :param create_schemas: schemas the selected models build into, created (when missing) before dbt
+        runs, under the lock every airflow-osds DDL takes. dbt creates a missing schema itself, with a
+        ``CREATE SCHEMA IF NOT EXISTS`` that PostgreSQL does not serialize: model tasks starting
+        together on a fresh warehouse would collide on it and fail. The dbt block passes its tasks'.
     """
 
     template_fields: Sequence[str] = ("select", "exclude", "vars", "env_vars", "full_refresh", "target_schema")
@@ -125,6 +129,7 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
         parse_state: str | None = None,
         state: str | None = None,
         state_key: str | None = None,
+        create_schemas: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -145,6 +150,7 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
         self.parse_state = parse_state
         self.state = state
         self.state_key = state_key
+        self.create_schemas = list(create_schemas)
 
     @cached_property
     def hook(self) -> DbtHook:
@@ -174,6 +180,10 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
         if stale is not None:  # the DAG was rendered from models dbt would no longer build
             raise DbtConfigurationError(stale)
         key, try_number = _state_key(context), context["ti"].try_number
+        if self.create_schemas and self.command in _BUILDING:
+            created = self.hook.create_schemas(self.create_schemas)
+            if created:
+                self.log.info("Created schema(s) %s before dbt runs", ", ".join(created))
         # A state run is not resumed with `dbt retry`: its --state folder is gone by then, and
         # rerunning compares with the same stored state (it is replaced only on success).
         resume = self.resume_with_retry and not self.state
@@ -308,6 +318,10 @@ class DbtOperator(OpenLineageMixin, BaseOperator):
         if isinstance(self.vars, str):  # a templated JSON string
             return json.loads(self.vars) if self.vars.strip() else None
         return self.vars
+
+
+# Commands that create relations, hence schemas.
+_BUILDING = frozenset({"build", "run", "seed", "snapshot", "retry"})
 
 
 def _no_retry_left(ti: Any, retries: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -67,7 +68,8 @@ def _return_value(dag_id: str, task_id: str) -> dict:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, pipeline_dags, run_dag, tmp_path: Path) -> None:
+def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(
+        warehouse, pipeline_dags, run_dag, tmp_path: Path, capfd) -> None:
     """The demo's web_analytics pipeline, after ingest has loaded its sources: a task per dbt model, each with its Asset."""
     from airflow_osds.dbt.manifest_build import parse_project
     from airflow_osds.hooks.dbt import DbtHook
@@ -86,8 +88,14 @@ def test_dbt_step_runs_after_its_source_and_emits_an_asset_per_model(warehouse, 
     assert sources <= {o.uri for t in ingest.tasks for o in t.outlets}
     assert dag.task_dict["transform.stg_page_views"].upstream_task_ids == set()
     assert run_dag(ingest).state == "success"
+    # The schemas the models build into are new (the module's first test built this project too).
+    warehouse.execute("DROP SCHEMA IF EXISTS staging CASCADE; DROP SCHEMA IF EXISTS marts CASCADE")
+    capfd.readouterr()
     result = run_dag(dag)
     assert result.state == "success", result
+    # The first model tasks of the fresh warehouse created its schemas before dbt could race on them.
+    log = "".join(capfd.readouterr())
+    assert re.search(r"Created schema\(s\) (staging|marts) before dbt runs", log), log[-3000:]
     assert warehouse.scalar("SELECT count(*) FROM marts.sessions") == warehouse.scalar(
         "SELECT count(DISTINCT domain_sessionid) FROM atomic.events WHERE event_name = 'page_view'"
     )

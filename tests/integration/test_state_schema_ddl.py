@@ -1,7 +1,8 @@
-"""Tasks that start together never fail creating the tables they share a schema with.
+"""Tasks that start together never fail creating the schemas and tables they share.
 
 A Singer sync, a dbt build and a reverse-ETL sync starting at once (the two-worker e2e test does
-exactly that) each create ``osds_state`` for their own table. PostgreSQL checks ``IF NOT EXISTS``
+exactly that) each create ``osds_state`` for their own table; dbt model tasks of one layer each
+create the schema their models build into. PostgreSQL checks ``IF NOT EXISTS``
 without a lock: the second session waits on the first one's uncommitted catalog row, then fails
 with a unique violation. Every creator takes :data:`airflow_osds.postgres.DDL_LOCK` first.
 
@@ -67,17 +68,29 @@ def _waiting_on_a_lock(observer: Any, holder: Any) -> bool:
     return blocked > 0
 
 
-CREATORS: dict[str, Callable[[Any, str], None]] = {
-    "singer state": _singer,
-    "reverse-ETL state": _reverse_etl,
-    "snowplow ledger": _snowplow_ledger,
-    "dbt run results": _dbt_run_results,
-    "dbt state manifests": _dbt_state_manifest,
+def _dbt_model_schemas(conn: Any, dbname: str) -> None:
+    from airflow_osds.hooks.dbt import DbtHook
+
+    assert DbtHook("warehouse").create_schemas([MODEL_SCHEMA, "public"]) == [MODEL_SCHEMA]
+
+
+MODEL_SCHEMA = "analytics"
+
+# creator → (the schema another task is creating at the same time, what the creator runs)
+CREATORS: dict[str, tuple[str, Callable[[Any, str], None]]] = {
+    "singer state": (STATE_SCHEMA, _singer),
+    "reverse-ETL state": (STATE_SCHEMA, _reverse_etl),
+    "snowplow ledger": (STATE_SCHEMA, _snowplow_ledger),
+    "dbt run results": (STATE_SCHEMA, _dbt_run_results),
+    "dbt state manifests": (STATE_SCHEMA, _dbt_state_manifest),
+    # A dbt model task creating the schema its models build into, while another model task of the
+    # same layer does (dbt's own CREATE SCHEMA would collide: the operator creates it first).
+    "dbt model schemas": (MODEL_SCHEMA, _dbt_model_schemas),
 }
 
 
 @pytest.mark.parametrize("creator", list(CREATORS))
-def test_a_creator_waits_for_another_task_creating_the_state_schema(
+def test_a_creator_waits_for_another_task_creating_the_same_schema(
         creator: str, postgres: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     pg = postgres.postgres
     dbname = f"ddl_race_{next(_db_counter)}"
@@ -87,12 +100,13 @@ def test_a_creator_waits_for_another_task_creating_the_state_schema(
         with pg.connect(dbname) as other_task, pg.connect(dbname, autocommit=True) as conn:
             # Another task mid-way through its creation: lock taken, schema created, not committed yet.
             other_task.execute(DDL_LOCK)
-            other_task.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
+            schema, create = CREATORS[creator]
+            other_task.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             errors: list[BaseException] = []
 
             def run() -> None:
                 try:
-                    CREATORS[creator](conn, dbname)
+                    create(conn, dbname)
                 except BaseException as exc:  # reported by the assertion below
                     errors.append(exc)
 
@@ -107,6 +121,6 @@ def test_a_creator_waits_for_another_task_creating_the_state_schema(
             other_task.commit()
             thread.join(timeout=30)
             assert not thread.is_alive()
-            assert errors == [], f"{creator} failed after the other task created {STATE_SCHEMA}: {errors}"
+            assert errors == [], f"{creator} failed after the other task created {schema}: {errors}"
     finally:
         pg.drop_database(dbname)

@@ -237,6 +237,10 @@ def _render(block: DbtBlock, project: Path, manifest_path: Path, record: Any) ->
     )
 
 
+def _schemas_built(unit: Any, rendered: RenderedDbt) -> list[str]:
+    return sorted({n.relation[0] for uid in unit.nodes if (n := rendered.nodes[uid]).relation and n.relation[0]})
+
+
 def _selected(block: DbtBlock, manifest: Any, project: Path) -> frozenset[str]:
     """What the step runs: its YAML selector, its select/exclude, else the project's default selector."""
     from airflow_osds.dbt.errors import DbtSelectionError
@@ -361,6 +365,8 @@ def compile_group(block: DbtBlock, ctx: StepContext) -> GroupNode:
             **({"state": block.state} if block.state else {}),
             **common,
             "outlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.writes[gid])],
+            # Parallel tasks would otherwise race on dbt's own CREATE SCHEMA (see DbtOperator).
+            **({"create_schemas": schemas} if (schemas := _schemas_built(unit, rendered)) else {}),
             # What this task's models and tests read: its lineage inputs (scheduling follows the step's reads).
             **({"inlets": [AssetOf(parse_table(t, conn_id=ctx.warehouse)) for t in sorted(rendered.group_reads[gid])]}
                if rendered.group_reads[gid] else {}),

@@ -80,6 +80,8 @@ def test_model_granularity_builds_a_task_per_model_with_its_tests(write, project
     assert totals.indirect_selection == "cautious"
     assert totals.populate_cache is False  # a one-model task does not list every schema's relations
     assert totals.outlets == [_asset("marts.customer_totals_v1")]
+    assert totals.create_schemas == ["marts"]  # created before dbt runs: parallel tasks do not race on it
+    assert dag.task_dict["transform.stg_orders"].create_schemas == ["staging"]
     # its lineage inputs: what it and its tests read, stg_orders through the ephemeral int_order_totals
     assert totals.inlets == [_asset("staging.stg_customers"), _asset("staging.stg_orders")]
     assert dag.task_dict["transform.stg_events"].upstream_task_ids == {"load_events"}
@@ -92,6 +94,7 @@ def test_project_and_folder_granularity(write, project, dbt_project) -> None:
     dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
     assert [t for t in dag.task_dict if t.startswith("transform.")] == ["transform.project"]
     assert dag.task_dict["transform.project"].populate_cache is True
+    assert set(dag.task_dict["transform.project"].create_schemas) >= {"marts", "staging"}
     write("shop.yml", PIPELINE.format(granularity="folder").replace("shop.snowplow.events", "snowplow.events"))
     proj = project()
     dag = build_dag(compile_pipeline(proj.plans["shop"], proj), register=False)
