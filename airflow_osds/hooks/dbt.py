@@ -164,7 +164,6 @@ class DbtHook(BaseHook):
     # -- state kept for `dbt retry` ----------------------------------------------------------
     def save_run_results(self, key: Sequence[str], run_results: dict[str, Any]) -> None:
         """Keep a failed invocation's ``run_results.json`` for the task's next try."""
-        # Straight through the connection: DbApiHook.run would log the whole document.
         with self._warehouse() as conn:
             create_once(conn, _RUN_RESULTS_DDL)
             conn.execute(
