@@ -288,7 +288,10 @@ def test_on_kill_stops_dbt_and_its_query(warehouse, run_dag, dag_file, project: 
     if mode == "subprocess":
         assert len(seen["dbt_processes"]) >= 1, "dbt and its children (multiprocessing's resource tracker)"
         assert seen["alive"] == [], "dbt's process group is gone"
-    assert seen["backends_after"] == [] and seen["gone_after_s"] < 5, seen
-    assert seen["on_kill_s"] < 5, seen
+    # Within the grace dbt gets after SIGINT (10 s, then SIGTERM): unloaded, dbt's own Ctrl-C path ends
+    # it in ~2 s; on a loaded CI machine it may still run 3 s in, when its query is terminated for it,
+    # and its exit then takes a few seconds more (5.04 s seen). A dbt ignoring SIGINT takes ≥ 10 s.
+    assert seen["backends_after"] == [] and seen["gone_after_s"] < 10, seen
+    assert seen["on_kill_s"] < 10, seen
     assert result.task_states == {"slow": "failed"}
     assert time.monotonic() - started < 45, "dbt did not wait for pg_sleep(60)"
