@@ -273,7 +273,7 @@ def test_on_kill_stops_dbt_and_its_query(warehouse, run_dag, dag_file, project: 
         seen["on_kill_s"] = time.monotonic() - started
         _, alive = psutil.wait_procs(dbt, timeout=5)
         seen["alive"] = [p.pid for p in alive]
-        while warehouse.query(SLEEP_QUERY, (name,)) and time.monotonic() - started < 5:
+        while warehouse.query(SLEEP_QUERY, (name,)) and time.monotonic() - started < 10:
             time.sleep(0.1)
         seen["backends_after"] = warehouse.query(SLEEP_QUERY, (name,))
         seen["gone_after_s"] = time.monotonic() - started
