@@ -25,6 +25,7 @@ from airflow_osds.demo_superset import (
     superset_state_dir,
 )
 from airflow_osds.localrun import CRM_SOURCE_DB, DagRunResult, LocalStack, apply_environ, migrate_metadata_db, run_dag
+from airflow_osds.postgres import relation_exists
 from airflow_osds.superset import LocalSuperset
 from airflow_osds.superset.client import SupersetApiError, SupersetClient
 
@@ -454,8 +455,7 @@ def _count_rows(stack: LocalStack, tables: list[TableRef]) -> list[TableCount]:
             if ref.conn_id != "warehouse":
                 counts.append(TableCount(ref, None))
                 continue
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ref.qualified,)).fetchone()[0]
-            if not exists:  # its task failed or was not run
+            if not relation_exists(conn, ref.qualified):  # its task failed or was not run
                 counts.append(TableCount(ref, None))
                 continue
             query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(ref.schema), sql.Identifier(ref.table))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DDL_LOCK", "LIBPQ_EXTRAS", "STATE_SCHEMA", "connect_kwargs", "create_once"]
+__all__ = ["DDL_LOCK", "LIBPQ_EXTRAS", "STATE_SCHEMA", "connect_kwargs", "create_once", "relation_exists"]
 
 # libpq parameters taken from a connection's extra; anything else there (dbt_schema …) is not libpq's.
 LIBPQ_EXTRAS = (
@@ -60,3 +60,8 @@ def create_once(conn: Any, ddl: str | Sequence[Any]) -> None:
         for statement in statements:
             if not isinstance(statement, str) or statement.strip():
                 conn.execute(statement)
+
+
+def relation_exists(conn: Any, name: str) -> bool:
+    """Whether the table or view ``name`` (``schema.table``, quoted where needed) exists. ``conn``: psycopg 3."""
+    return bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0])

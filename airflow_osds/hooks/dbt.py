@@ -13,7 +13,7 @@ from airflow_osds.dbt.errors import DbtConfigurationError, ProfileError
 from airflow_osds.dbt.profiles import PostgresTarget
 from airflow_osds.dbt.state import WAREHOUSE
 from airflow_osds.dbt.runner import DbtRunHandle, DbtRunResult, run_dbt
-from airflow_osds.postgres import STATE_SCHEMA, create_once
+from airflow_osds.postgres import STATE_SCHEMA, create_once, relation_exists
 
 __all__ = ["DbtHook"]
 
@@ -175,7 +175,7 @@ class DbtHook(BaseHook):
     def load_run_results(self, key: Sequence[str]) -> dict[str, Any] | None:
         """The ``run_results.json`` a previous try saved, or ``None``."""
         with self._warehouse() as conn:
-            if not _exists(conn, STATE_TABLE):
+            if not relation_exists(conn, STATE_TABLE):
                 return None
             row = conn.execute(f"SELECT run_results FROM {STATE_TABLE} WHERE key = %s", ("/".join(key),)).fetchone()
         if row is None:
@@ -186,7 +186,7 @@ class DbtHook(BaseHook):
     def forget_run_results(self, key: Sequence[str]) -> None:
         """Remove what :meth:`save_run_results` kept, if anything."""
         with self._warehouse() as conn:
-            if _exists(conn, STATE_TABLE):
+            if relation_exists(conn, STATE_TABLE):
                 conn.execute(f"DELETE FROM {STATE_TABLE} WHERE key = %s", ("/".join(key),))
 
     # -- state manifests for `state:` selectors -------------------------------------------------
@@ -198,7 +198,7 @@ class DbtHook(BaseHook):
         """
         if location == WAREHOUSE:
             with self._warehouse() as conn:
-                if not _exists(conn, STATE_MANIFESTS):
+                if not relation_exists(conn, STATE_MANIFESTS):
                     return None
                 found = conn.execute(f"SELECT manifest FROM {STATE_MANIFESTS} WHERE key = %s", (key,)).fetchone()
             return bytes(found[0]) if found else None
@@ -230,7 +230,3 @@ def _state_path(location: str, key: str) -> Any:
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(location.rstrip("/") + "/" + key + "/manifest.json")
-
-
-def _exists(conn: Any, table: str) -> bool:
-    return bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0])

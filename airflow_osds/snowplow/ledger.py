@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_osds.postgres import STATE_SCHEMA, create_once
+from airflow_osds.postgres import STATE_SCHEMA, create_once, relation_exists
 from airflow_osds.snowplow.sources import SourceFile
 
 __all__ = ["LEDGER_TABLE", "FileState", "ensure_ledger", "finish", "pending", "progress", "start", "state_of"]
@@ -73,8 +73,7 @@ def pending(conn: Any, events_table: str, files: Sequence[SourceFile]) -> list[S
     """The files not yet fully loaded into ``events_table`` (new, unfinished, or changed in size)."""
     if not files:
         return []
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LEDGER_TABLE,)).fetchone()[0]
-    if not exists:
+    if not relation_exists(conn, LEDGER_TABLE):
         return list(files)
     done = dict(conn.execute(
         f"SELECT uri, size FROM {LEDGER_TABLE} WHERE events_table = %s AND status = 'done' AND uri = ANY(%s)",

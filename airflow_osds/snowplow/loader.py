@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_osds.background import OneWriter
-from airflow_osds.postgres import DDL_LOCK
+from airflow_osds.postgres import create_once
 from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, entities, fields, ledger, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
@@ -232,22 +232,18 @@ class _Writer:
     def prepare(self) -> None:
         conn, schema = self.conn, self.options.schema
         ledger.ensure_ledger(conn)
-        with conn.transaction():
-            conn.execute(DDL_LOCK)
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-            conn.execute(fields.events_table_sql(schema))
-            conn.execute(
-                f"CREATE UNIQUE INDEX IF NOT EXISTS osds_events_event_id_fingerprint ON {_qualified(self.options.events_table)} "
-                "(event_id, event_fingerprint) NULLS NOT DISTINCT"
-            )
-            bad_schema = self.options.bad_table.rsplit(".", 1)[0]
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(bad_schema)}")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_qualified(self.options.bad_table)} ("
-                "source text NOT NULL, line bigint NOT NULL, kind text NOT NULL, reason text NOT NULL, "
-                "original text NOT NULL, bad_row jsonb NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(), "
-                "PRIMARY KEY (source, line))"
-            )
+        bad_schema = self.options.bad_table.rsplit(".", 1)[0]
+        create_once(conn, [
+            f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}",
+            fields.events_table_sql(schema),
+            f"CREATE UNIQUE INDEX IF NOT EXISTS osds_events_event_id_fingerprint ON {_qualified(self.options.events_table)} "
+            "(event_id, event_fingerprint) NULLS NOT DISTINCT",
+            f"CREATE SCHEMA IF NOT EXISTS {_ident(bad_schema)}",
+            f"CREATE TABLE IF NOT EXISTS {_qualified(self.options.bad_table)} ("
+            "source text NOT NULL, line bigint NOT NULL, kind text NOT NULL, reason text NOT NULL, "
+            "original text NOT NULL, bad_row jsonb NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (source, line))",
+        ])
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {_qualified(self.options.events_table)}) "
                      "ON COMMIT DELETE ROWS")
 
