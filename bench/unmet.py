@@ -65,13 +65,14 @@ REASONS: dict[str, str] = {
         "puts 1M rows at ~1,000 s: ~300×)."
     ),
     "singer_target.ours.vs_pipelinewise": (
-        "pipelinewise-target-postgres 2.1.2 runs at 33–41k records/s here on this input (faster than the 26k of the "
+        "pipelinewise-target-postgres 2.1.2 runs at 31–41k records/s here on this input (faster than the 26k of the "
         "reference notes): it also COPYs CSV in 100k-row batches and validates nothing by default, so its cost is "
-        "its per-record Python too. Ours, ~1.3–2.1 s for 200k records (95–150k/s, noisy on this VM), is: ~0.3 s "
-        "process start (Python, psycopg, msgspec), ~0.6 s decoding the messages with msgspec, ~0.4 s checking and "
-        "rendering the values, and the last batch's COPY, which nothing overlaps. 4× needs ≤ ~1.3 s every time; "
-        "the next step is decoding each stream's records straight into typed msgspec structs (type checks in C) "
-        "and writing the last batch in smaller pieces."
+        "its per-record Python too. Ours, ~1.2–1.4 s for 200k records since 2026-12-04 (1.3–2.1 s before: the hot "
+        "loop lost handle()'s dispatch, the per-record tuple of metadata columns and four of five substring scans per "
+        "string), is: ~0.18 s process start (Python, psycopg, msgspec), ~0.85 s of Python decoding, checking and "
+        "rendering (3–5 µs a record, slower while the writer thread's COPY runs beside it), and the last batch's "
+        "COPY (~0.16 s), which nothing overlaps. 4× needs ≤ ~1.5 s on this input; a run on a busy VM can miss it "
+        "(the first round after PostgreSQL starts is the slowest)."
     ),
     "snowplow.load.*.vs_bare_copy": _SNOWPLOW_VS_BARE,
     "snowplow.load.*.vs_sdk_transform": (

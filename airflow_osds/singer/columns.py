@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Column", "Converter", "Unfit", "columns_of", "converters", "copy_line", "json_text", "line_function", "quote_ident", "strict_converters"]
+__all__ = ["Column", "Converter", "Unfit", "columns_of", "converters", "copy_line", "copy_tail", "json_text", "line_function", "quote_ident", "strict_converters"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -238,16 +238,21 @@ def strict_converters(schema: Mapping[str, Any]) -> list[Converter] | None:
 _INLINE: dict[Callable[[Any], str], tuple[str, str]] = {
     _bigint: ("type(v) is int and -9223372036854775808 <= v <= 9223372036854775807", "str(v)"),
     _numeric: ("type(v) is int or type(v) is Decimal and v.is_finite()", "str(v)"),
-    _string: ("type(v) is str and not ('\\\\' in v or '\\t' in v or '\\n' in v or '\\r' in v or '\\x00' in v)", "v"),
+    # isprintable() is false for tab, newline, CR, NUL (and other characters the converter then decides on).
+    _string: ("type(v) is str and v.isprintable() and '\\\\' not in v", "v"),
     _date_time: ("type(v) is str and _DATE_TIME(v) is not None", "v"),
 }
 
 
-def line_function(converters: Sequence[Converter]) -> Callable[[Mapping[str, Any], Sequence[str]], str]:
+def line_function(converters: Sequence[Converter]) -> Callable[[Mapping[str, Any], str], str]:
     """:func:`copy_line` for these converters, generated once (a stream's SCHEMA): the same lines and
-    errors, without the per-column loop and with the common values converted inline."""
+    errors, without the per-column loop and with the common values converted inline.
+
+    The generated ``line(record, tail)`` takes the rest of the line ready-made (the extra columns,
+    tab-separated, and the newline: :func:`copy_tail`), which is the same for nearly every record.
+    """
     names: dict[str, Any] = {"Unfit": Unfit, "Decimal": Decimal, "_DATE_TIME": _DATE_TIME}
-    body = ["def line(record, extra):", "    get = record.get"]
+    body = ["def line(record, tail):", "    get = record.get"]
     for i, (name, convert, nullable) in enumerate(converters):
         names[f"c{i}"], names[f"n{i}"] = convert, name
         fast = _INLINE.get(convert)
@@ -259,11 +264,17 @@ def line_function(converters: Sequence[Converter]) -> Callable[[Mapping[str, Any
         body += ["    else:",
                  f"        try: f{i} = c{i}(v)",
                  f"        except Unfit as exc: raise Unfit(f'{{n{i}}}: {{exc}}') from None"]
-    fields = "".join(f"f{i}, " for i in range(len(converters)))
-    body.append(f"    return '\\t'.join(({fields}*extra)) + '\\n'")
+    # An f-string of the fields: cheaper than joining a tuple of them.
+    fields = "".join(f"{{f{i}}}\\t" for i in range(len(converters)))
+    body.append(f"    return f'{fields}{{tail}}'")
     names["_not_null"] = _not_null
     exec("\n".join(body), names)  # noqa: S102 - generated from our own templates, no user text in the code
     return names["line"]  # type: ignore[no-any-return]
+
+
+def copy_tail(extra: Sequence[str]) -> str:
+    """What follows a record's columns on its ``COPY`` line: ``extra`` tab-separated, and the newline."""
+    return "\t".join(extra) + "\n"
 
 
 def _not_null(name: str, record: Mapping[str, Any]) -> str:

@@ -57,6 +57,7 @@ from airflow_osds.singer.columns import (
     Unfit,
     columns_of,
     converters,
+    copy_tail,
     json_text,
     line_function,
     quote_ident,
@@ -130,13 +131,34 @@ class _Stream:
         return fastjsonschema.compile(self.schema, formats=_FORMATS)
 
     @cached_property
-    def line(self) -> Callable[[Any, Any], str]:
+    def line(self) -> Callable[[Any, str], str]:
         """The record's COPY line (:func:`~airflow_osds.singer.columns.line_function`, generated once)."""
         return line_function(self.converters)
+
+    @cached_property
+    def key_of(self) -> Callable[[dict[str, Any]], Any]:
+        """The record's key: its one key property's value, or the tuple of them (a missing one is None)."""
+        if len(self.keys) == 1:
+            (name,) = self.keys
+            return lambda record: record.get(name)
+        names = tuple(self.keys)
+        return lambda record: tuple(record.get(k) for k in names)
 
     @property
     def pending(self) -> int:
         return len(self.by_key) if self.keys else len(self.lines)
+
+
+# The metadata columns of a record without time_extracted or version: nearly all of them.
+_BARE_TAIL = copy_tail(("\\N", "\\N", "\\N"))
+
+
+def _tail(extracted: Any, version: Any) -> str:
+    return copy_tail((
+        _EXTRACTED_AT.convert(extracted) if isinstance(extracted, str) else "\\N",
+        str(version) if isinstance(version, int) and not isinstance(version, bool) else "\\N",
+        "\\N",
+    ))
 
 
 class _Target:
@@ -202,38 +224,39 @@ class _Target:
         self.streams[name] = stream
 
     def record(self, message: dict[str, Any]) -> None:
-        name = message.get("stream")
+        # Nearly every message: kept to the few lookups a record needs (this is the target's hot loop).
+        get = message.get
+        name = get("stream")
         stream = self.streams.get(name)  # type: ignore[arg-type]
-        record = message.get("record")
+        record = get("record")
         if stream is None:
             self.rejects.append((str(name), "no SCHEMA message for this stream before its records", _json(record)))
             return
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             self._reject(stream, "the record is not a JSON object", record)
             return
+        extracted = get("time_extracted")
+        version = get("version")
         try:
             if not stream.checked:
                 stream.validate(record)
-            extracted = message.get("time_extracted")
-            version = message.get("version")
-            line = stream.line(record, (
-                _EXTRACTED_AT.convert(extracted) if isinstance(extracted, str) else "\\N",
-                str(version) if isinstance(version, int) and not isinstance(version, bool) else "\\N",
-                "\\N",
-            ))
+            line = stream.line(record, _BARE_TAIL if extracted is None and version is None else _tail(extracted, version))
         except Exception as exc:  # fastjsonschema's JsonSchemaValueException, Unfit
             if not _is_record_error(exc):
                 raise
             self._reject(stream, _reason(stream, exc, record), record)
             return
         if stream.keys:
-            key = tuple(record.get(k) for k in stream.keys)
-            stream.by_key.pop(key, None)  # the last record of a key wins, in arrival order
-            stream.by_key[key] = line
+            by_key = stream.by_key
+            key = stream.key_of(record)
+            by_key.pop(key, None)  # the last record of a key wins, in arrival order
+            by_key[key] = line
+            if len(by_key) >= self.config.batch_size_rows:
+                self.write_all()
         else:
             stream.lines.append(line)
-        if stream.pending >= self.config.batch_size_rows:
-            self.write_all()
+            if len(stream.lines) >= self.config.batch_size_rows:
+                self.write_all()
 
     def _reject(self, stream: _Stream, reason: str, record: Any) -> None:
         self.rejects.append((stream.name, reason, _json(record)))
@@ -380,16 +403,20 @@ def run(lines: Iterable[bytes], config: TargetConfig, out: IO[str]) -> dict[str,
     decode = msgspec.json.Decoder(float_hook=Decimal).decode
     with psycopg.connect(autocommit=True, **config.conninfo) as conn, OneWriter("osds-target-writer") as writer:
         target = _Target(conn, config, out, writer)
+        record = target.record
         for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
             try:
                 message = decode(line)
             except msgspec.DecodeError as exc:
+                if not line.strip():
+                    continue
                 raise TargetError(f"input line {number} is not a JSON message: {exc}") from None
-            if not isinstance(message, dict):
+            if type(message) is not dict:
                 raise TargetError(f"input line {number} is not a JSON object")
-            target.handle(message)
+            if message.get("type") == "RECORD":  # the hot path, without handle()'s dispatch
+                record(message)
+            else:
+                target.handle(message)
         target.sync()
     counts = {name: s.loaded for name, s in target.streams.items()}
     counts["<rejected>"] = target.rejected

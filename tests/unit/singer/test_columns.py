@@ -107,7 +107,7 @@ def test_numbers_decoded_as_decimal_keep_every_digit_and_integral_ones_fit_bigin
 def test_the_generated_line_function_writes_what_copy_line_writes_and_fails_alike(strict: bool) -> None:
     from decimal import Decimal
 
-    from airflow_osds.singer.columns import line_function
+    from airflow_osds.singer.columns import copy_tail, line_function
 
     schema = {"properties": {"id": {"type": "integer"}, "name": {"type": ["null", "string"]},
                              "score": {"type": ["null", "number"]}, "at": {"type": ["null", "string"], "format": "date-time"},
@@ -120,10 +120,11 @@ def test_the_generated_line_function_writes_what_copy_line_writes_and_fails_alik
         {"id": 2}, {"id": None}, {"id": "x"}, {"id": 3, "at": "nope"}, {"id": 2**70}, {"id": 4, "name": "x\x00"},
         {"id": 5, "score": 1.5, "name": None}, {"id": 6.0, "score": 7}, {"id": True}, {"id": 7, "ok": "yes"},
         {"id": 8, "name": 9}, {"id": 9, "score": float("nan")},
+        {"id": 10, "name": "non-breaking\u00a0space, \x01 control, é"}, {"id": 11, "name": "x\ry"},
     ]
     for record in records:
         outcomes = []
-        for build in (lambda r: copy_line(conv, r, ["E", "\\N"]), lambda r: line(r, ["E", "\\N"])):
+        for build in (lambda r: copy_line(conv, r, ["E", "\\N"]), lambda r: line(r, copy_tail(["E", "\\N"]))):
             try:
                 outcomes.append(build(record))
             except Unfit as exc:
