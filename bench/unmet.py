@@ -54,15 +54,17 @@ _SNOWPLOW_VS_BARE = (
 
 REASONS: dict[str, str] = {
     "reverse_etl.changed_1pct.vs_full_send": (
-        "Ours is ~3.3–3.4 s on 1M rows with 10k changed (5.1 s in the first round after the initial sync, while "
-        "PostgreSQL still sets hint bits on the fresh state). About 2–2.5 s of it is the diff: one hash join of 1M "
-        "source rows against 1M delivered rows on text keys, plus a 64-bit hash of every mapped row, ~2 µs a row in "
-        "PostgreSQL 18 on these 2 cores (parallel plans were tried: no gain here; jsonb per row was 4× slower and "
-        "is gone; the key check's extra pass is skipped for a unique non-null key, and costs ~1 s on a table "
-        "without one). The other ~1 s is sending and recording 100 batches of 100. The full send it is compared "
-        "with posts to an unthrottled local sink at ~52 µs a row, so the ratio's ceiling here is ~25× even with "
-        "a free diff. Against a real API's rate limit a full send is far slower (HubSpot's 100 requests per 10 s "
-        "puts 1M rows at ~1,000 s: ~300×)."
+        "The ratio is set by how fast the local sink takes a full send, and that moved between machines: on "
+        "2026-12-04 (another VM) the full send of 1M rows took 22–30 s (~23 µs a row; 52 s on 2026-12-02) while "
+        "ours took 2.25–3.2 s (3.3–3.4 s before), so the ratio fell from 15.3 to 9.3 with both sides faster. 20× "
+        "would need ours ≤ ~1.2 s, and the diff alone takes 1.6–2.5 s: one hash join of 1M source rows against "
+        "1M delivered rows on text keys, plus a 64-bit hash of every mapped row (`ROW(…)::text`, ~0.56 µs a row "
+        "serial; `hash_record_extended` would halve that but fails on types without a hash opclass such as json, "
+        "and would change every stored hash), ~1.9 µs a row in PostgreSQL 18 on these 2 cores (parallel plans: no "
+        "gain here). The other ~0.6 s is sending and recording 100 batches of 100. The first round after the "
+        "initial sync is the slowest (3.2 s) while PostgreSQL sets hint bits on 1M fresh state rows. Against a "
+        "real API's rate limit a full send is far slower (HubSpot's 100 requests per 10 s puts 1M rows at "
+        "~1,000 s: ~400× ours)."
     ),
     "singer_target.ours.vs_pipelinewise": (
         "pipelinewise-target-postgres 2.1.2 runs at 31–41k records/s here on this input (faster than the 26k of the "
