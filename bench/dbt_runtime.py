@@ -99,11 +99,13 @@ def measure_runtime(demo_reps: int, large_reps: int, large_models: int = 200) ->
         if models is None:
             ours, cosmos = _demo_copy(work / "ours" / "web_analytics"), _demo_copy(work / "cosmos" / "web_analytics")
             tests, profile, name, events = None, "osds", "web_analytics", DEMO_EVENTS
+            crm = str(ours / "seeds" / "crm_contacts.csv")
         else:
             ours, tests = _generated(work / "ours" / PROJECT_NAME, models)
             cosmos, _ = _generated(work / "cosmos" / PROJECT_NAME, models)
-            profile, name, events = PROFILE_NAME, PROJECT_NAME, None
+            profile, name, events, crm = PROFILE_NAME, PROJECT_NAME, None, None
         config = {"label": label, "project": str(ours), "cosmos_project": str(cosmos), "setup_events": events,
+                  "setup_crm": crm,
                   "reps": reps, "out": str(work / "result.json"), "work": str(work),
                   "cosmos_python": str(cosmos_python), "cosmos_child": str(COSMOS_CHILD),
                   "profile_name": profile, "project_name": name, "cosmos_dag_id": f"cosmos_rt_{label}"}

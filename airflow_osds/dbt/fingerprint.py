@@ -54,6 +54,7 @@ _DEFAULT_PATHS = {
 }
 # (path, mtime_ns, size) → content digest: re-checking an unchanged project hashes nothing twice.
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+_CONFIGS: dict[tuple[str, int, int], dict[str, Any]] = {}  # dbt_project.yml by (path, mtime, size)
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,27 @@ def _paths(config: Mapping[str, Any], key: str, default: list[str]) -> list[str]
 
 
 def _project_config(root: Path) -> dict[str, Any]:
-    """``dbt_project.yml`` as data; {} (dbt's default paths) when it cannot be read as plain YAML."""
+    """``dbt_project.yml`` as data; {} (dbt's default paths) when it cannot be read as plain YAML.
+
+    Read once per process and file version: a dbt task checks the fingerprint twice (is the
+    manifest stale, may dbt trust the saved parse), and libyaml reads it in a fraction of
+    PyYAML's pure-Python ``safe_load`` time.
+    """
     import yaml
 
+    path = root / "dbt_project.yml"
     try:
-        data = yaml.safe_load((root / "dbt_project.yml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        st = path.stat()
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _CONFIGS:
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = {}
+        _CONFIGS[key] = data if isinstance(data, dict) else {}
+    return _CONFIGS[key]
 
 
 def _digest(path: Path) -> str:
