@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
 from airflow_osds.factory.blocks import BLOCK_LOAD_ERRORS
 from airflow_osds.factory.envvars import substitute_env
-from airflow_osds.factory.spec import FolderDefaults, PipelineSpec
+from airflow_osds.factory.spec import FolderDefaults, LazyBlock, PipelineSpec
 from airflow_osds.factory.yaml_source import Locator, locate, locate_key, read_yaml
 
 __all__ = [
@@ -256,7 +256,8 @@ def _allowed_keys(parent_location: list[Any], model: type[BaseModel]) -> list[st
         )
         if field_info is None:
             continue  # a dict key (step id) or list index: the value has the same model
-        nested = _model_in(field_info.annotation)
+        lazy = next((m for m in field_info.metadata if isinstance(m, LazyBlock)), None)
+        nested = lazy.model if lazy is not None else _model_in(field_info.annotation)
         if nested is not None:
             model = nested
     return [f.alias or name for name, f in model.model_fields.items()]

@@ -12,7 +12,7 @@ import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
+from pydantic import Field, WrapValidator, create_model, field_validator, model_validator
 
 from airflow_osds.factory.blocks import BLOCKS
 from airflow_osds.factory.blocks.group import GroupBlock
@@ -20,6 +20,7 @@ from airflow_osds.factory.types import IDENTIFIER_PATTERN, CallbackSpec, Duratio
 
 __all__ = [
     "DataCondition",
+    "LazyBlock",
     "FolderDefaults",
     "ParamSpec",
     "PipelineCallbacks",
@@ -141,16 +142,52 @@ def _schedule_shorthand(value: Any) -> Any:
     return value
 
 
-def _block_field(block: Any) -> Any:
-    annotation: Any = block.model | None
-    if block.expand_shorthand is not None:
-        validator = BeforeValidator(block.expand_shorthand, json_schema_input_type=block.shorthand_type | block.model | None)
-        annotation = Annotated[annotation, validator]
-    return (annotation, Field(None, description=block.description))
+class LazyBlock:
+    """A step's field for one block, validated by the block's own model, imported on first use.
+
+    The step model has a field per block name, but building it must not build the pydantic
+    models of every block (most pipelines use two or three): the field's value is validated
+    by ``BLOCKS[name].model`` only when a step gives it. Errors keep their locations, since a
+    ``ValidationError`` raised here nests under the field. The JSON Schema is the block model's.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def model(self) -> Any:
+        return BLOCKS[self.name].model
+
+    def __call__(self, value: Any, handler: Any) -> Any:
+        if value is None:
+            return None
+        block = BLOCKS[self.name]
+        if block.expand_shorthand is not None:
+            value = block.expand_shorthand(value)
+        return block.model.model_validate(value)
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        from pydantic import TypeAdapter
+
+        block = BLOCKS[self.name]
+        options = [block.model, type(None)]
+        if block.shorthand_type is not None:
+            options.insert(0, block.shorthand_type)
+        # Through the generator itself, so the block's model becomes a `$defs` entry as a plain field's would.
+        generate = handler.generate_json_schema.generate_inner
+        return {"anyOf": [generate(TypeAdapter(t).core_schema) for t in options],
+                "default": None, "description": block.description}
+
+
+def _block_field(name: str) -> Any:
+    if name == "group":  # nests steps (a recursive model), and is small: validated as a plain field
+        return (GroupBlock | None, Field(None, description=BLOCKS[name].description))
+    lazy = LazyBlock(name)
+    return (Annotated[Any, WrapValidator(lazy), lazy], Field(None))
 
 
 def _step_model() -> type[Strict]:
-    block_fields: dict[str, Any] = {name: _block_field(block) for name, block in BLOCKS.items()}
+    block_fields: dict[str, Any] = {name: _block_field(name) for name in BLOCKS}
     return create_model(
         "StepSpec",
         __base__=_StepBase,
