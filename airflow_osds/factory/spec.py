@@ -153,6 +153,7 @@ class LazyBlock:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._validate: Any = None  # the block model's core validator, once a step used the block
 
     @property
     def model(self) -> Any:
@@ -161,10 +162,13 @@ class LazyBlock:
     def __call__(self, value: Any, handler: Any) -> Any:
         if value is None:
             return None
-        block = BLOCKS[self.name]
-        if block.expand_shorthand is not None:
-            value = block.expand_shorthand(value)
-        return block.model.model_validate(value)
+        validate = self._validate
+        if validate is None:
+            # Called once per step: straight to pydantic-core's validator, without model_validate's wrapper.
+            block = BLOCKS[self.name]
+            core, expand = block.model.__pydantic_validator__.validate_python, block.expand_shorthand
+            validate = self._validate = core if expand is None else (lambda v: core(expand(v)))
+        return validate(value)
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
         from pydantic import TypeAdapter
