@@ -153,7 +153,7 @@ class LazyBlock:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._validate: Any = None  # the block model's core validator, once a step used the block
+        self._validator: tuple[Any, Any] = (None, None)  # (block, its validator), once a step used the block
 
     @property
     def model(self) -> Any:
@@ -162,12 +162,13 @@ class LazyBlock:
     def __call__(self, value: Any, handler: Any) -> Any:
         if value is None:
             return None
-        validate = self._validate
-        if validate is None:
+        block = BLOCKS[self.name]
+        cached, validate = self._validator
+        if cached is not block:  # first use, or the block was replaced in the registry
             # Called once per step: straight to pydantic-core's validator, without model_validate's wrapper.
-            block = BLOCKS[self.name]
             core, expand = block.model.__pydantic_validator__.validate_python, block.expand_shorthand
-            validate = self._validate = core if expand is None else (lambda v: core(expand(v)))
+            validate = core if expand is None else (lambda v: core(expand(v)))
+            self._validator = (block, validate)
         return validate(value)
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
