@@ -35,7 +35,12 @@ _PER_MODEL = (
     "≈ (N·fixed + work) ÷ (fixed + work) and grows with the number of cheap nodes; with real models (seconds "
     "each) it tends to 1. Measured 2026-12-02: our overhead per task 111 ms on the demo (ratio 2.28) and 0.73 s on "
     "the 200-model project (6.25, down from 12.4 once dbt trusts the recorded file list); Cosmos 1.15 pays 2.1–3.9× "
-    "that per task on the same projects (the overhead_vs_cosmos rows)."
+    "that per task on the same projects (the overhead_vs_cosmos rows). 2026-12-04: the demo at 1.98–2.12 over three "
+    "runs of 5–7 rounds (2.05 recorded), after the fingerprint stopped parsing dbt_project.yml twice per task with "
+    "PyYAML's pure-Python loader, and with the bench made stricter (each task starts with our per-process memos "
+    "empty, as a task process does); what is left per task on our side is ~6 ms creating missing schemas under the "
+    "DDL lock, ~5 ms walking the project for the fingerprint, the target directory; dbt's own behaviour flags call "
+    "`inspect.stack()` 22 times per invocation (~25 ms, growing with the caller's stack depth)."
 )
 
 _SNOWPLOW_VS_BARE = (
