@@ -251,7 +251,7 @@ class _Registry(MutableMapping[str, BlockType]):
                 log.warning("%s", BLOCK_LOAD_ERRORS[block.name])
                 continue
             self._loaded[block.name] = block
-        self._names = [*self._builtin, *(name for name in self._loaded if name not in self._builtin)]
+        self._names = [*self._builtin, *self._loaded]  # the entry points' blocks: none shares a built-in's name
 
     def __getitem__(self, name: str) -> BlockType:
         block = self._loaded.get(name)
