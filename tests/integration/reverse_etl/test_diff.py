@@ -607,3 +607,25 @@ def test_20k_rows_stream_in_batches_from_a_server_side_cursor(conn: Any) -> None
     assert dest.sent == ops("update", *range(100, 20_001, 100))
     assert (report.updated, report.unchanged, report.batches) == (200, 19_800, 1)
     assert first_seconds < 60, first_seconds
+
+
+def test_a_large_diff_is_planned_across_parallel_workers(conn: Any) -> None:
+    """The planner expects the diff to return every source row and, at its default cost per row passed
+    from a worker, plans a large diff on one core; the run lowers that cost (the diff returns the changed
+    rows only) so the join is split across workers. 200k rows: a 12 MB table, past the 8 MB at which
+    PostgreSQL considers a parallel scan."""
+    assert int(conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]) > 0
+    src = Source(conn, 200_000)
+    conn.execute(f"ANALYZE {src.table}")
+    spec = src.spec()
+    diff.ensure_tables(conn)
+    conn.execute(f"INSERT INTO {diff.DELIVERED_TABLE} (sync_id, key, hash, payload) "
+                 f"SELECT %s, id::text, 0, '{{}}' FROM {src.table}", (spec.sync_id,))
+    conn.execute(f"ANALYZE {diff.DELIVERED_TABLE}")
+    with conn.transaction():
+        diff._in_snapshot(conn, read_only=True)
+        plan = "\n".join(row[0] for row in conn.execute(
+            b"EXPLAIN " + diff._diff_sql(spec, full_resync=False, exists=True).as_bytes(conn)))
+        changed = diff._checked_counts(conn, spec, full_resync=False, exists=True).changed
+    assert "Gather" in plan and "Parallel Hash" in plan, plan
+    assert changed == 200_000  # every stored hash (0) differs
