@@ -12,7 +12,12 @@ per batch (no Airflow imports).
 * sends are at least ``1 / destination.rate_limit`` seconds apart (``rate_limit`` 0: no spacing);
 * ``on_result(batch, result)`` is called after *each* batch the destination answered, before the next one
   is sent: the caller records the acknowledged keys and the rejections then, so a failure later loses
-  nothing that was delivered. Matching the result to the batch (a key left out, a stranger) is the
+  nothing that was delivered. ``pipelined=True`` overlaps the two: the next batch is read and sent (in one
+  worker thread: one batch in flight at a time, in order, still spaced by the rate limit) while
+  ``on_result`` records the last answer: batch n's answer is recorded while batch n+1 is on its way, and
+  before batch n+2 is sent. What a failure can add is one batch that was on its way and is not recorded, so
+  the next run sends it again. That is harmless where a record sent twice is applied once (upserts, updates, deletes), and why
+  an insert-only sync does not pipeline. Matching the result to the batch (a key left out, a stranger) is the
   caller's job (:func:`airflow_osds.reverse_etl.sync.run_sync` rejects what a result leaves out).
 """
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from airflow_osds.reverse_etl.destinations.base import (
@@ -92,6 +99,43 @@ class DeliveryReport:
     delays: list[float] = field(default_factory=list)  # the waits before each retry, in seconds
 
 
+class _Sender:
+    """Sends one batch at a time, in the calling thread or in one worker thread, spaced by the rate limit."""
+
+    def __init__(self, destination: Destination, pool: ThreadPoolExecutor | None, report: DeliveryReport,
+                 sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self.destination = destination
+        self.pool = pool
+        self.report = report
+        self.sleep = sleep
+        self.clock = clock
+        self.last_send: float | None = None
+
+    def start(self, batch: Sequence[Change]) -> Future[BatchResult]:
+        rate = float(self.destination.rate_limit or 0)
+        if rate > 0 and self.last_send is not None:
+            wait = self.last_send + 1.0 / rate - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+        self.last_send = self.clock()
+        self.report.attempts += 1
+        if self.pool is not None:
+            return self.pool.submit(self.destination.send, batch)
+        future: Future[BatchResult] = Future()
+        try:
+            future.set_result(self.destination.send(batch))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future, as the pool does
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _InFlight:
+    index: int
+    batch: Sequence[Change]
+    future: Future[BatchResult]
+
+
 def deliver(
     destination: Destination,
     batches: Iterable[Sequence[Change]],
@@ -101,53 +145,72 @@ def deliver(
     say: Callable[[str], object] = lambda line: None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    pipelined: bool = False,
 ) -> DeliveryReport:
     """Send every batch to ``destination`` (see the module docstring); returns what was done.
 
     :param on_result: called with each batch and its result as soon as the destination answered it.
     :param sleep: how to wait (tests pass a recorder); ``clock`` is the monotonic clock the rate limit uses.
+    :param pipelined: send the next batch (in a worker thread) while ``on_result`` handles the last answer
+        and the next batch is read from ``batches``.
     :raises RetriesExhausted: a batch failed ``retry.max_attempts`` times with a :class:`RetryableError`.
     :raises DestinationError: a batch failed for good; the batches before it were reported through ``on_result``.
     """
     name = destination.object_name
     report = DeliveryReport()
-    last_send: float | None = None
 
-    for index, batch in enumerate(batches):
-        if not batch:
-            continue
-        if len(batch) > destination.batch_size:
-            raise DestinationError(
-                f"{name}: batch {index} has {len(batch)} records, more than the destination takes ({destination.batch_size})"
-            )
-        attempt = 0
+    def answer(sent: _InFlight) -> BatchResult:
+        attempt = 1
         while True:
-            attempt += 1
-            rate = float(destination.rate_limit or 0)
-            if rate > 0 and last_send is not None:
-                wait = last_send + 1.0 / rate - clock()
-                if wait > 0:
-                    sleep(wait)
-            last_send = clock()
-            report.attempts += 1
             try:
-                result = destination.send(batch)
+                result = sent.future.result()
             except RetryableError as exc:
                 if attempt >= retry.max_attempts:
                     raise RetriesExhausted(
-                        f"{name}: batch {index} ({len(batch)} records) failed {attempt} times, giving up: {exc}",
-                        attempts=attempt, last=exc, batch_index=index,
+                        f"{name}: batch {sent.index} ({len(sent.batch)} records) failed {attempt} times, giving up: {exc}",
+                        attempts=attempt, last=exc, batch_index=sent.index,
                     ) from exc
                 delay, remark = retry.delay(attempt, exc.retry_after)
                 if remark:
                     say(f"{name}: {remark}")
                 report.retries += 1
                 report.delays.append(delay)
-                say(f"{name}: batch {index} ({len(batch)} records), attempt {attempt}/{retry.max_attempts} failed: "
-                    f"{exc}; retrying in {delay:.1f} s")
+                say(f"{name}: batch {sent.index} ({len(sent.batch)} records), attempt {attempt}/{retry.max_attempts} "
+                    f"failed: {exc}; retrying in {delay:.1f} s")
                 sleep(delay)
+                attempt += 1
+                sent.future = sender.start(sent.batch)
                 continue
             report.batches += 1
-            on_result(batch, result)
-            break
+            return result
+
+    with ThreadPoolExecutor(1, thread_name_prefix="osds-send") if pipelined else nullcontext() as pool:
+        sender = _Sender(destination, pool, report, sleep, clock)
+        in_flight: _InFlight | None = None
+        try:
+            for index, batch in enumerate(batches):
+                if not batch:
+                    continue
+                if len(batch) > destination.batch_size:
+                    raise DestinationError(f"{name}: batch {index} has {len(batch)} records, more than the "
+                                           f"destination takes ({destination.batch_size})")
+                if not pipelined:
+                    on_result(batch, answer(_InFlight(index, batch, sender.start(batch))))
+                    continue
+                previous, in_flight = in_flight, None
+                if previous is None:
+                    in_flight = _InFlight(index, batch, sender.start(batch))
+                    continue
+                result = answer(previous)
+                in_flight = _InFlight(index, batch, sender.start(batch))
+                on_result(previous.batch, result)  # while this batch is on its way
+            if in_flight:
+                last, in_flight = in_flight, None
+                on_result(last.batch, answer(last))
+        except BaseException:
+            if in_flight is not None:
+                # The run fails anyway: the batch on its way is not recorded, so the next run sends it again.
+                say(f"{name}: batch {in_flight.index} ({len(in_flight.batch)} records) was on its way when the run "
+                    "failed; its answer is not recorded, so the next run sends it again")
+            raise
     return report

@@ -2,8 +2,9 @@
 
 :func:`run_sync` refuses a mode the destination cannot carry out before reading anything, streams
 the changes (:func:`.diff.changes`) in batches of the destination's ``batch_size``, and records each
-batch's acknowledgements and rejections right after the destination answers, in its own transaction:
-a crash mid-sync loses nothing, and the next run sends only what was not acknowledged. Rejected
+batch's acknowledgements and rejections right after the destination answers, in its own transaction
+(while the next batch is on its way, except in ``insert`` mode): a crash mid-sync loses nothing, and the
+next run sends only what was not acknowledged and recorded. Rejected
 records are stored with the destination's reason and sent again next run. After a complete run the
 rejection thresholds are checked: past them :class:`RejectionThresholdExceeded` is raised (after
 everything was recorded). The destination is closed when the run ends, however it ends.
@@ -155,7 +156,10 @@ def run_sync(
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
                 _record_batch(conn, spec, [outstanding.pop(c.key) for c in batch], result, report, say)
 
-            delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say)
+            # Recording a batch overlaps sending the next, except where a record sent twice would be stored
+            # twice: a crash then loses at most the answer to the batch on its way (see delivery.py).
+            delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say,
+                               pipelined=spec.mode != "insert")
             report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
     finally:

@@ -7,6 +7,7 @@ itself is what is asserted, without waiting it out.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -55,19 +56,27 @@ class Clock:
         return self.now
 
 
-def run(dest: Scripted, batches: list[list[Change]], retry: RetryPolicy, clock: Clock | None = None) -> tuple[list, list]:
+@pytest.fixture(params=[False, True], ids=["in-turn", "pipelined"])
+def pipelined(request: pytest.FixtureRequest) -> bool:
+    """Every schedule below holds whether the next batch is sent after or while the last answer is handled."""
+    return bool(request.param)
+
+
+def run(dest: Scripted, batches: list[list[Change]], retry: RetryPolicy, clock: Clock | None = None, *,
+        pipelined: bool = False) -> tuple[list, list]:
     clock = clock or Clock()
     answered: list[list[str]] = []
     lines: list[str] = []
     deliver(dest, batches, on_result=lambda b, r: answered.append(list(r.acknowledged)), retry=retry,
-            say=lines.append, sleep=clock.sleep, clock=clock)
+            say=lines.append, sleep=clock.sleep, clock=clock, pipelined=pipelined)
     return answered, lines
 
 
-def test_retry_after_is_honoured_and_backoff_doubles_without_it() -> None:
+def test_retry_after_is_honoured_and_backoff_doubles_without_it(pipelined: bool) -> None:
     dest = Scripted([RetryableError("429", retry_after=7), RetryableError("500"), RetryableError("500"), None])
     clock = Clock()
-    answered, lines = run(dest, [changes("a", "b")], RetryPolicy(base_delay=1, max_delay=60, jitter=False), clock)
+    answered, lines = run(dest, [changes("a", "b")], RetryPolicy(base_delay=1, max_delay=60, jitter=False), clock,
+                          pipelined=pipelined)
     assert clock.waits == [7, 2, 4]  # Retry-After, then base * 2**(n-1) for attempts 2 and 3
     assert answered == [["a", "b"]] and dest.sent == [["a", "b"]] * 4
     assert "attempt 1/6 failed: 429; retrying in 7.0 s" in lines[0]
@@ -88,33 +97,93 @@ def test_jitter_stays_between_half_and_all_of_the_backoff() -> None:
     assert all(4 <= d <= 8 for d in delays) and len(set(delays)) > 1
 
 
-def test_retries_exhausted_names_the_batch_and_keeps_the_answered_ones() -> None:
+def test_retries_exhausted_names_the_batch_and_keeps_the_answered_ones(pipelined: bool) -> None:
     dest = Scripted([None] + [RetryableError("HTTP 503", retry_after=1)] * 3)
     answered: list[list[str]] = []
     clock = Clock()
     with pytest.raises(RetriesExhausted, match=r"batch 1 \(1 records\) failed 3 times, giving up: HTTP 503") as err:
         deliver(dest, [changes("a", "b"), changes("c")], on_result=lambda b, r: answered.append(r.acknowledged),
-                retry=RetryPolicy(max_attempts=3), sleep=clock.sleep, clock=clock)
+                retry=RetryPolicy(max_attempts=3), sleep=clock.sleep, clock=clock, pipelined=pipelined)
     assert isinstance(err.value, RetryableError) and err.value.attempts == 3
     assert answered == [["a", "b"]]  # the first batch was handed over before the second failed
 
 
-def test_a_final_error_is_not_retried() -> None:
+def test_a_final_error_is_not_retried(pipelined: bool) -> None:
     dest = Scripted([DestinationError("HTTP 401: credentials refused")])
     with pytest.raises(DestinationError, match="401"):
-        run(dest, [changes("a")], RetryPolicy())
+        run(dest, [changes("a")], RetryPolicy(), pipelined=pipelined)
     assert dest.sent == [["a"]]
 
 
-def test_sends_are_spaced_by_the_rate_limit_and_oversized_batches_refused() -> None:
+def test_sends_are_spaced_by_the_rate_limit_and_oversized_batches_refused(pipelined: bool) -> None:
     dest = Scripted([], rate_limit=4)
     clock = Clock()
-    run(dest, [changes("a"), changes("b"), changes("c")], RetryPolicy(), clock)
+    run(dest, [changes("a"), changes("b"), changes("c")], RetryPolicy(), clock, pipelined=pipelined)
     assert clock.waits == [0.25, 0.25]
     with pytest.raises(DestinationError, match="batch 0 has 3 records, more than the destination takes \\(2\\)"):
-        run(Scripted([]), [changes("a", "b", "c")], RetryPolicy())
+        run(Scripted([]), [changes("a", "b", "c")], RetryPolicy(), pipelined=pipelined)
 
 
 def test_a_policy_that_cannot_send_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RetryPolicy(max_attempts=0)
+
+
+class Journal(Scripted):
+    """One record a batch; logs each send and each recorded answer, and flags each send as it starts."""
+
+    def __init__(self) -> None:
+        super().__init__([], batch_size=1)
+        self.events: list[str] = []
+        self.started = [threading.Event() for _ in range(10)]
+        self.lock = threading.Lock()
+
+    def log(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def send(self, batch: Sequence[Change]) -> BatchResult:
+        index = len(self.sent)
+        self.log(f"send {index}")
+        self.started[index].set()
+        return super().send(batch)
+
+
+def test_pipelined_sends_the_next_batch_while_the_last_answer_is_handled() -> None:
+    dest = Journal()
+
+    def on_result(batch: Sequence[Change], result: BatchResult) -> None:
+        n = "abcd".index(batch[0].key)
+        if n < 3:  # in turn, the next send would only start after this returns: the wait would time out
+            assert dest.started[n + 1].wait(5), f"batch {n + 1} was not on its way while batch {n}'s answer was handled"
+        dest.log(f"record {batch[0].key}")
+
+    report = deliver(dest, [changes(k) for k in "abcd"], on_result=on_result, retry=RetryPolicy(), pipelined=True)
+    assert report.batches == 4 and dest.sent == [["a"], ["b"], ["c"], ["d"]]
+    events = dest.events
+    assert [e for e in events if e.startswith("record")] == ["record a", "record b", "record c", "record d"]
+    for n, key in enumerate("ab"):  # each answer is recorded before the batch after next is sent
+        assert events.index(f"record {key}") < events.index(f"send {n + 2}"), events
+
+
+def test_in_turn_a_batch_is_sent_only_after_the_last_answer_was_handled() -> None:
+    dest = Journal()
+    deliver(dest, [changes(k) for k in "abc"], on_result=lambda b, r: dest.log(f"record {b[0].key}"),
+            retry=RetryPolicy())
+    assert dest.events == ["send 0", "record a", "send 1", "record b", "send 2", "record c"]
+
+
+def test_pipelined_a_failure_while_recording_says_which_batch_was_on_its_way_and_sends_no_more() -> None:
+    dest = Journal()
+    lines: list[str] = []
+
+    def on_result(batch: Sequence[Change], result: BatchResult) -> None:
+        if batch[0].key == "b":
+            raise RuntimeError("the state database went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        deliver(dest, [changes(k) for k in "abcde"], on_result=on_result, retry=RetryPolicy(), say=lines.append,
+                pipelined=True)
+    assert dest.sent == [["a"], ["b"], ["c"]]  # c was on its way while b's answer was recorded; d never left
+    assert lines == ["scripted/records: batch 2 (1 records) was on its way when the run failed; its answer is not "
+                     "recorded, so the next run sends it again"]

@@ -7,6 +7,7 @@ Every test gets its own source table and sync id in the module's warehouse; the 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -629,3 +630,18 @@ def test_a_large_diff_is_planned_across_parallel_workers(conn: Any) -> None:
         changed = diff._checked_counts(conn, spec, full_resync=False, exists=True).changed
     assert "Gather" in plan and "Parallel Hash" in plan, plan
     assert changed == 200_000  # every stored hash (0) differs
+
+
+@pytest.mark.parametrize(("mode", "pipelined"), [("upsert", True), ("mirror", True), ("insert", False)])
+def test_sending_overlaps_recording_except_in_insert_mode(conn: Any, mode: str, pipelined: bool) -> None:
+    """A crash while a pipelined batch is on its way leaves it unrecorded, and the next run sends it again:
+    harmless for upserts, updates and deletes, a duplicate for inserts, so an insert sync sends in turn."""
+    src = Source(conn, 12)
+    threads: list[str] = []
+    dest = FakeDestination(batch_size=5, on_send=lambda call, batch: threads.append(threading.current_thread().name))
+    assert sync(conn, src.spec(mode), dest).created == 12
+    assert len(threads) == 3
+    if pipelined:
+        assert all(name.startswith("osds-send") for name in threads), threads
+    else:
+        assert threads == [threading.main_thread().name] * 3
