@@ -1,8 +1,9 @@
 """A sync's state in the warehouse and the changes computed against it, in SQL (no Airflow imports).
 
-State: two tables in ``osds_state``, shared by every sync and keyed by ``sync_id`` (the issue asks
-for "a state table per sync": one table keyed by sync id holds the same rows, needs one DDL instead
-of one per sync, and lets ``forget`` / listing work without building table names):
+State: two tables in ``osds_state``, shared by every sync and keyed by ``sync_id``. The delivered
+state is partitioned by sync (one partition each, created before a sync's first run records
+anything), so a sync's diff reads its own state only, however many other syncs there are, while
+``forget`` and listing still work on one table:
 
 * ``reverse_etl_delivered (sync_id, key, hash, payload, groups, delivered_at)``: per key, what the
   destination last *acknowledged*: its payload (the mapped fields), its groups and their hash. Only
@@ -63,6 +64,7 @@ function takes a psycopg 3 connection in autocommit mode.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 import weakref
@@ -75,29 +77,33 @@ from typing import Any, NamedTuple
 from psycopg import sql
 
 from airflow_osds.exceptions import OsdsError
-from airflow_osds.postgres import STATE_SCHEMA, create_once
+from airflow_osds.postgres import DDL_LOCK, STATE_SCHEMA
 from airflow_osds.reverse_etl.destinations.base import Change
 from airflow_osds.reverse_etl.spec import SyncSpec
 
 __all__ = [
     "DELIVERED_TABLE", "REJECTIONS_TABLE", "ChangeStream", "DiffCounts", "Pending", "Preview", "SourceKeyError",
-    "changes", "clear_stale_rejections", "ensure_tables", "forget", "preview", "record", "summary",
+    "changes", "clear_stale_rejections", "ensure_tables", "forget", "preview", "record", "refresh_statistics",
+    "summary",
 ]
 
 DELIVERED_TABLE = f"{STATE_SCHEMA}.reverse_etl_delivered"
 REJECTIONS_TABLE = f"{STATE_SCHEMA}.reverse_etl_rejections"
 
-_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
-CREATE TABLE IF NOT EXISTS {DELIVERED_TABLE} (
+_DELIVERED_COLUMNS = """
     sync_id text NOT NULL,
     key text NOT NULL,
     hash bigint NOT NULL,
     payload jsonb NOT NULL,
     groups jsonb NOT NULL DEFAULT '[]',
     delivered_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (sync_id, key)
-);
+    PRIMARY KEY (sync_id, key)"""
+
+# One partition per sync (see _partition_name): a diff scans its own sync's state, whatever the others hold.
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
+CREATE TABLE IF NOT EXISTS {DELIVERED_TABLE} ({_DELIVERED_COLUMNS}
+) PARTITION BY LIST (sync_id);
 CREATE TABLE IF NOT EXISTS {REJECTIONS_TABLE} (
     sync_id text NOT NULL,
     key text NOT NULL,
@@ -110,6 +116,7 @@ CREATE TABLE IF NOT EXISTS {REJECTIONS_TABLE} (
     PRIMARY KEY (sync_id, key)
 )
 """
+
 
 # jsonb_build_object takes at most 100 arguments (PostgreSQL's FUNC_MAX_ARGS): 50 fields per call.
 _FIELDS_PER_CALL = 50
@@ -202,21 +209,77 @@ class Preview:
     counts: DiffCounts
 
 
-# Connections that have the tables (one DDL per connection, as for the Singer state).
-_ENSURED: weakref.WeakSet[Any] = weakref.WeakSet()
+# Connections that have the tables, and the syncs whose partition they have seen (one DDL per
+# connection, as for the Singer state).
+_ENSURED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+_LEGACY_TABLE = "reverse_etl_delivered_unpartitioned"
 
 
-def ensure_tables(conn: Any) -> None:
-    if conn not in _ENSURED:
-        create_once(conn, _DDL)
-        _ENSURED.add(conn)
+def _partition_name(sync_id: str) -> str:
+    """The table holding one sync's delivered state: a digest of the id, since ids may be any text and a
+    name has at most 63 bytes (``\\d+ osds_state.reverse_etl_delivered`` lists each one with its id)."""
+    return "reverse_etl_delivered_" + hashlib.blake2b(sync_id.encode(), digest_size=8).hexdigest()
 
 
-def _tables_exist(conn: Any) -> bool:
-    if conn in _ENSURED:
+def _partition(sync_id: str) -> sql.Identifier:
+    return sql.Identifier(STATE_SCHEMA, _partition_name(sync_id))
+
+
+def _attach_partition(conn: Any, sync_id: str) -> None:
+    """Inside a transaction holding the DDL lock. Created apart and then attached, which locks the parent
+    table against other DDL only (``CREATE TABLE … PARTITION OF`` would wait for every running diff and
+    block every sync behind it); an empty table attaches at once."""
+    name = _partition(sync_id)
+    if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name.as_string(conn),)).fetchone()[0]:
+        return
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(name, sql.SQL(DELIVERED_TABLE)))
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        sql.SQL(DELIVERED_TABLE), name, sql.Literal(sync_id)))
+
+
+def _partition_legacy_table(conn: Any) -> None:
+    """Before partitions (airflow-osds ≤ 2026-12-04) every sync shared one plain table: move its rows into
+    one partition per sync, in the transaction that creates them, so a diff never sees half of it."""
+    conn.execute(f"ALTER TABLE {DELIVERED_TABLE} RENAME TO {_LEGACY_TABLE}")
+    conn.execute(f"ALTER TABLE {STATE_SCHEMA}.{_LEGACY_TABLE} RENAME CONSTRAINT reverse_etl_delivered_pkey "
+                 f"TO {_LEGACY_TABLE}_pkey")
+    conn.execute(f"CREATE TABLE {DELIVERED_TABLE} ({_DELIVERED_COLUMNS}) PARTITION BY LIST (sync_id)")
+    for (sync_id,) in conn.execute(f"SELECT DISTINCT sync_id FROM {STATE_SCHEMA}.{_LEGACY_TABLE}").fetchall():
+        _attach_partition(conn, sync_id)
+    columns = "sync_id, key, hash, payload, groups, delivered_at"
+    conn.execute(f"INSERT INTO {DELIVERED_TABLE} ({columns}) SELECT {columns} FROM {STATE_SCHEMA}.{_LEGACY_TABLE}")
+    conn.execute(f"DROP TABLE {STATE_SCHEMA}.{_LEGACY_TABLE}")
+
+
+def ensure_tables(conn: Any, sync_id: str | None = None) -> None:
+    """The state tables, and ``sync_id``'s partition when given (before anything is recorded for it)."""
+    syncs = _ENSURED.get(conn)
+    if syncs is not None and (sync_id is None or sync_id in syncs):
+        return
+    with conn.transaction():
+        conn.execute(DDL_LOCK)
+        if syncs is None:
+            kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                                (DELIVERED_TABLE,)).fetchone()
+            if kind is not None and kind[0] == "r":
+                _partition_legacy_table(conn)
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        if sync_id is not None:
+            _attach_partition(conn, sync_id)
+    syncs = _ENSURED.setdefault(conn, set())
+    if sync_id is not None:
+        syncs.add(sync_id)
+
+
+def _state_exists(conn: Any, sync_id: str) -> bool:
+    """Whether the state tables and ``sync_id``'s partition exist (a dry run creates none of them)."""
+    if sync_id in _ENSURED.get(conn, ()):
         return True
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-                       (DELIVERED_TABLE, REJECTIONS_TABLE)).fetchone()
+                       (_partition(sync_id).as_string(conn), REJECTIONS_TABLE)).fetchone()
     return bool(row[0])
 
 
@@ -301,8 +364,8 @@ def _delivered(spec: SyncSpec, exists: bool) -> sql.Composable:
     if not exists:  # a dry run before the first sync: no state yet, and a preview creates nothing
         return sql.SQL("(SELECT NULL::text AS key, NULL::bigint AS hash, NULL::jsonb AS payload, "
                        "NULL::jsonb AS groups WHERE false)")
-    return sql.SQL("(SELECT key, hash, payload, groups FROM {} WHERE sync_id = {})").format(
-        sql.SQL(DELIVERED_TABLE), sql.Literal(spec.sync_id))
+    # The sync's partition itself: scanning it through the parent would test sync_id on every row.
+    return sql.SQL("(SELECT key, hash, payload, groups FROM {})").format(_partition(spec.sync_id))
 
 
 def _key_check_sql(spec: SyncSpec) -> sql.Composable:
@@ -404,8 +467,8 @@ def _counts(conn: Any, spec: SyncSpec, by_state: dict[str, int], *, full_resync:
     among them: every delivered key is unchanged, changed or gone. Without a full join (see
     :func:`_full_join`) the gone ones are not either: every source row is new, changed or unchanged."""
     new, changed = by_state.get("new", 0), by_state.get("changed", 0)
-    delivered = conn.execute(f"SELECT count(*) FROM {DELIVERED_TABLE} WHERE sync_id = %s",
-                             (spec.sync_id,)).fetchone()[0] if exists else 0
+    delivered = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_partition(spec.sync_id))).fetchone()[0] \
+        if exists else 0
     if _full_join(spec):
         gone = by_state.get("gone", 0)
         unchanged = by_state["unchanged"] if full_resync else delivered - changed - gone
@@ -439,7 +502,7 @@ def summary(conn: Any, spec: SyncSpec, *, full_resync: bool = False) -> DiffCoun
     :raises SourceKeyError: NULL or duplicated keys.
     """
     _require_autocommit(conn)
-    exists = _tables_exist(conn)
+    exists = _state_exists(conn, spec.sync_id)
     with conn.transaction():
         _in_snapshot(conn, read_only=True)
         return _checked_counts(conn, spec, full_resync=full_resync, exists=exists)
@@ -469,7 +532,7 @@ def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = F
     _require_autocommit(conn)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    ensure_tables(conn)
+    ensure_tables(conn, spec.sync_id)
     name = f"osds_retl_{uuid.uuid4().hex[:16]}"
     table = sql.Identifier(name)
     cursor = conn.cursor(name, withhold=True)
@@ -501,7 +564,7 @@ def preview(conn: Any, spec: SyncSpec, limit: int = 20, *, full_resync: bool = F
     :raises SourceKeyError: NULL or duplicated keys.
     """
     _require_autocommit(conn)
-    exists = _tables_exist(conn)
+    exists = _state_exists(conn, spec.sync_id)
     with conn.transaction():
         _in_snapshot(conn, read_only=True)
         counts = _checked_counts(conn, spec, full_resync=full_resync, exists=exists)
@@ -554,10 +617,10 @@ def record(conn: Any, sync_id: str, acknowledged: Sequence[Pending],
     (the sync's mode is not ``insert``) lets the commit skip waiting for the disk.
     """
     _require_autocommit(conn)
-    ensure_tables(conn)
+    ensure_tables(conn, sync_id)
     upserts = [p for p in acknowledged if p.change.op != "delete"]
     deletes = [p.change.key for p in acknowledged if p.change.op == "delete"]
-    with conn.transaction():
+    with conn.pipeline(), conn.transaction():
         if not insert_only:
             # Not waiting for the WAL flush (~3 ms a batch here): a worker that dies loses nothing, since the
             # server flushes within wal_writer_delay; only a crash of PostgreSQL itself can lose the last
@@ -585,11 +648,29 @@ def clear_stale_rejections(conn: Any, sync_id: str, before: datetime) -> int:
                         (sync_id, before)).rowcount
 
 
+def refresh_statistics(conn: Any, sync_id: str, *, delivered_before: int, written: int) -> bool:
+    """After a run: ``ANALYZE`` the sync's partition when it has never been analyzed or the run wrote at
+    least a tenth of it (and 1,000 rows), as autovacuum would but without waiting for it. Without
+    statistics the next diff is planned as a merge join of two sorts, 2.9× slower than the hash join on
+    1M rows. Returns whether it analyzed."""
+    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+                       (_partition(sync_id).as_string(conn),)).fetchone()
+    if row is None or (row[0] >= 0 and written < max(1000, delivered_before // 10)):
+        return False
+    conn.execute(sql.SQL("ANALYZE {}").format(_partition(sync_id)))
+    return True
+
+
 def forget(conn: Any, sync_id: str) -> tuple[int, int]:
     """Drop a sync's state: the next run sends everything as new. Returns (delivered, rejections) rows removed."""
     _require_autocommit(conn)
     ensure_tables(conn)
+    partition = _partition(sync_id)
     with conn.transaction():
-        delivered = conn.execute(f"DELETE FROM {DELIVERED_TABLE} WHERE sync_id = %s", (sync_id,)).rowcount
+        delivered = 0
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition.as_string(conn),)).fetchone()[0]:
+            # Emptied, not deleted row by row: a forgotten sync of a million rows leaves no dead rows behind.
+            delivered = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(partition)).fetchone()[0]
+            conn.execute(sql.SQL("TRUNCATE {}").format(partition))
         rejections = conn.execute(f"DELETE FROM {REJECTIONS_TABLE} WHERE sync_id = %s", (sync_id,)).rowcount
     return delivered, rejections

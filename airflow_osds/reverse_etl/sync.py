@@ -162,6 +162,8 @@ def run_sync(
                                pipelined=spec.mode != "insert")
             report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
+        diff.refresh_statistics(conn, spec.sync_id, delivered_before=counts.changed + counts.unchanged + counts.gone,
+                                written=report.created + report.updated + report.deleted)
     finally:
         report.seconds = time.monotonic() - started
         destination.close()
