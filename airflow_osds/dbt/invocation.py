@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -150,6 +151,39 @@ class DbtRunHandle:
         first.wait(self.grace_period)
 
 
+def _walk_frames_for_behavior_flag_source() -> None:
+    """Make dbt's behaviour flags find their source module without ``inspect.stack()``.
+
+    ``BehaviorFlagRendered.__init__`` (dbt-common 1.x) evaluates ``_default_source()`` for every flag of every
+    adapter it builds, even when the flag names its source (the ``dict.get`` default is computed anyway), and
+    ``inspect.stack()`` reads the source lines of every frame on the stack: ~25–40 ms per in-process
+    invocation under an Airflow task's deep stack, for a name that only labels a log event. The replacement
+    walks the same frames, innermost first, and returns the same thing: the name of the first module that is
+    not ``behavior_flags`` itself. Left alone if dbt-common's class is not the one this was written for.
+    """
+    try:
+        from dbt_common import behavior_flags
+    except ImportError:
+        return
+    cls = getattr(behavior_flags, "BehaviorFlagRendered", None)
+    original = getattr(cls, "_default_source", None)
+    if cls is None or original is None or getattr(original, "_osds", False):
+        return
+
+    def _default_source() -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_globals.get("__name__")
+            if name and name != behavior_flags.__name__ and name in sys.modules:
+                return str(name)
+            frame = frame.f_back
+        return "Unknown"
+
+    _default_source._osds = True  # type: ignore[attr-defined]
+    _default_source.__wrapped__ = original  # type: ignore[attr-defined]
+    cls._default_source = staticmethod(_default_source)
+
+
 def invoke_in_process(
     args: list[str], env: Mapping[str, str], emit: Callable[[str], None], handle: DbtRunHandle,
     *, run_results_to: Path | None = None, on_debug: Callable[[str], Any] | None = None,
@@ -180,6 +214,7 @@ def invoke_in_process(
             for line in str(info.msg).splitlines():
                 sink(line)
 
+    _walk_frames_for_behavior_flag_source()
     # No chdir: the cwd is process-wide and every path dbt gets is absolute anyway.
     with _IN_PROCESS_LOCK, _patched_environ(env):
         handle._attach_in_process()
