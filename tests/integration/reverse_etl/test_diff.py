@@ -723,3 +723,64 @@ def test_a_run_that_wrote_much_of_its_state_analyzes_it(conn: Any) -> None:
     assert not diff.refresh_statistics(conn, src.name, delivered_before=20_000, written=1999)
     assert diff.refresh_statistics(conn, src.name, delivered_before=20_000, written=2000)
     assert not diff.refresh_statistics(conn, "no-such-sync", delivered_before=0, written=10**6)
+
+
+@pytest.mark.parametrize(("mode", "records_per_transaction"), [("upsert", [1000, 1000, 500]), ("insert", [100] * 25)])
+def test_answers_are_recorded_a_thousand_at_a_time_except_in_insert_mode(
+        conn: Any, monkeypatch: pytest.MonkeyPatch, mode: str, records_per_transaction: list[int]) -> None:
+    src = Source(conn, 2500)
+    written: list[int] = []
+    real_record = diff.record
+
+    def counting(conn: Any, sync_id: str, acknowledged: Any, rejected: Any, **kwargs: Any) -> None:
+        written.append(len(acknowledged) + len(rejected))
+        real_record(conn, sync_id, acknowledged, rejected, **kwargs)
+
+    monkeypatch.setattr(diff, "record", counting)
+    assert sync(conn, src.spec(mode), FakeDestination()).created == 2500
+    assert written == records_per_transaction
+    assert len(delivered(conn, src.name)) == 2500
+
+
+def test_answers_older_than_a_second_are_recorded_with_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_osds.reverse_etl.sync import _Outcomes
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock, stored = Clock(), []
+    monkeypatch.setattr(diff, "record", lambda conn, sync_id, acknowledged, rejected, **kw: stored.append(len(acknowledged)))
+    spec = SyncSpec(sync_id="s", source=SourceSpec(table="t"), key="id", fields={"a": "a"})
+    outcomes = _Outcomes(None, spec, clock=clock)
+    answer: Any = [object()] * 10
+    outcomes.add(answer, [])
+    clock.now = 0.9
+    outcomes.add(answer, [])
+    assert stored == []
+    clock.now = 1.0
+    outcomes.add(answer, [])
+    assert stored == [30]
+    outcomes.flush()
+    assert stored == [30]  # nothing left to record
+
+
+def test_payloads_round_trip_through_the_fast_json_codec(conn: Any) -> None:
+    """Payloads come back from jsonb as text, are decoded with msgspec (the stdlib for a number beyond a
+    double, which jsonb's numeric can hold) and stored again as the same JSON."""
+    src = Source(conn, 3)
+    src.sql("ALTER TABLE {t} ADD COLUMN huge numeric, ADD COLUMN note text")
+    src.sql("UPDATE {t} SET huge = CASE WHEN id = 1 THEN 1e400 + 0.5 ELSE 123456789012345678901234567890 END, "
+            "note = 'naïve \"quoted\" \\ line' || chr(10) || 'two'")
+    spec = src.spec(fields={"huge": "huge", "note": "note"})
+    dest = FakeDestination()
+    assert sync(conn, spec, dest).created == 3
+    fields = {c.key: c.fields for b in dest.batches for c in b}
+    assert fields["1"]["huge"] == float("inf") and fields["2"]["huge"] == 123456789012345678901234567890
+    assert fields["2"]["note"] == 'naïve "quoted" \\ line\ntwo'
+    stored = conn.execute(f"SELECT key, payload->>'note', (payload->>'huge')::numeric = 123456789012345678901234567890 "
+                          f"FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s ORDER BY key", (src.name,)).fetchall()
+    assert stored[1] == ("2", 'naïve "quoted" \\ line\ntwo', True)
+    assert sync(conn, spec, dest).unchanged == 3
