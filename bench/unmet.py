@@ -25,22 +25,17 @@ _COLD_SINGLE_DAG = (
 
 _PER_MODEL = (
     "Each per-model task is one dbt invocation, and dbt's fixed cost per invocation with the parse reused is "
-    "~0.35–0.45 s here (profiled, one model task): loading and checking the saved parse "
+    "~0.2–0.4 s here (profiled, one model task): loading and checking the saved parse "
     "(`ManifestLoader.get_full_manifest`, ~0.18–0.22 s, growing with the project), scanning `sys.path` for "
-    "plugins (~50 ms), behaviour flags read through `inspect` frames (~40 ms), click/flags and the adapter. "
-    "What airflow-osds adds around dbt is ~20–40 ms a task (the profile, the seeded parse state, the "
-    "fingerprint check); the manifest.json writes, stdout and debug-log copies, the relation cache and the "
-    "retry-state query are already gone from a task. The models of these projects are tiny (one `create table as "
-    "select` over a few rows, ~0.05–0.1 s in one build), so the fixed cost dominates: the ratio is "
-    "≈ (N·fixed + work) ÷ (fixed + work) and grows with the number of cheap nodes; with real models (seconds "
-    "each) it tends to 1. Measured 2026-12-02: our overhead per task 111 ms on the demo (ratio 2.28) and 0.73 s on "
-    "the 200-model project (6.25, down from 12.4 once dbt trusts the recorded file list); Cosmos 1.15 pays 2.1–3.9× "
-    "that per task on the same projects (the overhead_vs_cosmos rows). 2026-12-04: the demo at 1.98–2.12 over three "
-    "runs of 5–7 rounds (2.05 recorded), after the fingerprint stopped parsing dbt_project.yml twice per task with "
-    "PyYAML's pure-Python loader, and with the bench made stricter (each task starts with our per-process memos "
-    "empty, as a task process does); what is left per task on our side is ~6 ms creating missing schemas under the "
-    "DDL lock, ~5 ms walking the project for the fingerprint, the target directory; dbt's own behaviour flags call "
-    "`inspect.stack()` 22 times per invocation (~25 ms, growing with the caller's stack depth)."
+    "plugins (~50 ms), click/flags and the adapter. What airflow-osds adds around dbt is ~20–40 ms a task (the "
+    "profile, the seeded parse state, the fingerprint check); the manifest.json writes, stdout and debug-log copies, "
+    "the relation cache, the retry-state query and (since 2026-12-04) dbt-common's `inspect.stack()` per behaviour "
+    "flag (~60 ms a task under an Airflow task's stack; a profiled task 0.44 → 0.28 s) are gone from a task. The "
+    "models of these projects are tiny (one `create table as select` over a few rows, ~0.05–0.1 s in one build), so "
+    "the fixed cost dominates: the ratio is ≈ (N·fixed + work) ÷ (fixed + work) and grows with the number of cheap "
+    "nodes; with real models (seconds each) it tends to 1. 2026-12-04 at d97badf: the demo 1.58 (met; 2.05 "
+    "before), the 200-model project 3.68 (6.25 on 2026-12-02: 204 tasks in 85.8 s against one build of 23.3 s); "
+    "our overhead per task 78 ms and 306 ms, Cosmos 1.15's 466 ms and 1,428 ms on the same projects."
 )
 
 _SNOWPLOW_VS_BARE = (
@@ -59,17 +54,18 @@ _SNOWPLOW_VS_BARE = (
 
 REASONS: dict[str, str] = {
     "reverse_etl.changed_1pct.vs_full_send": (
-        "The ratio is set by how fast the local sink takes a full send, and that moved between machines: on "
-        "2026-12-04 (another VM) the full send of 1M rows took 22–30 s (~23 µs a row; 52 s on 2026-12-02) while "
-        "ours took 2.25–3.2 s (3.3–3.4 s before), so the ratio fell from 15.3 to 9.3 with both sides faster. 20× "
-        "would need ours ≤ ~1.2 s, and the diff alone takes 1.6–2.5 s: one hash join of 1M source rows against "
-        "1M delivered rows on text keys, plus a 64-bit hash of every mapped row (`ROW(…)::text`, ~0.56 µs a row "
-        "serial; `hash_record_extended` would halve that but fails on types without a hash opclass such as json, "
-        "and would change every stored hash), ~1.9 µs a row in PostgreSQL 18 on these 2 cores (parallel plans: no "
-        "gain here). The other ~0.6 s is sending and recording 100 batches of 100. The first round after the "
-        "initial sync is the slowest (3.2 s) while PostgreSQL sets hint bits on 1M fresh state rows. Against a "
-        "real API's rate limit a full send is far slower (HubSpot's 100 requests per 10 s puts 1M rows at "
-        "~1,000 s: ~400× ours)."
+        "The ratio is set by how fast the local sink takes a full send, and that moves between machines: ~25–30 s "
+        "for 1M rows on 2026-12-04 (~26 µs a row; 52 s on 2026-12-02). 20× needs ours ≤ ~1.3 s; ours took 1.45–1.86 s "
+        "at 52edb3e (2.25–3.2 s that morning, 15.3× from 9.3×), after the diff began running across PostgreSQL's "
+        "parallel workers (1.64 → 0.92 s), each sync got its own partition of the delivered state (the diff and its "
+        "count no longer scan other syncs' rows), recording began to overlap sending and to commit a thousand "
+        "records at a time, and the changes' JSON went through msgspec. What is left: the diff, ~0.9–1.0 s, one hash "
+        "join of 1M source rows against the sync's 1M delivered rows plus a 64-bit hash of every mapped row's text "
+        "form (~0.5 µs a row of CPU; `hash_record_extended` would halve it but cannot see a change of numeric scale, "
+        "or of case under a nondeterministic collation, and fails on json); the counts, ~0.1 s; and delivering 100 "
+        "POSTs of 100 records, ~0.5 s, in which the sink process, PostgreSQL and the sync share these 2 cores. "
+        "Against a real API's rate limit a full send is far slower (HubSpot's 100 requests per 10 s puts 1M rows "
+        "at ~1,000 s: ~600× ours)."
     ),
     "singer_target.ours.vs_pipelinewise": (
         "pipelinewise-target-postgres 2.1.2 runs at 31–41k records/s here on this input (faster than the 26k of the "
