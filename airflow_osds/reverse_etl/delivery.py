@@ -16,8 +16,8 @@ per batch (no Airflow imports).
   worker thread: one batch in flight at a time, in order, still spaced by the rate limit) while
   ``on_result`` records the last answer: batch n's answer is recorded while batch n+1 is on its way, and
   before batch n+2 is sent. What a failure can add is one batch that was on its way and is not recorded, so
-  the next run sends it again. That is harmless where a record sent twice is applied once (upserts, updates, deletes), and why
-  an insert-only sync does not pipeline. Matching the result to the batch (a key left out, a stranger) is the
+  the next run sends it again. That is harmless where a record sent twice is applied once (upserts,
+  updates, deletes), and why an insert-only sync does not pipeline. Matching the result to the batch (a key left out, a stranger) is the
   caller's job (:func:`airflow_osds.reverse_etl.sync.run_sync` rejects what a result leaves out).
 """
 
@@ -167,7 +167,8 @@ def deliver(
             except RetryableError as exc:
                 if attempt >= retry.max_attempts:
                     raise RetriesExhausted(
-                        f"{name}: batch {sent.index} ({len(sent.batch)} records) failed {attempt} times, giving up: {exc}",
+                        f"{name}: batch {sent.index} ({len(sent.batch)} records) failed {attempt} times, "
+                        f"giving up: {exc}",
                         attempts=attempt, last=exc, batch_index=sent.index,
                     ) from exc
                 delay, remark = retry.delay(attempt, exc.retry_after)

@@ -697,7 +697,8 @@ def test_the_shared_state_table_from_before_partitions_is_moved_into_one_partiti
             assert conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass",
                                 (diff.DELIVERED_TABLE,)).fetchone()[0] == "p"
             bounds = conn.execute(
-                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
+                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i JOIN pg_class AS c"
+                " ON c.oid = i.inhrelid"
                 " WHERE i.inhparent = %s::regclass ORDER BY 1", (diff.DELIVERED_TABLE,)).fetchall()
             assert bounds == sorted([(f"FOR VALUES IN ('{a.name}')",), (f"FOR VALUES IN ('{b.name}')",)])
             assert dict(conn.execute(f"SELECT sync_id, count(*) FROM {diff.DELIVERED_TABLE} GROUP BY 1").fetchall()) \
@@ -752,7 +753,8 @@ def test_answers_older_than_a_second_are_recorded_with_the_next_one(monkeypatch:
             return self.now
 
     clock, stored = Clock(), []
-    monkeypatch.setattr(diff, "record", lambda conn, sync_id, acknowledged, rejected, **kw: stored.append(len(acknowledged)))
+    monkeypatch.setattr(diff, "record",
+                        lambda conn, sync_id, acknowledged, rejected, **kw: stored.append(len(acknowledged)))
     spec = SyncSpec(sync_id="s", source=SourceSpec(table="t"), key="id", fields={"a": "a"})
     outcomes = _Outcomes(None, spec, clock=clock)
     answer: Any = [object()] * 10
