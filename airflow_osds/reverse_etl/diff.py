@@ -521,6 +521,10 @@ def summary(conn: Any, spec: SyncSpec, *, full_resync: bool = False) -> DiffCoun
         return _checked_counts(conn, spec, full_resync=full_resync, exists=exists)
 
 
+#: About how many changes are read from the server at a time (in whole batches, at least one).
+_FETCH_ROWS = 2000
+
+
 class ChangeStream:
     """The changes of one run, read from the server in batches (see :func:`changes`)."""
 
@@ -532,8 +536,12 @@ class ChangeStream:
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[list[Pending]]:
-        while rows := self._cursor.fetchmany(self.batch_size):
-            yield [_pending(row) for row in rows]
+        # Whole batches, about _FETCH_ROWS rows per FETCH: a round trip per batch of 100 was a third of a
+        # first sync's time in the main thread.
+        fetch = self.batch_size * max(1, _FETCH_ROWS // self.batch_size)
+        while rows := self._cursor.fetchmany(fetch):
+            for start in range(0, len(rows), self.batch_size):
+                yield [_pending(row) for row in rows[start:start + self.batch_size]]
 
 
 @contextmanager
@@ -549,7 +557,7 @@ def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = F
     name = f"osds_retl_{uuid.uuid4().hex[:16]}"
     table = sql.Identifier(name)
     cursor = conn.cursor(name, withhold=True)
-    cursor.itersize = batch_size
+    cursor.itersize = max(batch_size, _FETCH_ROWS)
     try:
         with conn.transaction():
             _in_snapshot(conn)

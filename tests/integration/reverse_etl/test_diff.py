@@ -786,3 +786,17 @@ def test_payloads_round_trip_through_the_fast_json_codec(conn: Any) -> None:
                           f"FROM {diff.DELIVERED_TABLE} WHERE sync_id = %s ORDER BY key", (src.name,)).fetchall()
     assert stored[1] == ("2", 'naïve "quoted" \\ line\ntwo', True)
     assert sync(conn, spec, dest).unchanged == 3
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "sizes"), [
+    (4500, 300, [300] * 15),  # read 1,800 at a time (six batches), sent as whole batches
+    (3000, 2500, [2500, 500]),  # a batch larger than a read: read a batch at a time
+    (7, 3, [3, 3, 1]),
+])
+def test_changes_are_read_in_chunks_and_sent_in_whole_batches(conn: Any, rows: int, batch_size: int,
+                                                              sizes: list[int]) -> None:
+    src = Source(conn, rows)
+    dest = FakeDestination(batch_size=batch_size)
+    assert sync(conn, src.spec(), dest).created == rows
+    assert [len(b) for b in dest.batches] == sizes
+    assert len({c.key for b in dest.batches for c in b}) == rows
