@@ -57,9 +57,10 @@ A run reads the source twice, in one ``REPEATABLE READ`` snapshot: once for the 
 hash aggregate), once for the diff, a single full (or left) join of the mapped source against the
 delivered state whose differing rows go into a temporary table. The counts come from that table
 (and the state's row count), and the changes are streamed from it with a server-side cursor in
-batches, so client memory stays one batch. Each :func:`record` (one or more batches' answers)
-commits in its own transaction on the same connection, so a crash mid-sync keeps every batch recorded so far. Every
-function takes a psycopg 3 connection in autocommit mode.
+batches (read about 2,000 rows at a time), so client memory stays flat. Each :func:`record` (the
+answers to one or more batches) commits in its own transaction on the same connection, so a crash
+mid-sync keeps everything recorded so far. Every function takes a psycopg 3 connection in
+autocommit mode.
 """
 
 from __future__ import annotations
