@@ -55,11 +55,11 @@ _SNOWPLOW_VS_BARE = (
 REASONS: dict[str, str] = {
     "reverse_etl.changed_1pct.vs_full_send": (
         "The ratio is set by how fast the local sink takes a full send, and that moves between machines: ~25–30 s "
-        "for 1M rows on 2026-12-04 (~26 µs a row; 52 s on 2026-12-02). 20× needs ours ≤ ~1.3 s; ours took 1.45–1.86 s "
-        "at 52edb3e (2.25–3.2 s that morning, 15.3× from 9.3×), after the diff began running across PostgreSQL's "
+        "for 1M rows on 2026-12-04 (~24 µs a row; 52 s on 2026-12-02). 20× needs ours ≤ ~1.2 s; ours took 1.33–1.73 s "
+        "at 1bbdba2 (2.25–3.2 s that morning: 17.8× from 9.3×), after the diff began running across PostgreSQL's "
         "parallel workers (1.64 → 0.92 s), each sync got its own partition of the delivered state (the diff and its "
         "count no longer scan other syncs' rows), recording began to overlap sending and to commit a thousand "
-        "records at a time, and the changes' JSON went through msgspec. What is left: the diff, ~0.9–1.0 s, one hash "
+        "records at a time, the changes were read 2,000 rows per FETCH, and their JSON went through msgspec. What is left: the diff, ~0.9–1.0 s, one hash "
         "join of 1M source rows against the sync's 1M delivered rows plus a 64-bit hash of every mapped row's text "
         "form (~0.5 µs a row of CPU; `hash_record_extended` would halve it but cannot see a change of numeric scale, "
         "or of case under a nondeterministic collation, and fails on json); the counts, ~0.1 s; and delivering 100 "
