@@ -54,12 +54,17 @@ def create_once(conn: Any, ddl: str | Sequence[Any]) -> None:
     """Run ``ddl`` (idempotent ``CREATE … IF NOT EXISTS`` statements: a list of strings or psycopg ``sql``
     objects, or ``;``-separated text with no ``;`` inside a name) in its own transaction, under
     :data:`DDL_LOCK`. ``conn``: a psycopg 3 connection."""
-    statements = ddl.split(";") if isinstance(ddl, str) else ddl
     with conn.transaction():
         conn.execute(DDL_LOCK)
-        for statement in statements:
-            if not isinstance(statement, str) or statement.strip():
-                conn.execute(statement)
+        run_ddl(conn, ddl)
+
+
+def run_ddl(conn: Any, ddl: str | Sequence[Any]) -> None:
+    """The statements of :func:`create_once`, for a caller already holding :data:`DDL_LOCK` in a transaction
+    that does more around them (a migration that must happen first)."""
+    for statement in ddl.split(";") if isinstance(ddl, str) else ddl:
+        if not isinstance(statement, str) or statement.strip():
+            conn.execute(statement)
 
 
 def relation_exists(conn: Any, name: str) -> bool:

@@ -79,7 +79,7 @@ import msgspec.json
 from psycopg import sql
 
 from airflow_osds.exceptions import OsdsError
-from airflow_osds.postgres import DDL_LOCK, STATE_SCHEMA
+from airflow_osds.postgres import DDL_LOCK, STATE_SCHEMA, relation_exists, run_ddl
 from airflow_osds.reverse_etl.destinations.base import Change
 from airflow_osds.reverse_etl.spec import SyncSpec
 
@@ -233,7 +233,7 @@ def _attach_partition(conn: Any, sync_id: str) -> None:
     table against other DDL only (``CREATE TABLE … PARTITION OF`` would wait for every running diff and
     block every sync behind it); an empty table attaches at once."""
     name = _partition(sync_id)
-    if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name.as_string(conn),)).fetchone()[0]:
+    if relation_exists(conn, name.as_string(conn)):
         return
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(name, sql.SQL(DELIVERED_TABLE)))
     conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
@@ -266,9 +266,7 @@ def ensure_tables(conn: Any, sync_id: str | None = None) -> None:
                                 (DELIVERED_TABLE,)).fetchone()
             if kind is not None and kind[0] == "r":
                 _partition_legacy_table(conn)
-            for statement in _DDL.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            run_ddl(conn, _DDL)
         if sync_id is not None:
             _attach_partition(conn, sync_id)
     syncs = _ENSURED.setdefault(conn, set())
@@ -691,7 +689,7 @@ def forget(conn: Any, sync_id: str) -> tuple[int, int]:
     partition = _partition(sync_id)
     with conn.transaction():
         delivered = 0
-        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition.as_string(conn),)).fetchone()[0]:
+        if relation_exists(conn, partition.as_string(conn)):
             # Emptied, not deleted row by row: a forgotten sync of a million rows leaves no dead rows behind.
             delivered = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(partition)).fetchone()[0]
             conn.execute(sql.SQL("TRUNCATE {}").format(partition))

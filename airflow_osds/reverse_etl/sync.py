@@ -4,9 +4,9 @@
 the changes (:func:`.diff.changes`) in batches of the destination's ``batch_size``, and records each
 batch's acknowledgements and rejections as the destination answers (while the next batch is on its
 way, and a thousand records or a second's worth of answers per transaction; in ``insert`` mode each
-answer at once, before the next batch): a failure mid-sync records what was answered before it, and the
-next run sends only what was not recorded. Rejected
-records are stored with the destination's reason and sent again next run. After a complete run the
+answer at once, before the next batch): a failure mid-sync records what was answered before it, and
+the next run sends only what was not recorded. Rejected records are stored with the destination's
+reason and sent again next run. After a complete run the
 rejection thresholds are checked: past them :class:`RejectionThresholdExceeded` is raised (after
 everything was recorded). The destination is closed when the run ends, however it ends.
 """
@@ -197,7 +197,7 @@ def run_sync(
                 _match_answer(spec, [outstanding.pop(c.key) for c in batch], result, report, outcomes, say)
 
             # Recording overlaps sending the next batch, except where a record sent twice would be stored
-            # twice: a crash then loses at most the answer to the batch on its way (see delivery.py).
+            # twice: a killed process can lose the answers not recorded yet (see _Outcomes), sent again next run.
             try:
                 delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say,
                                    pipelined=spec.mode != "insert")

@@ -743,7 +743,8 @@ def test_answers_are_recorded_a_thousand_at_a_time_except_in_insert_mode(
     assert len(delivered(conn, src.name)) == 2500
 
 
-def test_answers_older_than_a_second_are_recorded_with_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_answers_older_than_a_second_are_recorded_with_the_next_one(conn: Any) -> None:
+    """The clock is the one stand-in: a second cannot be made to pass on demand. The records are real."""
     from airflow_osds.reverse_etl.sync import _Outcomes
 
     class Clock:
@@ -752,21 +753,25 @@ def test_answers_older_than_a_second_are_recorded_with_the_next_one(monkeypatch:
         def __call__(self) -> float:
             return self.now
 
-    clock, stored = Clock(), []
-    monkeypatch.setattr(diff, "record",
-                        lambda conn, sync_id, acknowledged, rejected, **kw: stored.append(len(acknowledged)))
-    spec = SyncSpec(sync_id="s", source=SourceSpec(table="t"), key="id", fields={"a": "a"})
-    outcomes = _Outcomes(None, spec, clock=clock)
-    answer: Any = [object()] * 10
-    outcomes.add(answer, [])
+    clock, keys = Clock(), itertools.count()
+    spec = SyncSpec(sync_id=f"outcomes_{next(_tables)}", source=SourceSpec(table="t"), key="id",
+                    fields={"email": "email"})
+    outcomes = _Outcomes(conn, spec, clock=clock)
+
+    def answer() -> list[diff.Pending]:
+        return [diff.Pending(Change(str(next(keys)), "create", {"email": "e"}), 1, '{"email": "e"}', "[]")
+                for _ in range(10)]
+
+    outcomes.add(answer(), [])
     clock.now = 0.9
-    outcomes.add(answer, [])
-    assert stored == []
+    outcomes.add(answer(), [])
+    assert delivered(conn, spec.sync_id) == {}  # 20 records, under a second old: not yet
     clock.now = 1.0
-    outcomes.add(answer, [])
-    assert stored == [30]
-    outcomes.flush()
-    assert stored == [30]  # nothing left to record
+    outcomes.add(answer(), [])
+    assert len(delivered(conn, spec.sync_id)) == 30
+    outcomes.add(answer(), [])
+    outcomes.flush()  # the end of a run records what is left
+    assert len(delivered(conn, spec.sync_id)) == 40
 
 
 def test_payloads_round_trip_through_the_fast_json_codec(conn: Any) -> None:
