@@ -184,6 +184,9 @@ def run_sync(
             say(f"sync {spec.sync_id} ({spec.mode} → {report.destination}): {counts.creates} to create, "
                 f"{counts.updates} to update, {counts.deletes} to delete, {report.unchanged} unchanged; "
                 f"batches of {destination.batch_size}")
+            if stream.rehashed:
+                say(f"sync {spec.sync_id}: {stream.rehashed} unchanged records had their delivered hash rewritten "
+                    "to the current scheme (once, after upgrading airflow-osds; nothing is resent for them)")
             outstanding: dict[str, diff.Pending] = {}
 
             def batches() -> Iterator[list[Change]]:
@@ -207,8 +210,8 @@ def run_sync(
             outcomes.flush()
             report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
-        diff.refresh_statistics(conn, spec.sync_id, delivered_before=counts.changed + counts.unchanged + counts.gone,
-                                written=report.created + report.updated + report.deleted)
+        diff.vacuum_state(conn, spec.sync_id, delivered_before=counts.changed + counts.unchanged + counts.gone,
+                          written=report.created + report.updated + report.deleted + stream.rehashed)
     finally:
         report.seconds = time.monotonic() - started
         destination.close()
