@@ -10,21 +10,25 @@ per batch (no Airflow imports).
   :class:`RetryableError`: a later task retry may succeed) naming the attempts;
 * a :class:`DestinationError` propagates at once (no retry cures it);
 * sends are at least ``1 / destination.rate_limit`` seconds apart (``rate_limit`` 0: no spacing);
-* ``on_result(batch, result)`` is called after *each* batch the destination answered, before the next one
-  is sent: the caller records the acknowledged keys and the rejections then, so a failure later loses
-  nothing that was delivered. ``pipelined=True`` overlaps the two: the next batch is read and sent (in one
-  worker thread: one batch in flight at a time, in order, still spaced by the rate limit) while
-  ``on_result`` records the last answer: batch n's answer is recorded while batch n+1 is on its way, and
-  before batch n+2 is sent. What a failure can add is one batch that was on its way and is not recorded, so
-  the next run sends it again. That is harmless where a record sent twice is applied once (upserts,
-  updates, deletes), and why an insert-only sync does not pipeline. Matching the result to the batch (a key left out, a stranger) is the
-  caller's job (:func:`airflow_osds.reverse_etl.sync.run_sync` rejects what a result leaves out).
+* ``on_result(batch, result)`` is called with each batch the destination answered, in order: the caller
+  records the acknowledged keys and the rejections then, so a failure later loses nothing that was
+  delivered. With ``ahead=0`` the next batch is sent only after that returned. ``ahead=n`` overlaps the
+  two: up to n later batches are read and sent (in one worker thread, in order, spaced by the rate limit,
+  each retried before the next is sent) while ``on_result`` records an earlier answer, so sending does not
+  stop while the caller writes to its database. Once a batch fails for good, nothing after it is sent.
+  What a failure can add is the batches that were on their way and are not recorded (up to n, named in
+  the log), so the next run sends them again. That is harmless where a record sent twice is applied once
+  (upserts, updates, deletes), and why an insert-only sync sends with ``ahead=0``. Matching the result to
+  the batch (a key left out, a stranger) is the caller's job
+  (:func:`airflow_osds.reverse_etl.sync.run_sync` rejects what a result leaves out).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -99,41 +103,91 @@ class DeliveryReport:
     delays: list[float] = field(default_factory=list)  # the waits before each retry, in seconds
 
 
-class _Sender:
-    """Sends one batch at a time, in the calling thread or in one worker thread, spaced by the rate limit."""
+class _Stopped(Exception):
+    """A queued batch that was not sent because the run had already failed."""
 
-    def __init__(self, destination: Destination, pool: ThreadPoolExecutor | None, report: DeliveryReport,
-                 sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+
+class _Sender:
+    """Sends batches in order, each retried per the policy and spaced by the rate limit: in the calling thread,
+    or queued to one worker thread. Once a batch fails for good (or :meth:`stop` is called), the batches queued
+    after it are not sent."""
+
+    def __init__(self, destination: Destination, retry: RetryPolicy, pool: ThreadPoolExecutor | None,
+                 report: DeliveryReport, say: Callable[[str], object], sleep: Callable[[float], None],
+                 clock: Callable[[], float]) -> None:
         self.destination = destination
+        self.retry = retry
         self.pool = pool
         self.report = report
+        self.say = say
         self.sleep = sleep
         self.clock = clock
         self.last_send: float | None = None
+        self.stopped = threading.Event()
 
-    def start(self, batch: Sequence[Change]) -> Future[BatchResult]:
-        rate = float(self.destination.rate_limit or 0)
-        if rate > 0 and self.last_send is not None:
-            wait = self.last_send + 1.0 / rate - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-        self.last_send = self.clock()
-        self.report.attempts += 1
+    def start(self, index: int, batch: Sequence[Change]) -> _InFlight:
+        sent = _InFlight(index, batch)
         if self.pool is not None:
-            return self.pool.submit(self.destination.send, batch)
-        future: Future[BatchResult] = Future()
+            sent.future = self.pool.submit(self._send, sent)
+            return sent
+        sent.future = Future()
         try:
-            future.set_result(self.destination.send(batch))
+            sent.future.set_result(self._send(sent))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future, as the pool does
-            future.set_exception(exc)
-        return future
+            sent.future.set_exception(exc)
+        return sent
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _send(self, sent: _InFlight) -> BatchResult:
+        name = self.destination.object_name
+        attempt = 1
+        try:
+            while True:
+                if self.stopped.is_set():
+                    raise _Stopped
+                rate = float(self.destination.rate_limit or 0)
+                if rate > 0 and self.last_send is not None:
+                    wait = self.last_send + 1.0 / rate - self.clock()
+                    if wait > 0:
+                        self.sleep(wait)
+                self.last_send = self.clock()
+                self.report.attempts += 1
+                sent.left = True
+                try:
+                    result = self.destination.send(sent.batch)
+                except RetryableError as exc:
+                    if attempt >= self.retry.max_attempts:
+                        raise RetriesExhausted(
+                            f"{name}: batch {sent.index} ({len(sent.batch)} records) failed {attempt} times, "
+                            f"giving up: {exc}",
+                            attempts=attempt, last=exc, batch_index=sent.index,
+                        ) from exc
+                    # Waited out here, in the sending thread, so the batches queued behind it wait too.
+                    delay, remark = self.retry.delay(attempt, exc.retry_after)
+                    if remark:
+                        self.say(f"{name}: {remark}")
+                    self.report.retries += 1
+                    self.report.delays.append(delay)
+                    self.say(f"{name}: batch {sent.index} ({len(sent.batch)} records), attempt {attempt}/"
+                             f"{self.retry.max_attempts} failed: {exc}; retrying in {delay:.1f} s")
+                    self.sleep(delay)
+                    attempt += 1
+                    continue
+                self.report.batches += 1
+                return result
+        except BaseException:
+            self.stopped.set()
+            raise
 
 
 @dataclass
 class _InFlight:
     index: int
     batch: Sequence[Change]
-    future: Future[BatchResult]
+    future: Future[BatchResult] = field(init=False)
+    left: bool = False  # the batch was sent at least once
 
 
 def deliver(
@@ -145,49 +199,24 @@ def deliver(
     say: Callable[[str], object] = lambda line: None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    pipelined: bool = False,
+    ahead: int = 0,
 ) -> DeliveryReport:
     """Send every batch to ``destination`` (see the module docstring); returns what was done.
 
-    :param on_result: called with each batch and its result as soon as the destination answered it.
+    :param on_result: called with each batch and its result, in order, once the destination answered it.
     :param sleep: how to wait (tests pass a recorder); ``clock`` is the monotonic clock the rate limit uses.
-    :param pipelined: send the next batch (in a worker thread) while ``on_result`` handles the last answer
-        and the next batch is read from ``batches``.
+    :param ahead: how many later batches may be read and sent (in one worker thread) while ``on_result``
+        handles an answer; 0 sends each batch only after the last answer was handled.
     :raises RetriesExhausted: a batch failed ``retry.max_attempts`` times with a :class:`RetryableError`.
     :raises DestinationError: a batch failed for good; the batches before it were reported through ``on_result``.
     """
+    if ahead < 0:
+        raise ValueError(f"ahead must be 0 or more, not {ahead}")
     name = destination.object_name
     report = DeliveryReport()
-
-    def answer(sent: _InFlight) -> BatchResult:
-        attempt = 1
-        while True:
-            try:
-                result = sent.future.result()
-            except RetryableError as exc:
-                if attempt >= retry.max_attempts:
-                    raise RetriesExhausted(
-                        f"{name}: batch {sent.index} ({len(sent.batch)} records) failed {attempt} times, "
-                        f"giving up: {exc}",
-                        attempts=attempt, last=exc, batch_index=sent.index,
-                    ) from exc
-                delay, remark = retry.delay(attempt, exc.retry_after)
-                if remark:
-                    say(f"{name}: {remark}")
-                report.retries += 1
-                report.delays.append(delay)
-                say(f"{name}: batch {sent.index} ({len(sent.batch)} records), attempt {attempt}/{retry.max_attempts} "
-                    f"failed: {exc}; retrying in {delay:.1f} s")
-                sleep(delay)
-                attempt += 1
-                sent.future = sender.start(sent.batch)
-                continue
-            report.batches += 1
-            return result
-
-    with ThreadPoolExecutor(1, thread_name_prefix="osds-send") if pipelined else nullcontext() as pool:
-        sender = _Sender(destination, pool, report, sleep, clock)
-        in_flight: _InFlight | None = None
+    in_flight: deque[_InFlight] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="osds-send") if ahead else nullcontext() as pool:
+        sender = _Sender(destination, retry, pool, report, say, sleep, clock)
         try:
             for index, batch in enumerate(batches):
                 if not batch:
@@ -195,23 +224,37 @@ def deliver(
                 if len(batch) > destination.batch_size:
                     raise DestinationError(f"{name}: batch {index} has {len(batch)} records, more than the "
                                            f"destination takes ({destination.batch_size})")
-                if not pipelined:
-                    on_result(batch, answer(_InFlight(index, batch, sender.start(batch))))
-                    continue
-                previous, in_flight = in_flight, None
-                if previous is None:
-                    in_flight = _InFlight(index, batch, sender.start(batch))
-                    continue
-                result = answer(previous)
-                in_flight = _InFlight(index, batch, sender.start(batch))
-                on_result(previous.batch, result)  # while this batch is on its way
-            if in_flight:
-                last, in_flight = in_flight, None
-                on_result(last.batch, answer(last))
+                in_flight.append(sender.start(index, batch))
+                while len(in_flight) > ahead:
+                    _answer(in_flight, on_result)
+            while in_flight:
+                _answer(in_flight, on_result)
         except BaseException:
-            if in_flight is not None:
-                # The run fails anyway: the batch on its way is not recorded, so the next run sends it again.
-                say(f"{name}: batch {in_flight.index} ({len(in_flight.batch)} records) was on its way when the run "
-                    "failed; its answer is not recorded, so the next run sends it again")
+            sender.stop()
+            for sent in in_flight:
+                sent.future.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True)
+            # The run fails anyway: what was sent and not recorded is sent again by the next run.
+            unrecorded = [sent for sent in in_flight if sent.left and not sent.future.cancelled()
+                          and sent.future.exception() is None]
+            if unrecorded:
+                say(_unrecorded_message(name, unrecorded))
             raise
     return report
+
+
+def _answer(in_flight: deque[_InFlight], on_result: Callable[[Sequence[Change], BatchResult], None]) -> None:
+    sent = in_flight[0]
+    result = sent.future.result()
+    in_flight.popleft()
+    on_result(sent.batch, result)
+
+
+def _unrecorded_message(name: str, unrecorded: Sequence[_InFlight]) -> str:
+    records = sum(len(sent.batch) for sent in unrecorded)
+    if len(unrecorded) == 1:
+        return (f"{name}: batch {unrecorded[0].index} ({records} records) was on its way when the run failed; "
+                "its answer is not recorded, so the next run sends it again")
+    return (f"{name}: batches {', '.join(str(sent.index) for sent in unrecorded)} ({records} records) were on their "
+            "way when the run failed; their answers are not recorded, so the next run sends them again")

@@ -2,7 +2,7 @@
 
 :func:`run_sync` refuses a mode the destination cannot carry out before reading anything, streams
 the changes (:func:`.diff.changes`) in batches of the destination's ``batch_size``, and records each
-batch's acknowledgements and rejections as the destination answers (while the next batch is on its
+batch's acknowledgements and rejections as the destination answers (while the next batches are on their
 way, and a thousand records or a second's worth of answers per transaction; in ``insert`` mode each
 answer at once, before the next batch): a failure mid-sync records what was answered before it, and
 the next run sends only what was not recorded. Rejected records are stored with the destination's
@@ -25,6 +25,10 @@ from airflow_osds.reverse_etl.destinations.base import BatchResult, Change, Dest
 from airflow_osds.reverse_etl.spec import SyncSpec
 
 __all__ = ["RejectionThresholdExceeded", "SyncReport", "UnsupportedModeError", "run_sync"]
+
+#: About how many records may be on their way while earlier answers are recorded: a transaction recording a
+#: thousand answers takes ~20 ms, in which one batch in flight (~2 ms to a local sink) left sending idle.
+SEND_AHEAD_RECORDS = 2000
 
 #: The reason stored for a record the destination's result left out (it is neither acknowledged nor rejected).
 NO_RESULT = "the destination returned no result for this record"
@@ -199,11 +203,12 @@ def run_sync(
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
                 _match_answer(spec, [outstanding.pop(c.key) for c in batch], result, report, outcomes, say)
 
-            # Recording overlaps sending the next batch, except where a record sent twice would be stored
-            # twice: a killed process can lose the answers not recorded yet (see _Outcomes), sent again next run.
+            # Recording overlaps sending the next batches, except where a record sent twice would be stored
+            # twice: a failure leaves those on their way unrecorded, and a killed process the answers not
+            # recorded yet (see _Outcomes); the next run sends them again.
+            ahead = 0 if spec.mode == "insert" else max(1, SEND_AHEAD_RECORDS // destination.batch_size)
             try:
-                delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say,
-                                   pipelined=spec.mode != "insert")
+                delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say, ahead=ahead)
             except BaseException:
                 outcomes.flush()  # what the destination answered before the failure is recorded
                 raise

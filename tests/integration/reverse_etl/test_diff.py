@@ -10,6 +10,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -814,8 +815,26 @@ def test_changes_are_read_in_chunks_and_sent_in_whole_batches(conn: Any, rows: i
 
 # --- the record hash ----------------------------------------------------------------------------------
 
+def _folded_pair(type_: str) -> tuple[str, str]:
+    """Two timestamps whose 64-bit microsecond counts fold to one 32-bit value (high word xor low word), the
+    hash PostgreSQL's own timestamp hash starts from: 2³² µs (71 minutes) apart, the low word adjusted."""
+    high, low = 200_000, 12_345  # the two words of a count of µs since 2000-01-01, PostgreSQL's epoch: in 2027
+    moved = ((high + 1) << 32) | (low ^ high ^ (high + 1))
+    epoch = datetime(2000, 1, 1)
+    zone = "+00" if type_ == "timestamptz" else ""
+    return tuple(f"'{epoch + timedelta(microseconds=us)}{zone}'" for us in ((high << 32) | low, moved))
+
+
 @pytest.mark.parametrize(("column", "before", "after"), [
-    ("numeric", "1.0", "1.00"),  # equal numerics, and a numeric's own hash: only the text form tells them apart
+    ("bigint", "0", "4294967297"),  # bigint's own hash: 0 and 2³² + 1 collide
+    ("timestamp", *_folded_pair("timestamp")),
+    ("timestamptz", *_folded_pair("timestamptz")),
+    ("numeric", "1.5", "-1.5"),  # a numeric's own hash has no sign
+    ("numeric", "1.0", "1.00"),  # equal numerics, and one hash: only the scale tells them apart
+    ("numeric", "NULL", "0"),
+    ("numeric", "'NaN'", "'Infinity'"),  # no scale, and one hash for NaN and both infinities
+    ("numeric", "'Infinity'", "'-Infinity'"),
+    ("numeric(12, 2)", "10.25", "-10.25"),
     # A nondeterministic (ICU) collation's 'Ada' = 'ADA' is the same case for text (hashed as bytes), but
     # the embedded PostgreSQL is built without ICU, so it cannot be created here.
     ("jsonb", """'{"a": 1.0}'""", """'{"a": 1.00}'"""),  # equal jsonb
