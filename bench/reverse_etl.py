@@ -10,8 +10,9 @@ the records.
 
 * **first run**: ``run_sync`` with no state: every row is created (informational).
 * Per round, 1% of the rows change (``plan`` of the ids ``≡ round (mod 100)``), then in alternating order:
-  * **ours**: ``run_sync`` (``airflow_osds.reverse_etl.sync``): the diff in SQL against the delivered
-    state, the changes streamed from a server-side cursor, delivered, the acknowledged keys recorded;
+  * **ours**: ``run_sync`` (``airflow_osds.reverse_etl.sync``) with the hook's two connections: the diff in
+    SQL against the delivered state, the changes streamed from a server-side cursor, delivered, the
+    acknowledged keys recorded on the second connection;
   * **full send**: what a sync without state does every run: every row read with the same mapping
     (a server-side cursor, the same jsonb mapping) and posted in the destination's batches.
   Checked after each: the sink received exactly the rows expected (the changed ones, or all of them),
@@ -106,11 +107,11 @@ def _destination(url: str) -> Any:
                            object_name="sink/records")
 
 
-def _ours(conn: Any, table: str, sync_id: str, url: str) -> tuple[float, Any]:
+def _ours(conn: Any, table: str, sync_id: str, url: str, record_conn: Any) -> tuple[float, Any]:
     from airflow_osds.reverse_etl.sync import run_sync
 
     begun = time.perf_counter()
-    report = run_sync(conn, _spec(table, sync_id), _destination(url), say=lambda line: None)
+    report = run_sync(conn, _spec(table, sync_id), _destination(url), say=lambda line: None, record_conn=record_conn)
     return time.perf_counter() - begun, report
 
 
@@ -144,12 +145,14 @@ def measure_reverse_etl(reps: int, rows: int, rss_rows: int) -> dict[str, Any]:
     try:
         postgres.create_database("bench")
         out: dict[str, Any] = {"rows": rows, "changed": rows // 100, "rounds": [], "rss": {}}
-        with postgres.connect("bench", autocommit=True) as conn:
+        # The hook's two connections: one streams the changes, the other records the answers.
+        with postgres.connect("bench", autocommit=True) as conn, \
+                postgres.connect("bench", autocommit=True) as record_conn:
             _log(f"source of {rows:,} rows")
             _create_source(conn, "bench.users", rows)
             forget(conn, "bench")
             before = sink.received()
-            first_s, report = _ours(conn, "bench.users", "bench", sink.url)
+            first_s, report = _ours(conn, "bench.users", "bench", sink.url, record_conn)
             if report.created != rows or sink.received() - before != rows:
                 raise ChildFailed(f"first run: created {report.created:,}, sink got {sink.received() - before:,}")
             out["first_run_s"] = first_s
@@ -160,7 +163,7 @@ def measure_reverse_etl(reps: int, rows: int, rss_rows: int) -> dict[str, Any]:
                 for mode in (("ours", "full") if round_ % 2 == 0 else ("full", "ours")):
                     before = sink.received()
                     if mode == "ours":
-                        timings["ours"], report = _ours(conn, "bench.users", "bench", sink.url)
+                        timings["ours"], report = _ours(conn, "bench.users", "bench", sink.url, record_conn)
                         expected = changed
                         if report.updated != changed:
                             raise ChildFailed(f"round {round_}: {report.updated:,} updated, {changed:,} changed")
@@ -211,12 +214,13 @@ def _rss_main(args: dict[str, Any]) -> None:
 
     rows = int(args["rows"])
     table, sync_id = f"bench.rss_{rows}", f"bench-rss-{rows}"
-    with psycopg.connect(args["conninfo"], autocommit=True) as conn:
+    with psycopg.connect(args["conninfo"], autocommit=True) as conn, \
+            psycopg.connect(args["conninfo"], autocommit=True) as record_conn:
         _create_source(conn, table, rows)
         forget(conn, sync_id)
-        _, first = _ours(conn, table, sync_id, args["url"])
+        _, first = _ours(conn, table, sync_id, args["url"], record_conn)
         changed = _change(conn, table, 0)
-        _, second = _ours(conn, table, sync_id, args["url"])
+        _, second = _ours(conn, table, sync_id, args["url"], record_conn)
         if first.created != rows or second.updated != changed:
             raise SystemExit(f"created {first.created}, updated {second.updated} of {changed}")
         conn.execute(f"DROP TABLE {table}")

@@ -134,10 +134,15 @@ class ReverseEtlHook(BaseHook):
         """One run of ``spec`` to the destination ``destination`` describes (see :func:`~airflow_osds.reverse_etl.sync.run_sync`)."""
         from airflow_osds.reverse_etl.sync import run_sync
 
+        from airflow_osds.hooks.warehouse import connect
+
         target = self.destination(destination, source_key=spec.key)
-        with self.get_conn() as conn:
+        warehouse = self.get_connection(self.warehouse_conn_id)
+        # Two connections: the changes stream on one while the answers are recorded on the other.
+        with connect(warehouse, application_name="airflow-osds reverse-etl") as conn, \
+                connect(warehouse, application_name="airflow-osds reverse-etl recorder") as record_conn:
             return run_sync(conn, spec, target, full_resync=full_resync, max_rejected=max_rejected,
-                            max_rejected_ratio=max_rejected_ratio, say=say)
+                            max_rejected_ratio=max_rejected_ratio, say=say, record_conn=record_conn)
 
     def preview(self, spec: SyncSpec, *, limit: int = 20, full_resync: bool = False) -> Preview:
         """What a run would send (counts and the first ``limit`` records); nothing is sent or recorded."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,22 +119,32 @@ class _Outcomes:
     ``RECORD_SECONDS`` old (checked as each answer arrives), and when the run ends however it ends.
 
     One transaction per batch of 100 costs ~2–5 ms: a first sync of 1M rows spent half its time recording.
-    A crash (the process killed: an orderly failure records first) can then lose the last second of answers,
-    whose records the next run sends again: harmless where a record sent twice is applied once. An
-    ``insert`` sync records every answer at once, before the next batch is sent.
+    With ``record_conn`` (a second connection to the warehouse) each group is recorded on it in a
+    background thread, one at a time and in order, while the main thread goes on matching answers to
+    batches; the next group waits for the last one, so recording never falls more than one group behind.
+    A crash (the process killed: an orderly failure records first) can then lose the last second or two of
+    answers, whose records the next run sends again: harmless where a record sent twice is applied once.
+    An ``insert`` sync records every answer at once, on ``conn``, before the next batch is sent.
     """
 
     RECORD_ROWS = 1000
     RECORD_SECONDS = 1.0
 
-    def __init__(self, conn: Any, spec: SyncSpec, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, conn: Any, spec: SyncSpec, clock: Callable[[], float] = time.monotonic,
+                 record_conn: Any | None = None) -> None:
         self.conn = conn
         self.spec = spec
         self.clock = clock
-        self.rows = 1 if spec.mode == "insert" else self.RECORD_ROWS
+        self.insert_only = spec.mode == "insert"
+        self.rows = 1 if self.insert_only else self.RECORD_ROWS
         self.acknowledged: list[diff.Pending] = []
         self.rejected: list[tuple[diff.Pending, str]] = []
         self.since = 0.0
+        self.record_conn = None if self.insert_only else record_conn
+        self.recorder = ThreadPoolExecutor(1, thread_name_prefix="osds-record") if self.record_conn is not None \
+            else None
+        self.recording: Future[None] | None = None
+        self.failed = False  # a recording failed: the run is failing, what is left goes unrecorded
 
     def add(self, acknowledged: list[diff.Pending], rejected: list[tuple[diff.Pending, str]]) -> None:
         if not (self.acknowledged or self.rejected):
@@ -144,10 +155,34 @@ class _Outcomes:
             self.flush()
 
     def flush(self) -> None:
-        if self.acknowledged or self.rejected:
+        if (self.acknowledged or self.rejected) and not self.failed:
             acknowledged, rejected = self.acknowledged, self.rejected
             self.acknowledged, self.rejected = [], []
-            diff.record(self.conn, self.spec.sync_id, acknowledged, rejected, insert_only=self.spec.mode == "insert")
+            if self.recorder is None:
+                diff.record(self.conn, self.spec.sync_id, acknowledged, rejected, insert_only=self.insert_only)
+                return
+            self._wait()
+            self.recording = self.recorder.submit(diff.record, self.record_conn, self.spec.sync_id, acknowledged,
+                                                  rejected, insert_only=False)
+
+    def _wait(self) -> None:
+        """Wait for the group being recorded; its error, if it failed, is raised here."""
+        if self.recording is not None:
+            recording, self.recording = self.recording, None
+            try:
+                recording.result()
+            except BaseException:
+                self.failed = True
+                raise
+
+    def close(self) -> None:
+        """Record what is left and wait until everything is recorded."""
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            if self.recorder is not None:
+                self.recorder.shutdown(wait=True)
 
 
 def run_sync(
@@ -160,10 +195,14 @@ def run_sync(
     max_rejected_ratio: float | None = None,
     retry: RetryPolicy = RetryPolicy(),
     say: Callable[[str], Any] = print,
+    record_conn: Any | None = None,
 ) -> SyncReport:
     """Send what changed since the last run to ``destination`` and record what it acknowledged.
 
     :param conn: a psycopg 3 connection in autocommit mode, to the warehouse holding the source and the state.
+    :param record_conn: a second such connection to the same database: the answers are recorded on it in a
+        background thread while ``conn`` streams the changes (``None``: recorded on ``conn`` between batches;
+        an ``insert`` sync always records on ``conn``). The caller closes it.
     :param full_resync: send every source row, changed or not (see :mod:`.diff`).
     :param max_rejected: raise when more records than this were rejected in the run (``None``: no limit).
     :param max_rejected_ratio: raise when rejected / sent exceeds this (``None``: no limit).
@@ -198,7 +237,7 @@ def run_sync(
                     outstanding.update((p.change.key, p) for p in pending)
                     yield [p.change for p in pending]
 
-            outcomes = _Outcomes(conn, spec)
+            outcomes = _Outcomes(conn, spec, record_conn=record_conn)
 
             def on_result(batch: Sequence[Change], result: BatchResult) -> None:
                 _match_answer(spec, [outstanding.pop(c.key) for c in batch], result, report, outcomes, say)
@@ -210,9 +249,9 @@ def run_sync(
             try:
                 delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say, ahead=ahead)
             except BaseException:
-                outcomes.flush()  # what the destination answered before the failure is recorded
+                outcomes.close()  # what the destination answered before the failure is recorded
                 raise
-            outcomes.flush()
+            outcomes.close()
             report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
         diff.vacuum_state(conn, spec.sync_id, delivered_before=counts.changed + counts.unchanged + counts.gone,

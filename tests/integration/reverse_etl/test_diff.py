@@ -139,8 +139,27 @@ def ops(op: str, *ids: int) -> set[tuple[str, str]]:
     return {(str(i), op) for i in ids}
 
 
+_record_conn: list[Any] = [None]
+
+
+@pytest.fixture(params=["recorded-on-conn", "recorded-on-a-second-conn"])
+def recording(request: pytest.FixtureRequest, warehouse: Any) -> Iterator[None]:
+    """The test's syncs run both ways: answers recorded on the main connection between batches, and on a
+    second connection in the background (what the hook does)."""
+    if request.param == "recorded-on-conn":
+        yield
+        return
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as record_conn:
+        _record_conn[0] = record_conn
+        try:
+            yield
+        finally:
+            _record_conn[0] = None
+
+
 def sync(conn: Any, spec: SyncSpec, dest: FakeDestination, **kwargs: Any) -> Any:
     lines: list[str] = []
+    kwargs.setdefault("record_conn", _record_conn[0])
     report = run_sync(conn, spec, dest, say=lines.append, **kwargs)
     report.lines = lines  # type: ignore[attr-defined]
     return report
@@ -165,6 +184,8 @@ def rejections(conn: Any, sync_id: str) -> dict[str, tuple[str, str, int]]:
 
 # --- first and second run ---------------------------------------------------------------------------
 
+
+@pytest.mark.usefixtures("recording")
 
 def test_the_first_run_sends_everything_and_the_second_nothing(conn: Any) -> None:
     src = Source(conn, 25)
@@ -204,6 +225,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.usefixtures("recording")
 @pytest.mark.parametrize("mode", ["upsert", "update", "insert", "mirror"])
 def test_each_mode_sends_its_changes(conn: Any, mode: str) -> None:
     src = Source(conn, 10)
@@ -356,6 +378,8 @@ def test_a_query_source_and_a_wide_mapping(conn: Any) -> None:
 # --- rejections -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("recording")
+
 def test_rejections_are_stored_retried_and_cleared_once_delivered(conn: Any) -> None:
     src = Source(conn, 10)
     spec = src.spec()
@@ -395,6 +419,8 @@ def test_rejections_are_stored_retried_and_cleared_once_delivered(conn: Any) -> 
     assert dest.batches == []
 
 
+@pytest.mark.usefixtures("recording")
+
 def test_a_rejection_the_source_no_longer_needs_is_cleared(conn: Any) -> None:
     src = Source(conn, 4)
     spec = src.spec()
@@ -412,6 +438,8 @@ def test_a_rejection_the_source_no_longer_needs_is_cleared(conn: Any) -> None:
     assert rejections(conn, spec.sync_id) == {"2": ("update", "still no", 2)}
 
 
+@pytest.mark.usefixtures("recording")
+
 def test_a_result_that_leaves_keys_out_or_names_others(conn: Any) -> None:
     src = Source(conn, 5)
     spec = src.spec()
@@ -426,6 +454,8 @@ def test_a_result_that_leaves_keys_out_or_names_others(conn: Any) -> None:
     assert set(delivered(conn, spec.sync_id)) == keys(1, 3, 5)
     assert any("1 key(s) it was not sent (ignored), e.g. ['999']" in line for line in report.lines)
 
+
+@pytest.mark.usefixtures("recording")
 
 def test_the_rejection_thresholds(conn: Any) -> None:
     src = Source(conn, 10)
@@ -451,6 +481,8 @@ def test_the_rejection_thresholds(conn: Any) -> None:
 # --- crashes and full resyncs -----------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("recording")
+
 def test_a_crash_mid_sync_keeps_what_was_delivered_and_the_rerun_sends_the_rest(conn: Any) -> None:
     src = Source(conn, 50)
     src.sql("INSERT INTO {t} VALUES (51, 'gone@x.io', 'free', 0)")
@@ -475,6 +507,8 @@ def test_a_crash_mid_sync_keeps_what_was_delivered_and_the_rerun_sends_the_rest(
     assert report.unchanged == len(done - {"51"})
     assert delivered(conn, spec.sync_id) == {str(i): row_fields(i, "enterprise") for i in range(1, 51)}
 
+
+@pytest.mark.usefixtures("recording")
 
 def test_full_resync_sends_every_row_and_still_deletes_only_what_it_delivered(conn: Any) -> None:
     src = Source(conn, 6)
@@ -580,6 +614,8 @@ def test_preview_before_any_state_table_exists_creates_none(warehouse: Any) -> N
 
 # --- volume -------------------------------------------------------------------------------------------
 
+
+@pytest.mark.usefixtures("recording")
 
 def test_20k_rows_stream_in_batches_from_a_server_side_cursor(conn: Any) -> None:
     src = Source(conn, 20_000)
@@ -732,6 +768,7 @@ def test_a_run_that_wrote_much_of_its_state_vacuums_and_analyzes_it(conn: Any) -
     assert not diff.vacuum_state(conn, "no-such-sync", delivered_before=0, written=10**6)
 
 
+@pytest.mark.usefixtures("recording")
 @pytest.mark.parametrize(("mode", "records_per_transaction"), [("upsert", [1000, 1000, 500]), ("insert", [100] * 25)])
 def test_answers_are_recorded_a_thousand_at_a_time_except_in_insert_mode(
         conn: Any, monkeypatch: pytest.MonkeyPatch, mode: str, records_per_transaction: list[int]) -> None:
@@ -747,6 +784,57 @@ def test_answers_are_recorded_a_thousand_at_a_time_except_in_insert_mode(
     assert sync(conn, src.spec(mode), FakeDestination()).created == 2500
     assert written == records_per_transaction
     assert len(delivered(conn, src.name)) == 2500
+
+
+def test_answers_are_recorded_on_the_second_connection_in_the_background(conn: Any, warehouse: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each group of answers is written by the recorder thread on the second connection, in order; an insert
+    sync never touches it (a closed one is not an error there)."""
+    src = Source(conn, 2500)
+    writers: list[tuple[str, int]] = []
+    real_record = diff.record
+
+    def watched(record_conn: Any, sync_id: str, acknowledged: Any, rejected: Any, **kwargs: Any) -> None:
+        writers.append((threading.current_thread().name, record_conn.info.backend_pid))
+        real_record(record_conn, sync_id, acknowledged, rejected, **kwargs)
+
+    monkeypatch.setattr(diff, "record", watched)
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as record_conn:
+        assert sync(conn, src.spec(), FakeDestination(), record_conn=record_conn).created == 2500
+        assert [pid for _, pid in writers] == [record_conn.info.backend_pid] * 3
+    assert all(name.startswith("osds-record") for name, _ in writers), writers
+    assert delivered(conn, src.name) == {str(i): row_fields(i) for i in range(1, 2501)}
+    record_conn.close()
+    other = Source(conn, 30)
+    assert sync(conn, other.spec("insert"), FakeDestination(), record_conn=record_conn).created == 30
+    assert len(delivered(conn, other.name)) == 30
+
+
+def test_a_recording_connection_that_dies_fails_the_run_and_the_rerun_sends_what_was_not_recorded(
+        conn: Any, warehouse: Any) -> None:
+    """The recorder's server process is terminated in the middle of a run (a real fault: what a restarted or
+    failed-over warehouse does): the run fails with that error, nothing recorded is lost, and the next run
+    sends exactly what was not recorded."""
+    import psycopg
+
+    src = Source(conn, 2500)
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as record_conn, \
+            warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as killer:
+        pid = record_conn.info.backend_pid
+
+        def kill(call: int, batch: Sequence[Change]) -> None:
+            if call == 12:  # after the first thousand answers went to the recorder
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        first = FakeDestination(on_send=kill)
+        with pytest.raises(psycopg.OperationalError):
+            sync(conn, src.spec(), first, record_conn=record_conn)
+    recorded = set(delivered(conn, src.name))
+    assert len(recorded) in (0, 1000) and first.closed == 1
+    rerun = FakeDestination()
+    assert sync(conn, src.spec(), rerun, record_conn=None).created == 2500 - len(recorded)
+    assert {k for k, _ in rerun.sent} == {str(i) for i in range(1, 2501)} - recorded
+    assert delivered(conn, src.name) == {str(i): row_fields(i) for i in range(1, 2501)}
 
 
 def test_answers_older_than_a_second_are_recorded_with_the_next_one(conn: Any) -> None:
