@@ -286,8 +286,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="rounds per shape of the Singer operator vs bare pipe part (alternating; default 3; 0 skips)")
     p.add_argument("--singer-pipe-records", type=int, default=200_000,
                    help="records of that part's 5-column shape; its 30-column shape gets half as many")
-    p.add_argument("--retl-reps", type=int, default=3,
-                   help="rounds of the reverse-ETL part (ours and the full send, alternating; default 3; 0 skips)")
+    p.add_argument("--retl-reps", type=int, default=5,
+                   help="rounds of the reverse-ETL part (ours and the full send, alternating; default 5; 0 skips)")
     p.add_argument("--retl-only", action="store_true", help="measure only the reverse-ETL part (its section and ids)")
     p.add_argument("--retl-rows", type=int, default=1_000_000, help="source rows of the reverse-ETL part")
     p.add_argument("--retl-rss-rows", type=int, default=1_000_000,

@@ -73,11 +73,11 @@ undefined; refusing the run is the only way not to drop or flip-flop them silent
 A run reads the source twice, in one ``REPEATABLE READ`` snapshot: once for the key check (one
 hash aggregate), once for the diff, a single full (or left) join of the mapped source against the
 delivered state whose differing rows go into a temporary table. The counts come from that table
-(and the state's row count), and the changes are streamed from it with a server-side cursor in
-batches (read about 2,000 rows at a time), so client memory stays flat. Each :func:`record` (the
-answers to one or more batches) commits in its own transaction on the same connection, so a crash
-mid-sync keeps everything recorded so far. Every function takes a psycopg 3 connection in
-autocommit mode.
+and the row counts of the source and the state (taken on a second connection in the same snapshot,
+if :func:`changes` is given one), and the changes are streamed from it with a server-side cursor
+in batches (read about 2,000 rows at a time), so client memory stays flat. Each :func:`record` (the
+answers to one or more batches) commits in its own transaction, so a crash mid-sync keeps
+everything recorded so far. Every function takes psycopg 3 connections in autocommit mode.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ import hashlib
 import json
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -622,15 +622,28 @@ _FETCH_ROWS = 2000
 class ChangeStream:
     """The changes of one run, read from the server in batches (see :func:`changes`)."""
 
-    def __init__(self, cursor: Any, counts: DiffCounts, started_at: datetime, batch_size: int,
-                 rehashed: int = 0) -> None:
+    def __init__(self, cursor: Any, counts: DiffCounts | Callable[[], DiffCounts], sending: dict[str, int],
+                 started_at: datetime, batch_size: int, rehashed: int = 0) -> None:
         self._cursor = cursor
-        self.counts = counts
+        self._counts = counts
+        #: How many changes the stream holds, by operation (``create``, ``update``, ``delete``).
+        self.sending = sending
         #: Unchanged records whose stored hash was the one from before 2026-12-05, rewritten in the run's snapshot.
         self.rehashed = rehashed
         #: The snapshot's time: rejections older than it that the run did not renew are stale.
         self.started_at = started_at
         self.batch_size = batch_size
+
+    @property
+    def counts(self) -> DiffCounts:
+        """The run's counts; with ``count_conn`` (see :func:`changes`) counted on it the first time they are read."""
+        if not isinstance(self._counts, DiffCounts):
+            self._counts = self._counts()
+        return self._counts
+
+    @property
+    def counted(self) -> bool:
+        return isinstance(self._counts, DiffCounts)
 
     def __iter__(self) -> Iterator[list[Pending]]:
         # Whole batches, about _FETCH_ROWS rows per FETCH: a round trip per batch of 100 was a third of a
@@ -641,10 +654,47 @@ class ChangeStream:
                 yield [_pending(row) for row in rows[start:start + self.batch_size]]
 
 
+def _sending(spec: SyncSpec, by_state: dict[str, int], full_resync: bool) -> dict[str, int]:
+    sending = {"create": 0, "update": 0, "delete": 0}
+    create_op = "update" if spec.mode == "update" else "create"
+    for state in _sent_states(spec, full_resync):
+        op = {"new": create_op, "gone": "delete"}.get(state, "update")
+        sending[op] += by_state.get(state, 0)
+    return sending
+
+
+def _counted_later(conn: Any, count_conn: Any, spec: SyncSpec, by_state: dict[str, int], *,
+                   full_resync: bool) -> Callable[[], DiffCounts]:
+    """The counts of this snapshot, taken on ``count_conn`` whenever they are asked for. The snapshot is
+    imported there now: it can be only while the transaction that exports it is open."""
+    _require_autocommit(count_conn)
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    count_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        count_conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    except BaseException:
+        count_conn.execute("ROLLBACK")
+        raise
+
+    def count() -> DiffCounts:
+        try:
+            return _counts(count_conn, spec, by_state, full_resync=full_resync, exists=True)
+        finally:
+            count_conn.execute("ROLLBACK")  # read only: nothing to keep
+
+    return count
+
+
 @contextmanager
-def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = False) -> Iterator[ChangeStream]:
+def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = False,
+            count_conn: Any | None = None) -> Iterator[ChangeStream]:
     """The changes to send, counted and then streamed in batches of ``batch_size``.
 
+    :param count_conn: a second connection to the same database, idle: the counts of unchanged and gone rows
+        (a count of the source and of the sync's state, ~0.1 s on 1M rows) are taken there, in the run's
+        snapshot, when ``stream.counts`` is first read, e.g. by another thread while the changes are being
+        sent. The stream's counts must be read before ``count_conn`` is used for anything else.
+        ``None``: counted on ``conn`` before the first change is produced.
     :raises SourceKeyError: NULL or duplicated keys (before any change is produced).
     """
     _require_autocommit(conn)
@@ -655,6 +705,8 @@ def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = F
     table = sql.Identifier(name)
     cursor = conn.cursor(name, withhold=True)
     cursor.itersize = max(batch_size, _FETCH_ROWS)
+    stream: ChangeStream | None = None
+    imported = False
     try:
         with conn.transaction():
             _in_snapshot(conn)
@@ -667,16 +719,27 @@ def changes(conn: Any, spec: SyncSpec, *, batch_size: int, full_resync: bool = F
             if rehashed:
                 conn.execute(sql.SQL("UPDATE {} AS d SET hash = t.hash FROM {} AS t WHERE t.state = 'rehash' "
                                      "AND d.key = t.key").format(_partition(spec.sync_id), table))
-            counts = _counts(conn, spec, by_state, full_resync=full_resync, exists=True)
+            counts: DiffCounts | Callable[[], DiffCounts]
+            if count_conn is None:
+                counts = _counts(conn, spec, by_state, full_resync=full_resync, exists=True)
+            else:
+                counts = _counted_later(conn, count_conn, spec, by_state, full_resync=full_resync)
+                imported = True
             cursor.execute(sql.SQL("SELECT key, {op}, payload, groups, hash FROM {table} WHERE state = ANY({states})")
                            .format(op=_op_sql(spec), table=table, states=sql.Literal(_sent_states(spec, full_resync))))
-        yield ChangeStream(cursor, counts, started_at, batch_size, rehashed)
+        stream = ChangeStream(cursor, counts, _sending(spec, by_state, full_resync), started_at, batch_size, rehashed)
+        yield stream
     finally:
         try:
             cursor.close()
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         except Exception:  # noqa: BLE001 - a broken connection takes its cursor and table with it; keep the first error
             pass
+        if imported and not (stream is not None and stream.counted):
+            try:
+                count_conn.execute("ROLLBACK")  # the counts were not taken: the imported snapshot's transaction ends
+            except Exception:  # noqa: BLE001 - as above: a broken connection has no transaction left to end
+                pass
 
 
 def preview(conn: Any, spec: SyncSpec, limit: int = 20, *, full_resync: bool = False) -> Preview:

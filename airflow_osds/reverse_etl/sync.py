@@ -65,6 +65,7 @@ class SyncReport:
     batches: int = 0
     retries: int = 0  # sends of a batch again after a retryable failure
     seconds: float = 0.0
+    diff_seconds: float = 0.0  # of which: the key check and the diff (the counts too without record_conn)
     stale_rejections_cleared: int = 0
     #: What the destination said it did, summed over batches (its ``BatchResult.counts``).
     destination_counts: dict[str, int] = field(default_factory=dict)
@@ -93,7 +94,8 @@ class SyncReport:
             line += f", {self.skipped_updates} changed but not updated (insert mode)"
         if self.skipped_deletes:
             line += f", {self.skipped_deletes} gone from the source but not deleted ({self.mode} mode)"
-        return line + f"; {self.batches} batch{'es' if self.batches != 1 else ''} in {self.seconds:.1f} s"
+        return line + (f"; {self.batches} batch{'es' if self.batches != 1 else ''} in {self.seconds:.1f} s "
+                       f"(the diff {self.diff_seconds:.1f} s)")
 
 
 class RejectionThresholdExceeded(OsdsError):
@@ -175,6 +177,17 @@ class _Outcomes:
                 self.failed = True
                 raise
 
+    def first(self, work: Callable[[], Any]) -> Future[Any]:
+        """``work``'s result, done before anything is recorded: on the recorder thread, or here without one."""
+        if self.recorder is not None:
+            return self.recorder.submit(work)
+        done: Future[Any] = Future()
+        try:
+            done.set_result(work())
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future, as the thread does
+            done.set_exception(exc)
+        return done
+
     def close(self) -> None:
         """Record what is left and wait until everything is recorded."""
         try:
@@ -215,49 +228,54 @@ def run_sync(
     started = time.monotonic()
     report = SyncReport(spec.sync_id, spec.mode, getattr(destination, "object_name", type(destination).__name__),
                         full_resync=full_resync)
+    outcomes = _Outcomes(conn, spec, record_conn=record_conn)
     try:
         missing = spec.operations - frozenset(destination.operations)
         if missing:
             raise UnsupportedModeError(spec.sync_id, spec.mode, report.destination, missing)
-        with diff.changes(conn, spec, batch_size=destination.batch_size, full_resync=full_resync) as stream:
-            counts = stream.counts
+        with diff.changes(conn, spec, batch_size=destination.batch_size, full_resync=full_resync,
+                          count_conn=outcomes.record_conn) as stream:
+            report.diff_seconds = time.monotonic() - started
+            # The unchanged and gone rows are counted first thing on the recorder's connection (in the diff's
+            # snapshot), while the first batches are on their way.
+            counted = outcomes.first(lambda: stream.counts)
+            try:
+                sending = stream.sending
+                say(f"sync {spec.sync_id} ({spec.mode} → {report.destination}): {sending['create']} to create, "
+                    f"{sending['update']} to update, {sending['delete']} to delete; "
+                    f"batches of {destination.batch_size}")
+                if stream.rehashed:
+                    say(f"sync {spec.sync_id}: {stream.rehashed} unchanged records had their delivered hash "
+                        "rewritten to the current scheme (once, after upgrading airflow-osds; nothing is resent "
+                        "for them)")
+                outstanding: dict[str, diff.Pending] = {}
+
+                def batches() -> Iterator[list[Change]]:
+                    for pending in stream:
+                        outstanding.update((p.change.key, p) for p in pending)
+                        yield [p.change for p in pending]
+
+                def on_result(batch: Sequence[Change], result: BatchResult) -> None:
+                    _match_answer(spec, [outstanding.pop(c.key) for c in batch], result, report, outcomes, say)
+
+                # Recording overlaps sending the next batches, except where a record sent twice would be stored
+                # twice: a failure leaves those on their way unrecorded, and a killed process the answers not
+                # recorded yet (see _Outcomes); the next run sends them again.
+                ahead = 0 if spec.mode == "insert" else max(1, SEND_AHEAD_RECORDS // destination.batch_size)
+                delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say, ahead=ahead)
+            finally:
+                outcomes.close()  # what the destination answered is recorded, however delivery ended
+            report.retries = delivery.retries
+            counts = counted.result()
             report.unchanged = counts.not_sent_unchanged
             report.skipped_updates = counts.skipped_updates
             report.skipped_deletes = counts.skipped_deletes
-            say(f"sync {spec.sync_id} ({spec.mode} → {report.destination}): {counts.creates} to create, "
-                f"{counts.updates} to update, {counts.deletes} to delete, {report.unchanged} unchanged; "
-                f"batches of {destination.batch_size}")
-            if stream.rehashed:
-                say(f"sync {spec.sync_id}: {stream.rehashed} unchanged records had their delivered hash rewritten "
-                    "to the current scheme (once, after upgrading airflow-osds; nothing is resent for them)")
-            outstanding: dict[str, diff.Pending] = {}
-
-            def batches() -> Iterator[list[Change]]:
-                for pending in stream:
-                    outstanding.update((p.change.key, p) for p in pending)
-                    yield [p.change for p in pending]
-
-            outcomes = _Outcomes(conn, spec, record_conn=record_conn)
-
-            def on_result(batch: Sequence[Change], result: BatchResult) -> None:
-                _match_answer(spec, [outstanding.pop(c.key) for c in batch], result, report, outcomes, say)
-
-            # Recording overlaps sending the next batches, except where a record sent twice would be stored
-            # twice: a failure leaves those on their way unrecorded, and a killed process the answers not
-            # recorded yet (see _Outcomes); the next run sends them again.
-            ahead = 0 if spec.mode == "insert" else max(1, SEND_AHEAD_RECORDS // destination.batch_size)
-            try:
-                delivery = deliver(destination, batches(), on_result=on_result, retry=retry, say=say, ahead=ahead)
-            except BaseException:
-                outcomes.close()  # what the destination answered before the failure is recorded
-                raise
-            outcomes.close()
-            report.retries = delivery.retries
         report.stale_rejections_cleared = diff.clear_stale_rejections(conn, spec.sync_id, stream.started_at)
         diff.vacuum_state(conn, spec.sync_id, delivered_before=counts.changed + counts.unchanged + counts.gone,
                           written=report.created + report.updated + report.deleted + stream.rehashed)
     finally:
         report.seconds = time.monotonic() - started
+        outcomes.close()  # a no-op unless the run failed before delivering
         destination.close()
     say(report.summary())
     _check_thresholds(report, max_rejected, max_rejected_ratio)

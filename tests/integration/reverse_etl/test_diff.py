@@ -199,8 +199,8 @@ def test_the_first_run_sends_everything_and_the_second_nothing(conn: Any) -> Non
     assert (report.created, report.updated, report.deleted, report.rejected, report.unchanged) == (25, 0, 0, 0, 0)
     assert report.batches == 3 and dest.closed == 1
     assert report.destination_counts == {"create": 25}
-    assert report.lines[0] == ("sync {} (upsert → fake/contacts): 25 to create, 0 to update, 0 to delete, "
-                               "0 unchanged; batches of 10").format(src.name)
+    assert report.lines[0] == ("sync {} (upsert → fake/contacts): 25 to create, 0 to update, 0 to delete; "
+                               "batches of 10").format(src.name)
     assert report.lines[-1].startswith(f"sync {src.name} (upsert → fake/contacts): 25 created, 0 updated, 0 deleted, "
                                        "0 rejected, 0 unchanged; 3 batches in ")
     state = delivered(conn, spec.sync_id)
@@ -808,6 +808,27 @@ def test_answers_are_recorded_on_the_second_connection_in_the_background(conn: A
     other = Source(conn, 30)
     assert sync(conn, other.spec("insert"), FakeDestination(), record_conn=record_conn).created == 30
     assert len(delivered(conn, other.name)) == 30
+
+
+def test_counts_taken_on_the_second_connection_are_those_of_the_diffs_snapshot(conn: Any, warehouse: Any) -> None:
+    """The unchanged and gone rows are counted on ``count_conn`` after the diff's transaction committed, in its
+    snapshot: rows the source gained meanwhile are not counted. Counts never read end that transaction."""
+    from psycopg.pq import TransactionStatus
+
+    src = Source(conn, 40)
+    spec = src.spec()
+    assert sync(conn, spec, FakeDestination()).created == 40
+    src.sql("UPDATE {t} SET plan = 'enterprise' WHERE id <= 5")
+    with warehouse.stack.postgres.connect(warehouse.dbname, autocommit=True) as count_conn:
+        with diff.changes(conn, spec, batch_size=10, count_conn=count_conn) as stream:
+            assert stream.sending == {"create": 0, "update": 5, "delete": 0} and not stream.counted
+            src.sql("INSERT INTO {t} SELECT i, 'late@x.io', 'free', 0 FROM generate_series(41, 60) AS i")
+            assert stream.counts == diff.DiffCounts("upsert", False, new=0, changed=5, unchanged=35, gone=0)
+            assert count_conn.info.transaction_status == TransactionStatus.IDLE
+        with diff.changes(conn, spec, batch_size=10, count_conn=count_conn) as unread:
+            assert count_conn.info.transaction_status == TransactionStatus.INTRANS
+        assert not unread.counted and count_conn.info.transaction_status == TransactionStatus.IDLE
+        assert count_conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_a_recording_connection_that_dies_fails_the_run_and_the_rerun_sends_what_was_not_recorded(
