@@ -54,18 +54,14 @@ _SNOWPLOW_VS_BARE = (
 
 REASONS: dict[str, str] = {
     "reverse_etl.changed_1pct.vs_full_send": (
-        "The ratio is set by how fast the local sink takes a full send, and that moves between machines: ~25–30 s "
-        "for 1M rows on 2026-12-04 (~24 µs a row; 52 s on 2026-12-02). 20× needs ours ≤ ~1.2 s; ours took 1.33–1.73 s "
-        "at 1bbdba2 (2.25–3.2 s that morning: 17.8× from 9.3×), after the diff began running across PostgreSQL's "
-        "parallel workers (1.64 → 0.92 s), each sync got its own partition of the delivered state (the diff and its "
-        "count no longer scan other syncs' rows), recording began to overlap sending and to commit a thousand "
-        "records at a time, the changes were read 2,000 rows per FETCH, and their JSON went through msgspec. What is left: the diff, ~0.9–1.0 s, one hash "
-        "join of 1M source rows against the sync's 1M delivered rows plus a 64-bit hash of every mapped row's text "
-        "form (~0.5 µs a row of CPU; `hash_record_extended` would halve it but cannot see a change of numeric scale, "
-        "or of case under a nondeterministic collation, and fails on json); the counts, ~0.1 s; and delivering 100 "
-        "POSTs of 100 records, ~0.5 s, in which the sink process, PostgreSQL and the sync share these 2 cores. "
-        "Against a real API's rate limit a full send is far slower (HubSpot's 100 requests per 10 s puts 1M rows "
-        "at ~1,000 s: ~600× ours)."
+        "The ratio is set by how fast the local sink takes a full send, and that moves with the machine: 23–24 s "
+        "for 1M rows early on 2026-12-06, 32–45 s later that day (52 s on 2026-12-02). At 96b9e00 ours took "
+        "1.41–1.69 s in the slow phase (every round 21–27×); 20× at a 23 s full send needs ours ≤ 1.15 s. Ours is "
+        "the diff, ~0.75–1.0 s: one parallel hash join of the 1M source rows against the sync's 1M delivered "
+        "rows on their text key, with a 64-bit hash of every mapped row (~0.17 s of it); then 100 POSTs of 100 "
+        "records (~0.25 s) while the counts and the recording run on the second connection, the sink process, "
+        "PostgreSQL and the sync sharing these 2 cores. Against a real API's rate limit a full send is far "
+        "slower (HubSpot's 100 requests per 10 s puts 1M rows at ~1,000 s: ~600× ours)."
     ),
     "singer_target.ours.vs_pipelinewise": (
         "pipelinewise-target-postgres 2.1.2 runs at 31–41k records/s here on this input (faster than the 26k of the "
