@@ -59,7 +59,7 @@ REASONS: dict[str, str] = {
         "1.41–1.69 s in the slow phase (every round 21–27×); 20× at a 23 s full send needs ours ≤ 1.15 s. Ours is "
         "the diff, ~0.75–1.0 s: one parallel hash join of the 1M source rows against the sync's 1M delivered "
         "rows on their text key, with a 64-bit hash of every mapped row (~0.17 s of it); then 100 POSTs of 100 "
-        "records (~0.25 s) while the counts and the recording run on the second connection, the sink process, "
+        "records (~0.55 s in that run) while the counts and the recording run on the second connection, the sink process, "
         "PostgreSQL and the sync sharing these 2 cores. Against a real API's rate limit a full send is far "
         "slower (HubSpot's 100 requests per 10 s puts 1M rows at ~1,000 s: ~600× ours)."
     ),
