@@ -132,9 +132,8 @@ class ReverseEtlHook(BaseHook):
              max_rejected: int | None = None, max_rejected_ratio: float | None = None,
              say: Callable[[str], Any] = print) -> SyncReport:
         """One run of ``spec`` to the destination ``destination`` describes (see :func:`~airflow_osds.reverse_etl.sync.run_sync`)."""
-        from airflow_osds.reverse_etl.sync import run_sync
-
         from airflow_osds.hooks.warehouse import connect
+        from airflow_osds.reverse_etl.sync import run_sync
 
         target = self.destination(destination, source_key=spec.key)
         warehouse = self.get_connection(self.warehouse_conn_id)

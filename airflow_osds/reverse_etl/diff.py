@@ -655,12 +655,11 @@ class ChangeStream:
 
 
 def _sending(spec: SyncSpec, by_state: dict[str, int], full_resync: bool) -> dict[str, int]:
-    sending = {"create": 0, "update": 0, "delete": 0}
-    create_op = "update" if spec.mode == "update" else "create"
-    for state in _sent_states(spec, full_resync):
-        op = {"new": create_op, "gone": "delete"}.get(state, "update")
-        sending[op] += by_state.get(state, 0)
-    return sending
+    """What the stream holds by operation, from the differing rows' states alone: the unchanged and gone
+    ones are among them exactly where they are sent (a full resync, a mirror), so the counts' own rules apply."""
+    sent = DiffCounts(spec.mode, full_resync, by_state.get("new", 0), by_state.get("changed", 0),
+                      by_state.get("unchanged", 0), by_state.get("gone", 0))
+    return {"create": sent.creates, "update": sent.updates, "delete": sent.deletes}
 
 
 def _counted_later(conn: Any, count_conn: Any, spec: SyncSpec, by_state: dict[str, int], *,
