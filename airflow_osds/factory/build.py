@@ -26,7 +26,7 @@ from airflow_osds.factory.compiled import (
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["build_dag", "kwargs_with"]
+__all__ = ["build_dag", "kwargs_with", "link"]
 
 
 def build_dag(pipeline: CompiledPipeline, *, register: bool = True) -> DAG:
@@ -41,7 +41,7 @@ def build_dag(pipeline: CompiledPipeline, *, register: bool = True) -> DAG:
                 for node in pipeline.nodes:
                     _build_node(node, resolver, None)
                 for upstream, downstream in pipeline.edges:
-                    resolver.nodes[upstream] >> resolver.nodes[downstream]
+                    link(resolver.nodes[upstream], resolver.nodes[downstream])
             except BaseException:
                 dag.auto_register = False  # a half-built DAG must never reach the DagBag
                 raise
@@ -97,8 +97,46 @@ def _build_group(node: GroupNode, resolver: Resolver, parent: Any) -> Any:
     for child in node.children:
         _build_node(child, resolver, group)
     for upstream, downstream in node.edges:
-        resolver.nodes[upstream] >> resolver.nodes[downstream]
+        link(resolver.nodes[upstream], resolver.nodes[downstream])
     return group
+
+
+def link(upstream: Any, downstream: Any) -> None:
+    """``upstream >> downstream``, in time linear in the DAG's size.
+
+    Between two unmapped tasks of one DAG, ``>>`` records exactly the two id sets written here
+    (``DAGNode._set_relatives``: ``update_relative`` is a no-op for an operator). It also
+    collects the DAGs of both ends into a set, hashing the DAG twice per edge, and a DAG's
+    hash covers all its task ids: a 1,000-task chain spent ~65 ms on that, more than the
+    rest of its edges. Groups and mapped tasks keep ``>>``, which records what they need.
+    """
+    if (
+        _plain_edges(type(upstream))
+        and _plain_edges(type(downstream))
+        and upstream.has_dag()
+        and downstream.has_dag()
+        and upstream.dag is downstream.dag
+    ):
+        upstream.downstream_task_ids.add(downstream.node_id)
+        downstream.upstream_task_ids.add(upstream.node_id)
+    else:
+        upstream >> downstream
+
+
+# What `a >> b` runs on either end; a class overriding any of them keeps `>>`.
+_EDGE_METHODS = ("__rshift__", "set_downstream", "_set_relatives", "update_relative", "roots", "leaves")
+_PLAIN_EDGES: dict[type, bool] = {}
+
+
+def _plain_edges(cls: type) -> bool:
+    plain = _PLAIN_EDGES.get(cls)
+    if plain is None:
+        from airflow.sdk import BaseOperator
+
+        plain = _PLAIN_EDGES[cls] = issubclass(cls, BaseOperator) and all(
+            getattr(cls, name) is getattr(BaseOperator, name) for name in _EDGE_METHODS
+        )
+    return plain
 
 
 class Resolver:

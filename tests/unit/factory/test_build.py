@@ -303,3 +303,52 @@ def test_the_shipped_dag_files_pass_airflows_safe_mode() -> None:
     dags = Path(__file__).resolve().parents[3] / "dags"
     files = sorted(dags.glob("*.py"))
     assert len(files) == 2 and all(might_contain_dag_via_default_heuristic(str(f)) for f in files)
+
+
+def test_edges_set_directly_serialize_as_the_same_dag_as_with_rshift(write, project, monkeypatch) -> None:
+    """A differential test: ``link`` writes the id sets itself between two plain tasks; the DAG must
+    serialize exactly as when every edge is set with ``>>`` (forced by declaring no class plain)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_osds.factory import build
+
+    write("p.yml", f"""\
+        pipeline: p
+        steps:
+          a: {{sql: "INSERT INTO s.a SELECT 1"}}
+          b: {{sql: "INSERT INTO s.b SELECT * FROM s.a"}}
+          c: {{after: [a], operator: {{class: airflow.providers.standard.operators.bash.BashOperator,
+                                       kwargs: {{bash_command: "echo c"}}}}}}
+          nums: {{after: [b, c], python: {{callable: {MOD}.numbers}}}}
+          doubled: {{python: {{callable: {MOD}.double, expand: {{x: {{from: nums}}}}}}}}
+          marts:
+            after: [doubled]
+            group:
+              steps:
+                first: {{sql: "INSERT INTO s.m1 SELECT * FROM s.b"}}
+                second: {{sql: "INSERT INTO s.m2 SELECT * FROM s.m1"}}
+          last: {{after: [marts], sql: "SELECT 1"}}
+    """)
+    fast = _dag(project, "p")
+    monkeypatch.setattr(build, "_plain_edges", lambda cls: False)
+    reference = _dag(project, "p")
+    assert fast.task_dict["b"].upstream_task_ids == {"a"}
+    assert fast.task_dict["marts.second"].upstream_task_ids == {"marts.first"}
+    assert fast.task_dict["nums"].upstream_task_ids == {"b", "c"}
+    assert DagSerialization.to_dict(fast) == DagSerialization.to_dict(reference)
+
+
+def test_a_class_that_changes_rshift_keeps_it() -> None:
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.sdk import TaskGroup
+
+    from airflow_osds.factory.build import _plain_edges
+
+    class Custom(BashOperator):
+        def set_downstream(self, *args, **kwargs):  # pragma: no cover - never called here
+            return super().set_downstream(*args, **kwargs)
+
+    assert _plain_edges(BashOperator)
+    assert not _plain_edges(Custom)
+    assert not _plain_edges(MappedOperator)
+    assert not _plain_edges(TaskGroup)
