@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import traceback
 from typing import Any
 
@@ -18,7 +19,8 @@ def import_dotted(path: str) -> Any:
     """
     module_name, _, attr = path.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        # A DAG names the same few modules in every step: skip import_module's machinery for those loaded.
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
     except Exception as exc:  # user code: any exception at import time is the path's problem
         raise ImportError(f"cannot import module `{module_name}` (from `{path}`): {_describe(exc)}") from None
     try:

@@ -135,6 +135,10 @@ def _read_document(
     text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise PipelineSpecError(str(path), [SpecProblem(not_a_mapping, line=1, column=1)])
+    if "${" not in text and "\\" not in text:
+        # No value can hold a reference: only a backslash escape ("\\x24{", an escaped line break)
+        # could make `${` appear in a scalar without being in the text.
+        return text, data
     data, undefined = substitute_env(data, environ, env_names)
     if undefined:
         problems = []

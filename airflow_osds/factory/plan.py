@@ -16,7 +16,7 @@ from pathlib import Path
 
 from airflow_osds.assets import DataRef, TableRef, data_ref_from_yaml, parse_table
 from airflow_osds.exceptions import PipelineSpecError, SpecProblem
-from airflow_osds.factory.blocks import BLOCKS, DataIO, FieldProblem, StepContext
+from airflow_osds.factory.blocks import BLOCKS, NO_DATA, FieldProblem, StepContext, no_data
 from airflow_osds.factory.compiled import StepLocation
 from airflow_osds.factory.imports import check_dotted
 from airflow_osds.factory.loader import ParsedPipeline
@@ -42,10 +42,11 @@ class StepPlan:
     after: set[str] = field(default_factory=set)
     children: list[str] = field(default_factory=list)
     reads_pipeline_tables: bool = False  # see DataIO.reads_pipeline_tables
+    # A field, not a property of `spec`: planning and compiling ask it ~10 times per step.
+    is_group: bool = field(init=False)
 
-    @property
-    def is_group(self) -> bool:
-        return self.spec.group is not None
+    def __post_init__(self) -> None:
+        self.is_group = self.spec.group is not None
 
     @property
     def warehouse(self) -> str:
@@ -131,7 +132,7 @@ def _flatten(
     out: dict[str, StepPlan],
 ) -> None:
     for local_id, spec in specs.items():
-        settings = {name: getattr(spec, name) if getattr(spec, name) is not None else inherited[name] for name in _SETTING_FIELDS}
+        settings = {name: inherited[name] if (value := getattr(spec, name)) is None else value for name in _SETTING_FIELDS}
         block_warehouse = BLOCKS[spec.block_name].warehouse_of(spec.block)
         if block_warehouse:
             settings["warehouse"] = block_warehouse
@@ -183,8 +184,8 @@ def _step_data(
 ) -> None:
     spec = step.spec
     block_type = BLOCKS[spec.block_name]
-    derived = DataIO()
-    if spec.reads is None or spec.writes is None:  # both explicit: nothing to derive
+    derived = NO_DATA
+    if (spec.reads is None or spec.writes is None) and block_type.data is not no_data:  # else nothing to derive
         ctx = step_context(parsed, step)
         try:
             derived = block_type.data(spec.block, ctx)

@@ -218,8 +218,11 @@ class _StepBase(TaskSettings):
 
     @model_validator(mode="after")
     def _exactly_one_block(self) -> _StepBase:
-        given = [name for name in BLOCKS if getattr(self, name, None) is not None]
+        # The fields given (a set, usually 1–3 names) rather than a getattr per block: pydantic runs this
+        # validator twice per nested step, and a project has thousands of steps.
+        given = [name for name in self.model_fields_set if name in BLOCKS and getattr(self, name) is not None]
         if len(given) != 1:
+            given = [name for name in BLOCKS if name in given]  # in the registry's order
             names = ", ".join(f"`{n}`" for n in BLOCKS)
             found = f"found {', '.join(given)}" if given else "found none"
             raise ValueError(f"a step needs exactly one block among {names} ({found})")
@@ -227,7 +230,7 @@ class _StepBase(TaskSettings):
 
     @cached_property
     def block_name(self) -> str:
-        return next(name for name in BLOCKS if getattr(self, name, None) is not None)
+        return next(name for name in self.model_fields_set if name in BLOCKS and getattr(self, name) is not None)
 
     @cached_property
     def block(self) -> Any:

@@ -14,9 +14,11 @@ Built-in blocks are the modules of this package; other packages add blocks throu
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import pkgutil
+import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCKS",
     "BLOCK_LOAD_ERRORS",
+    "NO_DATA",
     "ENTRY_POINT_GROUP",
     "BlockType",
     "DataIO",
@@ -40,6 +43,7 @@ __all__ = [
     "FileField",
     "ProviderModules",
     "StepContext",
+    "no_data",
 ]
 
 ENTRY_POINT_GROUP = "airflow_osds.blocks"
@@ -157,6 +161,15 @@ def _deferred_keys(*mappings: dict[str, Any]) -> tuple[str, ...]:
     return tuple(k for m in mappings for k, v in m.items() if has_deferred(v))
 
 
+NO_DATA = DataIO()
+
+
+def no_data(block: Any, ctx: StepContext) -> DataIO:
+    """A block that reads and writes nothing it could name (``operator``, ``python``): only the step's
+    own ``reads:``/``writes:`` say. The planner skips building a context for it."""
+    return NO_DATA
+
+
 @dataclass(frozen=True)
 class BlockType:
     name: str
@@ -164,7 +177,7 @@ class BlockType:
     description: str
     # The step's task(s); None only for `group`, which the compiler nests itself.
     compile: Callable[[Any, StepContext], Node] | None
-    data: Callable[[Any, StepContext], DataIO] = lambda block, ctx: DataIO()
+    data: Callable[[Any, StepContext], DataIO] = no_data  # what the block reads and writes
     file_fields: tuple[FileField, ...] = ()  # checked while planning; a change recompiles the pipeline
     dotted_paths: tuple[DottedField, ...] = ()
     warehouse_field: str | None = None  # the field that overrides the step's warehouse connection
@@ -183,15 +196,19 @@ class BlockType:
         """YAML key → (dotted path, what it must be) for the paths this block instance names."""
         out = {}
         for spec in self.dotted_paths:
-            value = getattr(block, spec.field, None)
-            if value is None:
-                value = next((getattr(block, n) for n, f in type(block).model_fields.items() if f.alias == spec.field), None)
+            value = getattr(block, _attribute_of(type(block), spec.field), None)
             if value:
                 out[spec.field] = (str(value), spec.must_be)
         return out
 
     def warehouse_of(self, block: Any) -> str | None:
         return getattr(block, self.warehouse_field, None) if self.warehouse_field else None
+
+
+@functools.cache  # per model and key: planning asks once per step
+def _attribute_of(model: type[BaseModel], key: str) -> str:
+    """The attribute holding YAML key ``key`` (``class`` is held by ``class_``)."""
+    return next((name for name, f in model.model_fields.items() if f.alias == key), key)
 
 
 # Blocks that could not be loaded: name → why (shown where a pipeline uses the block).
@@ -204,12 +221,30 @@ def _builtin_names() -> list[str]:
     return sorted(names, key=lambda name: name == "group")
 
 
-def _entry_point_blocks() -> list[BlockType]:
-    from importlib.metadata import entry_points
+def _entry_points() -> list[tuple[Any, str]]:
+    """(entry point, distribution name) of every block entry point, each once.
 
+    In a process that imported ``airflow.sdk`` (a DAG processor, a worker), Airflow has read
+    every distribution's entry points already (``entry_points_with_dist``, cached per process);
+    asking importlib.metadata again would read all of them a second time (~7 ms with a few
+    hundred distributions) in every cold compile. Elsewhere (the ``osds`` command) Airflow is
+    not imported for this: importing it sets up its logging.
+    """
+    shared = sys.modules.get("airflow.sdk._shared.module_loading")
+    entry_points_with_dist = getattr(shared, "entry_points_with_dist", None)
+    if entry_points_with_dist is None:
+        from importlib.metadata import entry_points
+
+        return [(ep, ep.dist.name if ep.dist is not None else "?") for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    seen: dict[tuple[str, str], tuple[Any, str]] = {}
+    for ep, dist in entry_points_with_dist(ENTRY_POINT_GROUP):  # a distribution on two sys.path entries: once
+        seen.setdefault((ep.name, ep.value), (ep, dist.name or "?"))
+    return list(seen.values())
+
+
+def _entry_point_blocks() -> list[BlockType]:
     blocks = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        package = ep.dist.name if ep.dist is not None else "?"
+    for ep, package in _entry_points():
         try:
             block = ep.load()
             if not isinstance(block, BlockType):

@@ -116,6 +116,15 @@ def test_env_vars_are_strict(write, project) -> None:
     assert spec.steps["a"].sql.query == "SELECT '${literal}'"
 
 
+def test_a_reference_written_with_yaml_escapes_is_substituted(write, project) -> None:
+    # `${` is nowhere in the text: the escapes make it, so the reader must not skip the substitution.
+    write("p.yml", 'pipeline: p\ndescription: "\\x24{DESC} and \\u0024{MORE:-more}"\nsteps:\n  a: {sql: SELECT 1}\n')
+    proj = project(environ={"DESC": "described"})
+    assert "${" not in (proj.folder / "p.yml").read_text()
+    assert proj.plans["p"].parsed.spec.description == "described and more"
+    assert {"DESC", "MORE"} <= proj.env_names  # the compiled cache is keyed on them too
+
+
 def test_env_var_cannot_change_structure(write, project) -> None:
     write("p.yml", "pipeline: p\ndescription: ${DESC}\nsteps:\n  a: {sql: SELECT 1}\n")
     spec = project(environ={"DESC": "x\nsteps: {}"}).plans["p"].parsed.spec
