@@ -46,11 +46,15 @@ class Record:
     _defaults: dict[str, Any] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        for name, value in zip(self.__slots__, args):
-            kwargs[name] = value
+        if args:
+            kwargs.update(zip(self.__slots__, args))
+        setter = object.__setattr__
         for name in self.__slots__:
-            value = kwargs[name] if name in kwargs else self._defaults[name]
-            object.__setattr__(self, name, value() if callable(value) and name not in kwargs else value)
+            if name in kwargs:
+                setter(self, name, kwargs[name])
+            else:  # a default; a callable one (list, dict) makes a fresh value per record
+                value = self._defaults[name]
+                setter(self, name, value() if callable(value) else value)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)

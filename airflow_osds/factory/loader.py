@@ -47,6 +47,11 @@ class ParsedPipeline:
     env_names: frozenset[str] = frozenset()  # environment variables it (or its defaults) references
 
     @cached_property
+    def folder(self) -> Path:
+        """The file's folder, which its relative paths start from (asked once per step)."""
+        return self.path.parent
+
+    @cached_property
     def locator(self) -> Locator:
         return Locator(self.text)
 

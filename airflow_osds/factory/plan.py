@@ -151,7 +151,7 @@ def step_context(parsed: ParsedPipeline, step: StepPlan) -> StepContext:
         step_id=step.id,
         task_id=step.id.rsplit(".", 1)[-1],
         warehouse=step.warehouse,
-        pipeline_dir=parsed.path.parent,
+        pipeline_dir=parsed.folder,
         where=StepLocation(str(parsed.path), step.location),
     )
 
