@@ -38,6 +38,10 @@ SOURCE_DB, DEST_DB, WAREHOUSE_DB = "workers_source", "workers_dest", "wh_workers
 ACCOUNTS = 25_000  # the tap's SDK emits a state every 10,000 records: the target commits and dies at the first
 TO_SYNC, RETL_BATCH = 2_500, 500
 DBT_IDS = 1_000
+# Worker A must not take a retry before it is put into maintenance, which happens once it has taken the
+# first try of all three tasks. Those start up to tens of seconds apart on a busy machine (one failed in
+# a clean clone with 10 s: A took a retry before the last first try had started).
+RETRY_DELAY = "45s"
 DAG_IDS = ("el_accounts", "transform_accounts", "sync_accounts")
 TASKS = {"el_accounts": "replicate", "transform_accounts": "build.project", "sync_accounts": "push"}
 # What worker A's first try of each task must have died of (anything else is a bug, not the injected fault).
@@ -52,7 +56,7 @@ PIPELINES = {
         pipeline: el_accounts
         schedule: "@once"
         start_date: 2026-01-01
-        defaults: {{retries: 1, retry_delay: 10s}}
+        defaults: {{retries: 1, retry_delay: {RETRY_DELAY}}}
         steps:
           replicate:
             singer:
@@ -68,11 +72,11 @@ PIPELINES = {
                 config: {{max_state_lag_seconds: 0}}   # commit and print the state at every STATE message
               schema: raw_accounts
         """,
-    "transform_accounts.yml": """\
+    "transform_accounts.yml": f"""\
         pipeline: transform_accounts
         schedule: "@once"
         start_date: 2026-01-01
-        defaults: {retries: 1, retry_delay: 10s}
+        defaults: {{retries: 1, retry_delay: {RETRY_DELAY}}}
         steps:
           build:
             dbt:
@@ -83,7 +87,7 @@ PIPELINES = {
         pipeline: sync_accounts
         schedule: "@once"
         start_date: 2026-01-01
-        defaults: {{retries: 1, retry_delay: 10s}}
+        defaults: {{retries: 1, retry_delay: {RETRY_DELAY}}}
         steps:
           push:
             reverse_etl:
@@ -213,6 +217,9 @@ def test_tasks_failing_on_one_worker_resume_on_the_other_from_the_warehouse(two_
         jobs = [j for dag_id in DAG_IDS for j in stack.edge_jobs(dag_id)]
         if any(j["edge_worker"] not in (None, "worker-a") for j in jobs):
             raise StackError(f"a job ran elsewhere than worker-a while worker-b was in maintenance: {jobs}")
+        if any(j["try_number"] > 1 for j in jobs):
+            raise StackError(f"worker-a took a retry before it took every first try (retry_delay {RETRY_DELAY} "
+                             f"is shorter than the spread of the first tries on this machine): {jobs}")
         return {j["dag_id"] for j in jobs if j["edge_worker"] == "worker-a" and j["try_number"] == 1} == set(DAG_IDS)
 
     stack.wait_for(first_tries_on_a, timeout=120, what="worker-a to take the first try of every task")
