@@ -13,12 +13,14 @@ __all__ = [
     "BENCH_DIR",
     "ChildFailed",
     "DAGFACTORY_VENV",
+    "DEPLOYMENT_VENV",
     "PROJECT_PYTHON",
     "REPO",
     "WORK",
     "base_env",
     "child_env",
     "ensure_dagfactory_venv",
+    "ensure_deployment_venv",
     "ensure_venv",
     "package_versions",
 ]
@@ -35,6 +37,13 @@ DAGFACTORY_REQUIREMENTS = (
     "apache-airflow-providers-postgres",
     "dag-factory==1.1.0",
 )
+# airflow-osds as a deployment installs it (editable, so the working tree is what runs): its base
+# requirements and [dbt], none of [dev]'s test-only packages. The project .venv has the amazon
+# provider for the s3:// tests; every DAG file that creates an Asset imports each provider's asset
+# module once per process, and amazon's pulls in boto3 (~110 ms per file): a cost of the test
+# environment, not of hand-written files in a deployment.
+DEPLOYMENT_VENV = WORK / "venv-osds"
+DEPLOYMENT_REQUIREMENTS = ("-e", f"{REPO}[dbt]")
 _MARKER = ".bench-installed"
 
 WAREHOUSE_CONN = '{"conn_type":"postgres","host":"localhost","schema":"x"}'
@@ -44,7 +53,7 @@ class ChildFailed(RuntimeError):
     """A measured subprocess failed or did not report a result."""
 
 
-def ensure_venv(venv: Path, requirements: tuple[str, ...], label: str) -> Path:
+def ensure_venv(venv: Path, requirements: tuple[str, ...], label: str, *, inputs: tuple[Path, ...] = ()) -> Path:
     """A benchmark venv's python, (re)installing only when the requirements or constraints changed.
 
     Installed with ``-c constraints.txt`` so Airflow, the providers and every shared
@@ -55,7 +64,8 @@ def ensure_venv(venv: Path, requirements: tuple[str, ...], label: str) -> Path:
     python = venv / "bin" / "python"
     # The project venv's base interpreter: same Python version on both sides of the comparison.
     base_python = getattr(sys, "_base_executable", None) or sys.executable
-    key = hashlib.sha256(json.dumps([requirements, CONSTRAINTS.read_text(), sys.version]).encode()).hexdigest()
+    decided_by = [requirements, CONSTRAINTS.read_text(), sys.version, *(path.read_text() for path in inputs)]
+    key = hashlib.sha256(json.dumps(decided_by).encode()).hexdigest()
     marker = venv / _MARKER
     if python.exists() and marker.exists() and marker.read_text() == key:
         return python
@@ -73,6 +83,12 @@ def ensure_venv(venv: Path, requirements: tuple[str, ...], label: str) -> Path:
 def ensure_dagfactory_venv() -> Path:
     """The dag-factory venv: dag-factory needs apache-airflow in its own environment."""
     return ensure_venv(DAGFACTORY_VENV, DAGFACTORY_REQUIREMENTS, "dag-factory")
+
+
+def ensure_deployment_venv() -> Path:
+    """airflow-osds installed the way a deployment has it (see DEPLOYMENT_VENV); reinstalled when setup.cfg changes."""
+    return ensure_venv(DEPLOYMENT_VENV, DEPLOYMENT_REQUIREMENTS, "airflow-osds deployment",
+                       inputs=(REPO / "setup.cfg", REPO / "pyproject.toml"))
 
 
 def base_env() -> dict[str, str]:

@@ -35,7 +35,8 @@ from dbt_envs import COSMOS_VENV, ensure_cosmos_venv
 from dbt_project import ensure_project
 from dbt_runtime import measure_runtime
 from dbt_runtime import summarize as summarize_runtime
-from envs import DAGFACTORY_VENV, PROJECT_PYTHON, REPO, WORK, ChildFailed, ensure_dagfactory_venv, package_versions
+from envs import (DAGFACTORY_VENV, DEPLOYMENT_VENV, PROJECT_PYTHON, REPO, WORK, ChildFailed, ensure_dagfactory_venv,
+                  ensure_deployment_venv, package_versions)
 from import_times import measure_imports
 from measure import ShapeResult, measure_shape, osds_compile_available
 from profiling import summarize
@@ -126,7 +127,8 @@ def _environment(started: float, *, run_superset: bool = False) -> dict[str, str
     packages = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-providers-common-sql",
                 "apache-airflow-providers-standard", "dag-factory", "astronomer-cosmos", "airflow-osds", "dbt-core",
                 "PyYAML", "pydantic", "apache-superset", "gunicorn", "SQLAlchemy")
-    venvs = {"project .venv": PROJECT_PYTHON, "dag-factory venv": DAGFACTORY_VENV / "bin" / "python",
+    venvs = {"project .venv": PROJECT_PYTHON, "deployment venv (ours, hand-written)": DEPLOYMENT_VENV / "bin" / "python",
+             "dag-factory venv": DAGFACTORY_VENV / "bin" / "python",
              "Cosmos venv": COSMOS_VENV / "bin" / "python"}
     if run_superset:
         from airflow_osds.superset.local import VENV_NAME
@@ -146,10 +148,10 @@ def _measure_operator_shapes(run: _Run, names: list[str], homes: Path) -> None:
     if not names:
         return  # e.g. --singer-only: no dag-factory venv to build
     args = run.args
-    df_python = ensure_dagfactory_venv()
+    osds_python, df_python = ensure_deployment_venv(), ensure_dagfactory_venv()
     profile_shape = next((n for n in ("B", "D") if n in names), None) if args.profile else None
     for name in names:
-        inputs = shape_inputs(SHAPES[name], df_python, derive=args.derive, whole_reps=args.whole_reps)
+        inputs = shape_inputs(SHAPES[name], osds_python, df_python, derive=args.derive, whole_reps=args.whole_reps)
         prof_dir = WORK / "profiles" if name == profile_shape else None
         result = measure_shape(inputs, args.reps, homes, profile=prof_dir)
         run.add_shape(name, f"Shape {name}: {SHAPES[name].description}", inputs, result)
@@ -165,7 +167,7 @@ def _measure_dbt(run: _Run, homes: Path) -> None:
     cosmos_python = ensure_cosmos_venv()
     _log("shape E: generating the dbt project / dbt parse (cached while unchanged)")
     project = ensure_project(WORK / "dbt" / "project")
-    inputs = dbt_shape_inputs(project, cosmos_python)
+    inputs = dbt_shape_inputs(project, ensure_deployment_venv(), cosmos_python)
     result = measure_shape(inputs, run.args.reps, homes)
     about = [f"Project (bench/dbt_project.py, `bench/.work/dbt/project/`): {project.models:,} models (20 % staging "
              f"reading {project.seeds} seeds, 40 % intermediate, 40 % marts, 2–3 parents each), {project.tests:,} "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dbt_inputs import COSMOS_BEHAVIORS, DAG_ID, write_dbt_inputs
 from dbt_project import DbtProject
-from envs import PROJECT_PYTHON, WORK
+from envs import WORK
 from measure import ShapeInputs, Variant
 from shapes import Shape
 from writers import write_inputs
@@ -23,18 +23,21 @@ COSMOS_ENV = {
 }
 
 
-def shape_inputs(shape: Shape, df_python: Path, *, derive: bool, whole_reps: int) -> ShapeInputs:
-    """Shapes A–D: ours (and ours with reads/writes derived from SQL), dag-factory, hand-written (+ control)."""
+def shape_inputs(shape: Shape, osds_python: Path, df_python: Path, *, derive: bool, whole_reps: int) -> ShapeInputs:
+    """Shapes A–D: ours (and ours with reads/writes derived from SQL), dag-factory, hand-written (+ control).
+
+    Ours and the hand-written files run in the deployment venv (envs.DEPLOYMENT_VENV), dag-factory in its own.
+    """
     folders = write_inputs(WORK / "inputs", shape, derive=derive)
     ours = "ours: airflow-osds YAML" + (" (explicit reads/writes)" if shape.has_sql else "")
-    variants = [Variant("ours", "ours", PROJECT_PYTHON, ours, cached=True)]
+    variants = [Variant("ours", "ours", osds_python, ours, cached=True)]
     if "ours-derive" in folders:
         # The YAML users write: no reads/writes, the factory finds them in the SQL.
-        variants.append(Variant("ours-derive", "ours-derive", PROJECT_PYTHON,
+        variants.append(Variant("ours-derive", "ours-derive", osds_python,
                                 "ours: airflow-osds YAML (reads/writes derived from SQL)", cached=True))
     variants += [
         Variant("dagfactory", "dagfactory", df_python, "dag-factory 1.1.0 YAML"),
-        Variant("plain", "plain", PROJECT_PYTHON, "hand-written Python"),
+        Variant("plain", "plain", osds_python, "hand-written Python"),
         # Control: the same Python files in the dag-factory venv (same pinned Airflow, other extra packages).
         Variant("plain-dfvenv", "plain", df_python, "hand-written Python (control: dag-factory venv)",
                 control=True),
@@ -44,10 +47,10 @@ def shape_inputs(shape: Shape, df_python: Path, *, derive: bool, whole_reps: int
                        whole_reps=whole_reps)
 
 
-def dbt_shape_inputs(project: DbtProject, cosmos_python: Path) -> ShapeInputs:
+def dbt_shape_inputs(project: DbtProject, osds_python: Path, cosmos_python: Path) -> ShapeInputs:
     """Shape E: the generated dbt project rendered by ours and by Cosmos (BUILD, AFTER_EACH), in fresh interpreters."""
     folders = write_dbt_inputs(WORK / "dbt" / "inputs", project)
-    variants = [Variant("ours", "ours", PROJECT_PYTHON, "ours: airflow-osds `dbt` block, `granularity: model`",
+    variants = [Variant("ours", "ours", osds_python, "ours: airflow-osds `dbt` block, `granularity: model`",
                         cached=True)]
     variants += [Variant(name, name, cosmos_python,
                          f"Cosmos 1.15.1 `DbtDag`, `LoadMode.DBT_MANIFEST`, `TestBehavior.{behavior}`")
