@@ -138,7 +138,7 @@ def _dag_kwargs(plan: PipelinePlan, project: Project) -> dict[str, Any]:
         # data (the other skips, saying so). With one upstream this is Airflow's own all_success.
         "default_args": {"owner": ",".join(spec.owners) or "osds", "trigger_rule": "none_failed_min_one_success"},
         "params": _params(spec),
-        "template_searchpath": [str(plan.parsed.path.parent)],
+        "template_searchpath": [str(plan.parsed.folder)],
         # A continuous timetable refuses Airflow's default (16 runs at a time).
         "max_active_runs": spec.max_active_runs or (1 if spec.schedule is not None and spec.schedule.continuous else None),
         "dagrun_timeout": spec.dagrun_timeout,

@@ -164,7 +164,7 @@ def _check_files(parsed: ParsedPipeline, step: StepPlan, dependencies: set[Path]
         value = getattr(step.spec.block, file_field.field, None)
         if not value:
             continue
-        path = (parsed.path.parent / value).resolve()
+        path = (parsed.folder / value).resolve()
         where = (*step.location, step.spec.block_name, file_field.field)
         dependencies.add(path)
         try:
@@ -241,7 +241,7 @@ def _refs(
     for i, item in entries:
         try:
             refs.add(item if isinstance(item, DataRef) else
-                     data_ref_from_yaml(item, conn_id=step.warehouse, base_dir=parsed.path.parent))
+                     data_ref_from_yaml(item, conn_id=step.warehouse, base_dir=parsed.folder))
         except ValueError as exc:
             problems.append(parsed.problem(str(exc), (*step.location, key, i) if i is not None else step.location))
     return frozenset(refs)

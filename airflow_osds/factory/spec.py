@@ -224,9 +224,7 @@ class _StepBase(TaskSettings):
 
     @model_validator(mode="after")
     def _exactly_one_block(self) -> _StepBase:
-        # The fields given (a set, usually 1–3 names) rather than a getattr per block: pydantic runs this
-        # validator twice per nested step, and a project has thousands of steps.
-        given = [name for name in self.model_fields_set if name in BLOCKS and getattr(self, name) is not None]
+        given = self._blocks_given()
         if len(given) != 1:
             given = [name for name in BLOCKS if name in given]  # in the registry's order
             names = ", ".join(f"`{n}`" for n in BLOCKS)
@@ -234,9 +232,14 @@ class _StepBase(TaskSettings):
             raise ValueError(f"a step needs exactly one block among {names} ({found})")
         return self
 
+    def _blocks_given(self) -> list[str]:
+        # From the fields given (a set, usually 1–3 names) rather than a getattr per block: pydantic runs
+        # the validator twice per nested step, and a project has thousands of steps.
+        return [name for name in self.model_fields_set if name in BLOCKS and getattr(self, name) is not None]
+
     @cached_property
     def block_name(self) -> str:
-        return next(name for name in self.model_fields_set if name in BLOCKS and getattr(self, name) is not None)
+        return self._blocks_given()[0]
 
     @cached_property
     def block(self) -> Any:
