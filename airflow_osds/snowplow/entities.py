@@ -170,9 +170,17 @@ def number_occurrences(entities: Iterable[Entity]) -> list[Entity]:
         canonical = entity.canonical or entity_canonical(entity.key, entity.data)
         occurrence = counts.get(canonical, 0)
         counts[canonical] = occurrence + 1
+        if occurrence == 0 and entity.occurrence == 0 and entity.hash and entity.canonical:
+            numbered.append(entity)  # numbered already, as a first occurrence (the memo keeps its hash)
+            continue
         numbered.append(Entity(entity.key, entity.data, entity.field, occurrence, entity_hash_text(canonical, occurrence),
                                canonical))
     return numbered
+
+
+def _first_occurrence(entity: Entity) -> Entity:
+    canonical = entity_canonical(entity.key, entity.data)
+    return entity._replace(occurrence=0, hash=entity_hash_text(canonical), canonical=canonical)
 
 
 #: What :func:`extract_event` keeps per distinct field text: ``{(field, raw): (entities, failures)}``.
@@ -201,7 +209,7 @@ def extract_event(
             cached = memo.get((field, raw))
             if cached is None:
                 found, failed = _extract(field, raw, resolver)
-                found = [e._replace(canonical=entity_canonical(e.key, e.data)) for e in found]
+                found = [_first_occurrence(e) for e in found]
                 cached = memo[(field, raw)] = (found, failed)
             found, failed = cached
         entities.extend(found)

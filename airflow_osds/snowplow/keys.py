@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SchemaCriterion", "SchemaKey"]
@@ -37,12 +37,23 @@ class SchemaKey:
     model: int
     revision: int
     addition: int
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The grammar allows "." in vendors; a vendor of only dots would climb out of a
         # static registry's directory.
         if not self.vendor.strip("."):
             raise ValueError(f"Invalid Iglu vendor {self.vendor!r}")
+        # Hashed once: the loader looks keys up several times per entity of every event.
+        object.__setattr__(self, "_hash", hash((self.vendor, self.name, self.format, self.model, self.revision,
+                                                self.addition)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Made again on unpickling: a string's hash differs between processes.
+        return (SchemaKey, (self.vendor, self.name, self.format, self.model, self.revision, self.addition))
 
     @classmethod
     def parse(cls, uri: str) -> SchemaKey:

@@ -4,7 +4,7 @@ For each file (see :mod:`airflow_osds.snowplow.sources`), in chunks of ``chunk_l
 each chunk parsed while the one before is written by a writer thread, and written in one
 transaction:
 
-1. every line is split, its typed fields checked (:mod:`~airflow_osds.snowplow.tsv`) and its
+1. every line is matched, its typed fields checked (:mod:`~airflow_osds.snowplow.tsv`) and its
    ``contexts``, ``unstruct_event`` and ``derived_contexts`` validated against their Iglu schemas
    (:mod:`~airflow_osds.snowplow.entities`); a field text seen before in the chunk (a visitor's
    derived contexts, a page's contexts on each ping) is parsed, validated and shredded once;
@@ -49,16 +49,6 @@ __all__ = ["BadRowsExceededError", "FileReport", "LoadOptions", "LoadReport", "S
 
 log = logging.getLogger(__name__)
 
-_CONTEXTS = fields.FIELD_INDEX["contexts"]
-_UNSTRUCT = fields.FIELD_INDEX["unstruct_event"]
-_DERIVED = fields.FIELD_INDEX["derived_contexts"]
-_EVENT_ID = fields.FIELD_INDEX["event_id"]
-_COLLECTOR_TSTAMP = fields.FIELD_INDEX["collector_tstamp"]
-_FINGERPRINT = fields.FIELD_INDEX["event_fingerprint"]
-_JSON_FIELDS = ((_CONTEXTS, "contexts"), (_UNSTRUCT, "unstruct_event"), (_DERIVED, "derived_contexts"))
-# The atomic part of a line: the TSV fields without the three JSON ones, as slices.
-_ATOMIC_SLICES = [slice(0, _CONTEXTS), slice(_CONTEXTS + 1, _UNSTRUCT), slice(_UNSTRUCT + 1, _DERIVED),
-                  slice(_DERIVED + 1, None)]
 # COPY … (FORMAT csv, DELIMITER tab) with a quote character enrich never writes: the TSV's
 # backslashes (in URLs, user agents) stay literal, an empty field is NULL.
 _QUOTE = "\x01"
@@ -208,14 +198,14 @@ class _Chunk:
 
 @dataclass
 class _Memo:
-    """What one chunk's lines share: parsed entity fields by text, an entity's column values by its canonical text.
+    """What one chunk's lines share: parsed entity fields by text, an entity's COPY line end by its canonical text.
 
     Real traffic repeats these a lot (every event of a visitor has the same derived contexts,
     every ping of a page the same contexts); a chunk bounds how many are kept.
     """
 
     fields: entities.FieldMemo = field(default_factory=dict)
-    data_text: dict[str, str | tables.RowError] = field(default_factory=dict)
+    tails: dict[str, str | tables.RowError] = field(default_factory=dict)
 
 
 class _Writer:
@@ -225,6 +215,8 @@ class _Writer:
         self.resolver = resolver
         self.report = report
         self.columns: dict[SchemaKey, list[Any]] = {}  # schema version → its columns
+        self.data_rows: dict[SchemaKey, tables.DataRow] = {}  # schema version → its columns, compiled
+        self.heads: dict[SchemaKey, str] = {}  # schema version → the COPY fields of its schema_* columns
         self.ready: set[SchemaKey] = set()  # versions whose table was checked in this load
         self._direct = True
 
@@ -369,45 +361,56 @@ class _Writer:
             chunk.bad.append((number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
                               badrows.parsing_error(text, failure)))
             return
-        parts = tsv.check(line)  # the fields of a valid line, or why it is not one
-        if isinstance(parts, tsv.ParseFailure):
-            failure = parts.to_failure()
+        event = tsv.check_event(line)  # the fields of a valid line, or why it is not one
+        if isinstance(event, tsv.ParseFailure):
+            failure = event.to_failure()
             chunk.bad.append((number, "loader_parsing_error", _describe_parse_failure(failure), line,
                               badrows.parsing_error(line, failure)))
             return
         found, failures = entities.extract_event(
-            {"contexts": parts[_CONTEXTS], "unstruct_event": parts[_UNSTRUCT], "derived_contexts": parts[_DERIVED]},
+            {"contexts": event.contexts, "unstruct_event": event.unstruct_event, "derived_contexts": event.derived_contexts},
             self.resolver,
             memo.fields,
         )
         rows: list[tuple[SchemaKey, str]] = []
         if not failures:
-            root_id, root_tstamp = parts[_EVENT_ID], parts[_COLLECTOR_TSTAMP]
+            # The entity's COPY line is tables.copy_line(meta_values(…) + data_values(…)), put
+            # together from parts made once: the schema's fields, the event's root (a UUID and a
+            # timestamp, which tsv.check_event has matched: nothing in them to quote), the entity's data.
+            root = f'\t"{event.event_id}"\t"{event.collector_tstamp}"\t"'
             for entity in found:
-                data_text = memo.data_text.get(entity.canonical)
-                if data_text is None:
-                    data_text = memo.data_text[entity.canonical] = self._data_text(entity)
-                if isinstance(data_text, tables.RowError):
-                    failures.append(data_text.failure())
+                tail = memo.tails.get(entity.canonical)
+                if tail is None:
+                    tail = memo.tails[entity.canonical] = self._entity_tail(entity)
+                if isinstance(tail, tables.RowError):
+                    failures.append(tail.failure())
                     continue
-                meta = tables.copy_fields(tables.meta_values(entity.key, root_id, root_tstamp, entity.hash))
-                rows.append((entity.key, f"{meta}\t{data_text}\n" if data_text else meta + "\n"))
+                head = self.heads.get(entity.key)
+                if head is None:
+                    key = entity.key
+                    head = self.heads[key] = tables.copy_fields([key.vendor, key.name, key.format, key.version])
+                rows.append((entity.key, f'{head}{root}{entity.hash}"{tail}'))
         if failures:
             chunk.bad.append((number, "loader_iglu_error", _describe_iglu_failures(failures), line,
-                              badrows.iglu_error(badrows.event_payload(parts), failures)))
+                              badrows.iglu_error(badrows.event_payload(tsv.split(line)), failures)))
             return
-        atomic = "\t".join("\t".join(parts[s]) for s in _ATOMIC_SLICES)
+        atomic = event.atomic
         if _QUOTE in atomic:  # never written by enrich; quote each field so COPY reads it as data
-            atomic = "\t".join(_quote_csv(p) for s in _ATOMIC_SLICES for p in parts[s])
-        key = (parts[_EVENT_ID].lower(), parts[_FINGERPRINT])
+            atomic = "\t".join(_quote_csv(p) for p in atomic.split("\t"))
+        key = (event.event_id.lower(), event.event_fingerprint)
         chunk.events.append(_Event(number, line, atomic + "\n", key, rows))
 
-    def _data_text(self, entity: entities.Entity) -> str | tables.RowError:
-        """The COPY fields of the entity's own columns (the same for every event carrying it), or why it does not fit."""
+    def _entity_tail(self, entity: entities.Entity) -> str | tables.RowError:
+        """The end of the entity's COPY line: its own columns' fields (the same on every event carrying it), or why they do not fit."""
+        data_row = self.data_rows.get(entity.key)
+        if data_row is None:
+            data_row = self.data_rows[entity.key] = tables.DataRow(self._columns(entity.key))
         try:
-            return tables.copy_fields(tables.data_values(self._columns(entity.key), entity.key, entity.data))
+            data_text = data_row.copy_fields(entity.key, entity.data)
         except tables.RowError as exc:
             return exc
+        # One column holding NULL is an empty text too, and still a field of the line.
+        return f"\t{data_text}\n" if data_row.columns else "\n"
 
     def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
         self._prepare_tables(chunk)

@@ -245,6 +245,31 @@ def test_a_new_revision_adds_columns_and_a_new_model_gets_its_own_table(db: Any,
     assert _count(db, f"SELECT count(*) FROM atomic.{table}") == old_rows + report.table_rows[f"atomic.{table}"]
 
 
+def test_an_entity_of_one_column_loads_whether_its_value_is_there_or_not(db: Any, registry: Path, tmp_path: Path) -> None:
+    """A NULL in an entity's only data column is still a field of its COPY line."""
+    flag = "iglu:com.acme/flag/jsonschema/1-0-0"
+    path = registry / "schemas" / "com.acme" / "flag" / "jsonschema" / "1-0-0"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({
+        "$schema": "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#",
+        "self": {"vendor": "com.acme", "name": "flag", "format": "jsonschema", "version": "1-0-0"},
+        "type": "object", "properties": {"label": {"type": "string", "maxLength": 20}}, "additionalProperties": False,
+    }))
+    index = fields.FIELD_INDEX["contexts"]
+    lines = []
+    for number, line in enumerate(generate.generate(40, seed=8, start=START)):
+        parts = line.split("\t")
+        contexts = json.loads(parts[index]) if parts[index] else {
+            "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0", "data": []}
+        contexts["data"].append({"schema": flag, "data": {"label": f"n{number}"} if number % 2 else {}})
+        parts[index] = json.dumps(contexts)
+        lines.append("\t".join(parts))
+    report = load(db, local_files(_write(tmp_path / "in" / "a.tsv", lines)), Resolver.from_sources([registry]))
+    assert (report.events, report.bad_rows) == (40, 0)
+    labels = Counter(r[0] is None for r in db.execute("SELECT label FROM atomic.com_acme_flag_1").fetchall())
+    assert labels == {True: 20, False: 20}
+
+
 def _columns(conn: Any, table: str) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'atomic' AND table_name = %s "

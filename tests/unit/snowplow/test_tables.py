@@ -17,6 +17,7 @@ from airflow_osds.snowplow.tables import (
     RowError,
     SchemaLayoutError,
     TableMigrationError,
+    canonical_json,
     columns,
     copy_line,
     create_table_sql,
@@ -519,3 +520,86 @@ def test_entity_hash_is_canonical() -> None:
     assert entity_hash(CUSTOMER, {"a": 1}) != entity_hash(key("iglu:com.acme/customer/jsonschema/1-0-1"), {"a": 1})
     assert entity_hash(CUSTOMER, {"a": 1}) != entity_hash(CUSTOMER, {"a": 1}, 1)
     assert len(entity_hash(CUSTOMER, {})) == 32
+
+
+def _nested_data_variants() -> list[Any]:
+    """Data for NESTED: complete, sparse, nulls, wrong shapes, unstorable values, keys in any order."""
+    return [
+        {"id": UUID, "address": {"city": "Zürich", "zipCode": "8000", "geo": {"lat": 47.3}}, "billing": {"street": "s"},
+         "tags": ["a", {"b": 1}], "optionalObj": {"a": 3}, "nickname": 'q"t'},
+        {"nickname": None, "id": UUID, "address": {"geo": {"lat": 1}, "city": "x"}},
+        {"address": None, "billing": None, "tags": None},
+        {"address": "not an object", "billing": ["street"], "optionalObj": {"a": None}},
+        {"address": {"geo": "flat"}, "unknown": 1},
+        {},
+        "not an object",
+        None,
+        {"optionalObj": {"a": 2**40}, "nickname": "x" * 21},  # two unstorable values: the error names the first column
+        {"nickname": "x" * 21, "address": {"city": "y" * 51}},
+        {"id": "not a uuid"},
+        {"address": {"geo": {"lat": "north"}}},
+    ]
+
+
+@pytest.mark.parametrize("data", _nested_data_variants())
+def test_a_compiled_data_row_gives_what_data_values_gives(data: Any) -> None:
+    """DataRow walks the data's keys instead of every column: same values, same first RowError."""
+    cols = columns(NESTED)
+    compiled = tables.DataRow(cols)
+    try:
+        expected: Any = tables.data_values(cols, CUSTOMER, data)
+    except RowError as exc:
+        expected = exc
+    if isinstance(expected, RowError):
+        for method in (compiled.values, compiled.copy_fields):
+            with pytest.raises(RowError) as excinfo:
+                method(CUSTOMER, data)
+            assert str(excinfo.value) == str(expected) and excinfo.value.failure() == expected.failure()
+        return
+    assert compiled.values(CUSTOMER, data) == expected
+    assert compiled.copy_fields(CUSTOMER, data) == tables.copy_fields(expected)
+
+
+def _random_json(rng: Any, depth: int = 0) -> Any:
+    import struct
+
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:  # any double: every exponent, subnormals, huge
+        value = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        return value if value == value else 0.5  # NaN is not JSON
+    if kind == 1:
+        return rng.random() * 10 ** rng.randint(-12, 22) * rng.choice((1, -1))
+    if kind == 2:
+        return rng.choice((0, -1, 2**63 - 1, 2**64, -(2**63) - 1, 10**30, rng.randint(-(10**6), 10**6)))
+    if kind == 3:
+        return rng.choice((True, False, None))
+    if kind in (4, 5):
+        alphabet = [chr(rng.randrange(0x80)), chr(rng.randrange(0x80, 0x3000)), chr(rng.randrange(0x10000, 0x110000)),
+                    "e-", "e1", "0.0000", "null", "\ud800", '"', "\\", "\u2028"]
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+    if kind in (6, 7):
+        return {str(_random_json(rng, 3)): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_canonical_json_is_the_standard_librarys_text() -> None:
+    """Entity hashes are taken of this text: the fast encoder must never change a byte of it."""
+    import random
+
+    rng = random.Random(5)
+    values = [_random_json(rng) for _ in range(20_000)]
+    values += [1e16, 1.5e16, 9999999999999998.0, 1e-5, 0.0001, 0.00012, -0.0, 5.0, 1e22, 5e-324, 2.5e-308]
+    for value in values:
+        try:
+            expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            with pytest.raises(ValueError):
+                canonical_json(value)
+            continue
+        assert canonical_json(value) == expected, value
+
+
+@pytest.mark.parametrize("value", [float("inf"), {"a": [float("-inf")]}, float("nan")])
+def test_canonical_json_refuses_what_json_cannot_hold(value: Any) -> None:
+    with pytest.raises(ValueError):
+        canonical_json(value)

@@ -39,9 +39,19 @@ def errors_for(line: str, key: str, value: str) -> list[dict]:
     checked = tsv.check("\t".join(parts))
     if errors:
         assert checked == tsv.RowDecodingError(tuple(errors))
+        assert tsv.check_event("\t".join(parts)) == checked
     else:
         assert checked == parts
+        assert tsv.check_event("\t".join(parts)) == event_fields(parts)
     return errors
+
+
+def event_fields(parts: list[str]) -> tsv.EventFields:
+    """What check_event must return for a valid line, from its split fields."""
+    json_fields = {FIELD_INDEX[name] for name in ("contexts", "unstruct_event", "derived_contexts")}
+    atomic = "\t".join(p for i, p in enumerate(parts) if i not in json_fields)
+    named = ("contexts", "unstruct_event", "derived_contexts", "event_id", "collector_tstamp", "event_fingerprint")
+    return tsv.EventFields(atomic, *(parts[FIELD_INDEX[name]] for name in named))
 
 
 def assert_valid(line: str, key: str, value: str) -> None:
@@ -68,7 +78,7 @@ def test_split_a_good_line(line: str) -> None:
 @pytest.mark.parametrize("raw", ["", "\n", "\r\n", "not an event", '{"schema":"iglu:x/y/jsonschema/1-0-0"}'])
 def test_a_line_without_tabs_is_not_tsv(raw: str) -> None:
     assert tsv.split(raw) == tsv.NotTSV()
-    assert tsv.check(raw) == tsv.NotTSV()
+    assert tsv.check(raw) == tsv.check_event(raw) == tsv.NotTSV()
     assert tsv.NotTSV().to_failure() == {"type": "NotTSV"}
 
 
@@ -77,7 +87,7 @@ def test_wrong_field_count(line: str, count: int) -> None:
     parts = line.split("\t")
     raw = "\t".join((parts * 2)[:count])
     assert tsv.split(raw) == tsv.FieldNumberMismatch(count)
-    assert tsv.check(raw + "\n") == tsv.FieldNumberMismatch(count)
+    assert tsv.check(raw + "\n") == tsv.check_event(raw + "\n") == tsv.FieldNumberMismatch(count)
     assert tsv.FieldNumberMismatch(count).to_failure() == {"type": "FieldNumberMismatch", "fieldCount": count}
 
 
@@ -258,6 +268,7 @@ def test_fast_path_and_exact_checks_agree_on_generated_lines(lines: list[str]) -
         parts = item.split("\t")
         assert tsv.invalid_values(parts) == tsv._invalid_values_exact(parts) == []
         assert tsv.check(item) == parts
+        assert tsv.check_event(item + "\n") == event_fields(parts)
 
 
 # -- decode -------------------------------------------------------------------------------------
