@@ -188,12 +188,41 @@ class _Event:
 
 
 @dataclass
+class _Batch:
+    """What a chunk writes when none of its events is loaded yet: the COPY texts, ready.
+
+    The parsing thread makes it, so the writer, which waits on PostgreSQL in between, has
+    nothing left to do but send it. A natural duplicate in the chunk is dropped with its
+    entities (the first line of each event is the one kept).
+    """
+
+    keys: set[tuple[str, str]]
+    events: str
+    entities: dict[SchemaKey, tuple[str, int]]  # schema version → (COPY text, rows)
+
+    @classmethod
+    def of(cls, events: Iterable[_Event]) -> _Batch:
+        keys: set[tuple[str, str]] = set()
+        atomic: list[str] = []
+        by_key: dict[SchemaKey, list[str]] = defaultdict(list)
+        for event in events:
+            if event.key in keys:
+                continue
+            keys.add(event.key)
+            atomic.append(event.atomic)
+            for key, copy_line in event.entities:
+                by_key[key].append(copy_line)
+        return cls(keys, "".join(atomic), {key: ("".join(lines), len(lines)) for key, lines in by_key.items()})
+
+
+@dataclass
 class _Chunk:
     """One chunk's lines, parsed: the good events, and every bad line (line, kind, reason, original, bad row)."""
 
     events: list[_Event] = field(default_factory=list)
     bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # rows added per table (once committed)
+    batch: _Batch | None = None  # the events' COPY texts, for the direct path
 
 
 @dataclass
@@ -348,6 +377,8 @@ class _Writer:
         memo = _Memo()
         for number, raw in lines:
             self._parse(number, raw, chunk, memo)
+        if self._direct:  # read without a lock: at worst a batch is made that the writer does not use
+            chunk.batch = _Batch.of(chunk.events)
         return chunk
 
     def _parse(self, number: int, raw: bytes, chunk: _Chunk, memo: _Memo) -> None:
@@ -413,10 +444,20 @@ class _Writer:
         return f"\t{data_text}\n" if data_row.columns else "\n"
 
     def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
-        self._prepare_tables(chunk)
-        new = self._insert_events(chunk.events)
+        dropped = self._prepare_tables(chunk)
+        events_table = self.options.events_table
+        if self._direct:
+            batch = chunk.batch if chunk.batch is not None and not dropped else _Batch.of(chunk.events)
+            if self._copy_events(batch.events):
+                chunk.rows[events_table] += len(batch.keys)
+                for key, (text, count) in batch.entities.items():
+                    chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, text, count)
+                self._write_bad(uri, chunk.bad)
+                return {"events": len(batch.keys), "duplicates": len(chunk.events) - len(batch.keys),
+                        "bad_rows": len(chunk.bad)}
+        new = self._insert_new_events(chunk.events)
         inserted = len(new)
-        chunk.rows[self.options.events_table] += inserted
+        chunk.rows[events_table] += inserted
         # The entities of the events that are new, from the first line of each (a natural duplicate
         # later in the chunk brings its copy of the same entities).
         by_key: dict[SchemaKey, list[str]] = defaultdict(list)
@@ -426,39 +467,37 @@ class _Writer:
                 for key, copy_line in event.entities:
                     by_key[key].append(copy_line)
         for key, lines in by_key.items():
-            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, lines)
+            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(
+                key, "".join(lines), len(lines))
         self._write_bad(uri, chunk.bad)
         return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
 
-    def _insert_events(self, events: list[_Event]) -> set[tuple[str, str]]:
-        """Insert the events not loaded yet; returns their keys.
+    def _copy_events(self, text: str) -> bool:
+        """COPY the chunk's events straight into the table; ``False`` when the unique index refuses one.
 
-        New data is COPYed straight into the table (natural duplicates inside the chunk dropped
-        first). When the unique index refuses that COPY, some events are there already (a file
-        loaded again, a duplicate from another file, a concurrent loader): the savepoint is rolled
-        back, and this chunk and the rest of the file go through a staging table and
-        ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which is exact under any concurrency.
+        That means some events are there already (a file loaded again, a duplicate from another
+        file, a concurrent loader): the savepoint is rolled back, and this chunk and the rest of
+        the file go through :meth:`_insert_new_events` instead.
         """
         import psycopg
 
         conn, table = self.conn, _qualified(self.options.events_table)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
+                    copy.write(text)
+            return True
+        except psycopg.errors.UniqueViolation:
+            self._direct = False
+            log.info("%s: some events of this file are loaded already; deduplicating through staging", table)
+            return False
+
+    def _insert_new_events(self, events: list[_Event]) -> set[tuple[str, str]]:
+        """Insert the events not loaded yet, through a staging table and ``INSERT … ON CONFLICT DO
+        NOTHING RETURNING`` (exact under any concurrency); returns their keys."""
+        conn, table = self.conn, _qualified(self.options.events_table)
         if not events:
             return set()
-        if self._direct:
-            seen: set[tuple[str, str]] = set()
-            fresh: list[_Event] = []
-            for event in events:
-                if event.key not in seen:
-                    seen.add(event.key)
-                    fresh.append(event)
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
-                        copy.write("".join(event.atomic for event in fresh))
-                return seen
-            except psycopg.errors.UniqueViolation:
-                self._direct = False
-                log.info("%s: some events of this file are loaded already; deduplicating through staging", table)
         with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
             copy.write("".join(event.atomic for event in events))
         return set(conn.execute(
@@ -474,13 +513,16 @@ class _Writer:
             known = self.columns[key] = tables.columns(self.resolver.lookup(key))
         return known
 
-    def _prepare_tables(self, chunk: _Chunk) -> None:
+    def _prepare_tables(self, chunk: _Chunk) -> bool:
         """Create or migrate the entity tables this chunk's events need, before anything is written.
 
         A table that cannot take a version (a type change we refuse) turns the events carrying
-        that version into bad rows, with the reason; the others load.
+        that version into bad rows, with the reason; the others load. Returns whether it did.
         """
-        keys = {key for event in chunk.events for key, _ in event.entities} - self.ready
+        if chunk.batch is not None:  # the versions of the events' first lines: the only entities written
+            keys = set(chunk.batch.entities) - self.ready
+        else:
+            keys = {key for event in chunk.events for key, _ in event.entities} - self.ready
         refused: dict[SchemaKey, str] = {}
         for key in sorted(keys, key=lambda k: k.uri):
             try:
@@ -488,7 +530,7 @@ class _Writer:
             except tables.TableMigrationError as exc:
                 refused[key] = str(exc)
         if not refused:
-            return
+            return False
         kept = []
         for event in chunk.events:
             problem = next((refused[k] for k, _ in event.entities if k in refused), None)
@@ -499,6 +541,7 @@ class _Writer:
             chunk.bad.append((event.line, "loader_runtime_error", f"entity table: {problem}", event.text,
                               badrows.runtime_error(badrows.event_payload(parts), problem)))
         chunk.events = kept
+        return True
 
     def _prepare_table(self, key: SchemaKey) -> None:
         conn, db_schema = self.conn, self.options.schema
@@ -512,7 +555,7 @@ class _Writer:
             conn.execute(statement)
         self.ready.add(key)
 
-    def _copy_entities(self, key: SchemaKey, lines: list[str]) -> int:
+    def _copy_entities(self, key: SchemaKey, text: str, rows: int) -> int:
         """COPY the rows of new events; their (event, entity hash) can be there only for a synthetic duplicate.
 
         That case (another event with the same id and timestamp but another fingerprint carried
@@ -524,12 +567,11 @@ class _Writer:
         conn, db_schema = self.conn, self.options.schema
         name = tables.table_name(key)
         columns = self._columns(key)
-        text = "".join(lines)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(tables.copy_sql(db_schema, name, columns)) as copy:
                     copy.write(text)
-            return len(lines)
+            return rows
         except psycopg.errors.UniqueViolation:
             pass
         staging = "osds_stage_entities"
