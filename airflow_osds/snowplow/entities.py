@@ -180,7 +180,7 @@ def number_occurrences(entities: Iterable[Entity]) -> list[Entity]:
 
 def _first_occurrence(entity: Entity) -> Entity:
     canonical = entity_canonical(entity.key, entity.data)
-    return entity._replace(occurrence=0, hash=entity_hash_text(canonical), canonical=canonical)
+    return Entity(entity.key, entity.data, entity.field, 0, entity_hash_text(canonical), canonical)
 
 
 #: What :func:`extract_event` keeps per distinct field text: ``{(field, raw): (entities, failures)}``.

@@ -38,15 +38,17 @@ class SchemaKey:
     revision: int
     addition: int
     _hash: int = field(init=False, repr=False, compare=False)
+    _uri: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The grammar allows "." in vendors; a vendor of only dots would climb out of a
         # static registry's directory.
         if not self.vendor.strip("."):
             raise ValueError(f"Invalid Iglu vendor {self.vendor!r}")
-        # Hashed once: the loader looks keys up several times per entity of every event.
+        # Hashed and spelt once: the loader looks keys up several times per entity of every event.
         object.__setattr__(self, "_hash", hash((self.vendor, self.name, self.format, self.model, self.revision,
                                                 self.addition)))
+        object.__setattr__(self, "_uri", f"iglu:{self.vendor}/{self.name}/{self.format}/{self.version}")
 
     def __hash__(self) -> int:
         return self._hash
@@ -76,7 +78,7 @@ class SchemaKey:
 
     @property
     def uri(self) -> str:
-        return f"iglu:{self.vendor}/{self.name}/{self.format}/{self.version}"
+        return self._uri
 
     @property
     def path(self) -> str:
