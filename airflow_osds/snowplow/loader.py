@@ -445,31 +445,19 @@ class _Writer:
 
     def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
         dropped = self._prepare_tables(chunk)
-        events_table = self.options.events_table
+        batch = None
         if self._direct:
             batch = chunk.batch if chunk.batch is not None and not dropped else _Batch.of(chunk.events)
-            if self._copy_events(batch.events):
-                chunk.rows[events_table] += len(batch.keys)
-                for key, (text, count) in batch.entities.items():
-                    chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, text, count)
-                self._write_bad(uri, chunk.bad)
-                return {"events": len(batch.keys), "duplicates": len(chunk.events) - len(batch.keys),
-                        "bad_rows": len(chunk.bad)}
-        new = self._insert_new_events(chunk.events)
-        inserted = len(new)
-        chunk.rows[events_table] += inserted
-        # The entities of the events that are new, from the first line of each (a natural duplicate
-        # later in the chunk brings its copy of the same entities).
-        by_key: dict[SchemaKey, list[str]] = defaultdict(list)
-        for event in chunk.events:
-            if event.key in new:
-                new.discard(event.key)
-                for key, copy_line in event.entities:
-                    by_key[key].append(copy_line)
-        for key, lines in by_key.items():
-            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(
-                key, "".join(lines), len(lines))
+            if not self._copy_events(batch.events):
+                batch = None
+        if batch is None:
+            new = self._insert_new_events(chunk.events)
+            batch = _Batch.of(event for event in chunk.events if event.key in new)  # the entities of new events only
+        chunk.rows[self.options.events_table] += len(batch.keys)
+        for key, (text, count) in batch.entities.items():
+            chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, text, count)
         self._write_bad(uri, chunk.bad)
+        inserted = len(batch.keys)
         return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
 
     def _copy_events(self, text: str) -> bool:
