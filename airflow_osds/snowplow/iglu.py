@@ -252,6 +252,23 @@ class Resolver:
         self._compile_failures: dict[SchemaKey, tuple[float, InvalidSchemaError]] = {}
         self._order_cache: dict[str, tuple[Repository, ...]] = {}
 
+    # ---- another process (the loader's parsing helper)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The repositories and the schemas found so far; not the misses, validators or a custom clock.
+
+        Another process compiles its own validators (compiled code does not pickle) and asks the
+        repositories again for what was missing, on :func:`time.monotonic`.
+        """
+        with self._lock:
+            schemas = dict(self._schemas)
+        return {"repositories": self.repositories, "cache_ttl": self.cache_ttl,
+                "bootstrap": self._bootstrap is not None, "schemas": schemas}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["repositories"], cache_ttl=state["cache_ttl"], bootstrap=state["bootstrap"])  # type: ignore[misc]
+        self._schemas.update(state["schemas"])
+
     # ---- construction
 
     @classmethod

@@ -41,7 +41,9 @@ from typing import Any
 
 from airflow_osds.background import OneWriter
 from airflow_osds.postgres import create_once
-from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, entities, fields, ledger, tables, tsv
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, fields, ledger, tables
+from airflow_osds.snowplow.chunks import COPY_OPTIONS, Batch, Chunk, ChunkParser, Event
+from airflow_osds.snowplow.helper import ParseHelper, Parsed
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 from airflow_osds.snowplow.sources import SourceFile, read_lines
 
@@ -49,10 +51,6 @@ __all__ = ["BadRowsExceededError", "FileReport", "LoadOptions", "LoadReport", "S
 
 log = logging.getLogger(__name__)
 
-# COPY … (FORMAT csv, DELIMITER tab) with a quote character enrich never writes: the TSV's
-# backslashes (in URLs, user agents) stay literal, an empty field is NULL.
-_QUOTE = "\x01"
-_COPY_OPTIONS = "(FORMAT csv, DELIMITER E'\\t', QUOTE E'\\x01', NULL '')"
 _STAGE = "osds_stage_events"
 _SWITCH_INTERVAL_S = 0.0005
 
@@ -66,6 +64,8 @@ class LoadOptions:
     :param chunk_lines: lines per transaction (also bounds memory).
     :param max_bad_rows: fail when more bad rows than this (``None``: no count limit).
     :param max_bad_ratio: fail when bad rows ÷ lines read exceeds this (``None``: no ratio limit).
+    :param helper_after_lines: lines the load parses in its own process before a helper process
+        takes over the parsing (:mod:`~airflow_osds.snowplow.helper`); ``None``: never.
     """
 
     schema: str = "atomic"
@@ -73,6 +73,7 @@ class LoadOptions:
     chunk_lines: int = DEFAULT_CHUNK_LINES
     max_bad_rows: int | None = None
     max_bad_ratio: float | None = DEFAULT_MAX_BAD_RATIO
+    helper_after_lines: int | None = 2 * DEFAULT_CHUNK_LINES
 
     @property
     def events_table(self) -> str:
@@ -167,7 +168,7 @@ def load(
     report = LoadReport()
     writer = _Writer(conn, options, resolver, report)
     writer.prepare()
-    with _throughput_mode():
+    with _throughput_mode(), writer.parsing:
         for source in files:
             report.files.append(writer.load_file(source, say))
     problem = report.exceeded(options)
@@ -176,76 +177,14 @@ def load(
     return report
 
 
-@dataclass
-class _Event:
-    """A good line, parsed: its COPY line for the events table and its entities' COPY lines per schema."""
-
-    line: int
-    text: str  # the original line (for a bad row, should its entities not fit their table)
-    atomic: str
-    key: tuple[str, str]  # (event_id, event_fingerprint) as PostgreSQL returns them
-    entities: list[tuple[SchemaKey, str]]
-
-
-@dataclass
-class _Batch:
-    """What a chunk writes when none of its events is loaded yet: the COPY texts, ready.
-
-    The parsing thread makes it, so the writer, which waits on PostgreSQL in between, has
-    nothing left to do but send it. A natural duplicate in the chunk is dropped with its
-    entities (the first line of each event is the one kept).
-    """
-
-    keys: set[tuple[str, str]]
-    events: str
-    entities: dict[SchemaKey, tuple[str, int]]  # schema version → (COPY text, rows)
-
-    @classmethod
-    def of(cls, events: Iterable[_Event]) -> _Batch:
-        keys: set[tuple[str, str]] = set()
-        atomic: list[str] = []
-        by_key: dict[SchemaKey, list[str]] = defaultdict(list)
-        for event in events:
-            if event.key in keys:
-                continue
-            keys.add(event.key)
-            atomic.append(event.atomic)
-            for key, copy_line in event.entities:
-                by_key[key].append(copy_line)
-        return cls(keys, "".join(atomic), {key: ("".join(lines), len(lines)) for key, lines in by_key.items()})
-
-
-@dataclass
-class _Chunk:
-    """One chunk's lines, parsed: the good events, and every bad line (line, kind, reason, original, bad row)."""
-
-    events: list[_Event] = field(default_factory=list)
-    bad: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # rows added per table (once committed)
-    batch: _Batch | None = None  # the events' COPY texts, for the direct path
-
-
-@dataclass
-class _Memo:
-    """What one chunk's lines share: parsed entity fields by text, an entity's COPY line end by its canonical text.
-
-    Real traffic repeats these a lot (every event of a visitor has the same derived contexts,
-    every ping of a page the same contexts); a chunk bounds how many are kept.
-    """
-
-    fields: entities.FieldMemo = field(default_factory=dict)
-    tails: dict[str, str | tables.RowError] = field(default_factory=dict)
-
-
 class _Writer:
     def __init__(self, conn: Any, options: LoadOptions, resolver: Resolver, report: LoadReport) -> None:
         self.conn = conn
         self.options = options
         self.resolver = resolver
         self.report = report
-        self.columns: dict[SchemaKey, list[Any]] = {}  # schema version → its columns
-        self.data_rows: dict[SchemaKey, tables.DataRow] = {}  # schema version → its columns, compiled
-        self.heads: dict[SchemaKey, str] = {}  # schema version → the COPY fields of its schema_* columns
+        self.parser = ChunkParser(resolver)
+        self.parsing = ParseHelper(self.parser, start_after=options.helper_after_lines)
         self.ready: set[SchemaKey] = set()  # versions whose table was checked in this load
         self._direct = True
 
@@ -302,8 +241,9 @@ class _Writer:
             with read_lines(source) as reader, OneWriter() as writer:
 
                 def write(lines: list[tuple[int, bytes]]) -> None:
-                    # Parsed here while the previous chunk is written: PostgreSQL works on its own core.
-                    writer.submit(self._write_chunk, source.uri, lines, self._parse_chunk(lines), file_report)
+                    # Parsed (here, or in the helper process) while the previous chunk is written.
+                    parsed = self.parsing.submit(lines, batch=self._direct)
+                    writer.submit(self._write_parsed, source.uri, lines, parsed, file_report)
 
                 pending: list[tuple[int, bytes]] = []
                 lines, number = iter(reader), 0
@@ -342,9 +282,12 @@ class _Writer:
 
     # -- one chunk --------------------------------------------------------------------------
     def _chunk(self, uri: str, lines: list[tuple[int, bytes]], file_report: FileReport) -> None:
-        self._write_chunk(uri, lines, self._parse_chunk(lines), file_report)
+        self._write_chunk(uri, lines, self.parser.parse(lines, batch=self._direct), file_report)
 
-    def _write_chunk(self, uri: str, lines: list[tuple[int, bytes]], chunk: _Chunk, file_report: FileReport) -> None:
+    def _write_parsed(self, uri: str, lines: list[tuple[int, bytes]], parsed: Parsed, file_report: FileReport) -> None:
+        self._write_chunk(uri, lines, parsed.result(), file_report)
+
+    def _write_chunk(self, uri: str, lines: list[tuple[int, bytes]], chunk: Chunk, file_report: FileReport) -> None:
         """Write one parsed chunk in one transaction; a chunk PostgreSQL refuses is halved until the culprits are alone."""
         import psycopg
 
@@ -372,93 +315,39 @@ class _Writer:
         file_report.duplicates += counts["duplicates"]
         file_report.bad_rows += counts["bad_rows"]
 
-    def _parse_chunk(self, lines: list[tuple[int, bytes]]) -> _Chunk:
-        chunk = _Chunk()
-        memo = _Memo()
-        for number, raw in lines:
-            self._parse(number, raw, chunk, memo)
-        if self._direct:  # read without a lock: at worst a batch is made that the writer does not use
-            chunk.batch = _Batch.of(chunk.events)
-        return chunk
-
-    def _parse(self, number: int, raw: bytes, chunk: _Chunk, memo: _Memo) -> None:
-        """Record the line as a good event or as a bad row."""
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", "replace")
-            failure = {"type": "RowDecodingError",
-                       "errors": [{"type": "UnhandledRowDecodingError", "message": f"not UTF-8: {exc}"}]}
-            chunk.bad.append((number, "loader_parsing_error", f"not UTF-8 ({exc.reason} at byte {exc.start})", text,
-                              badrows.parsing_error(text, failure)))
-            return
-        event = tsv.check_event(line)  # the fields of a valid line, or why it is not one
-        if isinstance(event, tsv.ParseFailure):
-            failure = event.to_failure()
-            chunk.bad.append((number, "loader_parsing_error", _describe_parse_failure(failure), line,
-                              badrows.parsing_error(line, failure)))
-            return
-        found, failures = entities.extract_event(
-            {"contexts": event.contexts, "unstruct_event": event.unstruct_event, "derived_contexts": event.derived_contexts},
-            self.resolver,
-            memo.fields,
-        )
-        rows: list[tuple[SchemaKey, str]] = []
-        if not failures:
-            # The entity's COPY line is tables.copy_line(meta_values(…) + data_values(…)), put
-            # together from parts made once: the schema's fields, the event's root (a UUID and a
-            # timestamp, which tsv.check_event has matched: nothing in them to quote), the entity's data.
-            root = f'\t"{event.event_id}"\t"{event.collector_tstamp}"\t"'
-            for entity in found:
-                tail = memo.tails.get(entity.canonical)
-                if tail is None:
-                    tail = memo.tails[entity.canonical] = self._entity_tail(entity)
-                if isinstance(tail, tables.RowError):
-                    failures.append(tail.failure())
-                    continue
-                head = self.heads.get(entity.key)
-                if head is None:
-                    key = entity.key
-                    head = self.heads[key] = tables.copy_fields([key.vendor, key.name, key.format, key.version])
-                rows.append((entity.key, f'{head}{root}{entity.hash}"{tail}'))
-        if failures:
-            chunk.bad.append((number, "loader_iglu_error", _describe_iglu_failures(failures), line,
-                              badrows.iglu_error(badrows.event_payload(tsv.split(line)), failures)))
-            return
-        atomic = event.atomic
-        if _QUOTE in atomic:  # never written by enrich; quote each field so COPY reads it as data
-            atomic = "\t".join(_quote_csv(p) for p in atomic.split("\t"))
-        key = (event.event_id.lower(), event.event_fingerprint)
-        chunk.events.append(_Event(number, line, atomic + "\n", key, rows))
-
-    def _entity_tail(self, entity: entities.Entity) -> str | tables.RowError:
-        """The end of the entity's COPY line: its own columns' fields (the same on every event carrying it), or why they do not fit."""
-        data_row = self.data_rows.get(entity.key)
-        if data_row is None:
-            data_row = self.data_rows[entity.key] = tables.DataRow(self._columns(entity.key))
-        try:
-            data_text = data_row.copy_fields(entity.key, entity.data)
-        except tables.RowError as exc:
-            return exc
-        # One column holding NULL is an empty text too, and still a field of the line.
-        return f"\t{data_text}\n" if data_row.columns else "\n"
-
-    def _write(self, uri: str, chunk: _Chunk) -> dict[str, int]:
+    def _write(self, uri: str, chunk: Chunk) -> dict[str, int]:
         dropped = self._prepare_tables(chunk)
         batch = None
         if self._direct:
-            batch = chunk.batch if chunk.batch is not None and not dropped else _Batch.of(chunk.events)
+            batch = chunk.batch if chunk.batch is not None and not dropped else Batch.of(self._events(chunk))
             if not self._copy_events(batch.events):
                 batch = None
         if batch is None:
+            if chunk.events is None:
+                self._events(chunk)
+                self._prepare_tables(chunk)  # this parse's versions (a schema may have been found since)
+            assert chunk.events is not None
             new = self._insert_new_events(chunk.events)
-            batch = _Batch.of(event for event in chunk.events if event.key in new)  # the entities of new events only
+            batch = Batch.of(event for event in chunk.events if event.key in new)  # the entities of new events only
         chunk.rows[self.options.events_table] += len(batch.keys)
         for key, (text, count) in batch.entities.items():
             chunk.rows[f"{self.options.schema}.{tables.table_name(key)}"] += self._copy_entities(key, text, count)
         self._write_bad(uri, chunk.bad)
         inserted = len(batch.keys)
-        return {"events": inserted, "duplicates": len(chunk.events) - inserted, "bad_rows": len(chunk.bad)}
+        return {"events": inserted, "duplicates": chunk.event_count - inserted, "bad_rows": len(chunk.bad)}
+
+    def _events(self, chunk: Chunk) -> list[Event]:
+        """The chunk's events, parsed here again if the helper left them out.
+
+        That happens only when its batch cannot be written as it is (events loaded before, a
+        refused table). The whole chunk is then this parse's, bad rows included, so that the two
+        parses cannot disagree on a line.
+        """
+        if chunk.events is None:
+            assert chunk.lines is not None, "a chunk without events must keep its lines"
+            again = self.parser.parse(chunk.lines, batch=False)
+            chunk.events, chunk.bad, chunk.batch = again.events, again.bad, None
+        return chunk.events
 
     def _copy_events(self, text: str) -> bool:
         """COPY the chunk's events straight into the table; ``False`` when the unique index refuses one.
@@ -472,7 +361,7 @@ class _Writer:
         conn, table = self.conn, _qualified(self.options.events_table)
         try:
             with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY {table} FROM STDIN {_COPY_OPTIONS}") as copy:
+                with cur.copy(f"COPY {table} FROM STDIN {COPY_OPTIONS}") as copy:
                     copy.write(text)
             return True
         except psycopg.errors.UniqueViolation:
@@ -480,13 +369,13 @@ class _Writer:
             log.info("%s: some events of this file are loaded already; deduplicating through staging", table)
             return False
 
-    def _insert_new_events(self, events: list[_Event]) -> set[tuple[str, str]]:
+    def _insert_new_events(self, events: list[Event]) -> set[tuple[str, str]]:
         """Insert the events not loaded yet, through a staging table and ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (exact under any concurrency); returns their keys."""
         conn, table = self.conn, _qualified(self.options.events_table)
         if not events:
             return set()
-        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {_COPY_OPTIONS}") as copy:
+        with conn.cursor() as cur, cur.copy(f"COPY {_STAGE} FROM STDIN {COPY_OPTIONS}") as copy:
             copy.write("".join(event.atomic for event in events))
         return set(conn.execute(
             f"INSERT INTO {table} SELECT * FROM {_STAGE} "
@@ -494,14 +383,7 @@ class _Writer:
         ).fetchall())  # fmt: skip
 
     # -- entities ---------------------------------------------------------------------------
-    def _columns(self, key: SchemaKey) -> list[Any]:
-        """The columns of ``key``'s own version (a table may have more: a COPY names its columns)."""
-        known = self.columns.get(key)
-        if known is None:
-            known = self.columns[key] = tables.columns(self.resolver.lookup(key))
-        return known
-
-    def _prepare_tables(self, chunk: _Chunk) -> bool:
+    def _prepare_tables(self, chunk: Chunk) -> bool:
         """Create or migrate the entity tables this chunk's events need, before anything is written.
 
         A table that cannot take a version (a type change we refuse) turns the events carrying
@@ -519,6 +401,9 @@ class _Writer:
                 refused[key] = str(exc)
         if not refused:
             return False
+        if chunk.events is None:  # parsed again here, then prepared for that parse's versions
+            self._events(chunk)
+            return self._prepare_tables(chunk)
         kept = []
         for event in chunk.events:
             problem = next((refused[k] for k, _ in event.entities if k in refused), None)
@@ -554,7 +439,7 @@ class _Writer:
 
         conn, db_schema = self.conn, self.options.schema
         name = tables.table_name(key)
-        columns = self._columns(key)
+        columns = self.parser.columns(key)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(tables.copy_sql(db_schema, name, columns)) as copy:
@@ -618,35 +503,6 @@ def _throughput_mode() -> Iterator[None]:
         if gc_enabled:
             gc.enable()
             gc.collect()
-
-
-def _describe_parse_failure(failure: dict[str, Any]) -> str:
-    if failure["type"] == "NotTSV":
-        return "not a tab-separated line"
-    if failure["type"] == "FieldNumberMismatch":
-        return f"{failure['fieldCount']} fields, an enriched event has 131"
-    errors = failure.get("errors") or []
-    return "; ".join(f"{e.get('key', '?')}: {e.get('message', '')}" for e in errors[:3]) or failure["type"]
-
-
-def _describe_iglu_failures(failures: list[dict[str, Any]]) -> str:
-    out = []
-    for f in failures[:3]:
-        error = f.get("error") or {}
-        kind = error.get("error", "?") if isinstance(error, dict) else str(error)
-        key = f.get("schemaKey") or f.get("schemaCriterion") or ""
-        detail = ""
-        if kind == "ValidationError":
-            reports = error.get("dataReports") or []
-            detail = ": " + "; ".join(f"{r.get('path')}: {r.get('message')}" for r in reports[:2])
-        elif kind == "ResolutionError":
-            detail = ": schema not found in any repository"
-        out.append(f"{kind} {key}{detail}".strip())
-    return "; ".join(out)
-
-
-def _quote_csv(value: str) -> str:
-    return "" if value == "" else _QUOTE + value.replace(_QUOTE, _QUOTE * 2) + _QUOTE
 
 
 def _ident(name: str) -> str:

@@ -233,6 +233,16 @@ class HttpRepository(Repository):
         self._own_client = client is None
         self._client_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Its settings, for another process, which opens its own client (a client does not cross processes)."""
+        state = dict(self.__dict__)
+        state.update(_client=None, _own_client=True, _client_lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client_lock = threading.Lock()
+
     def __repr__(self) -> str:  # never shows the apikey
         return f"HttpRepository(uri={self.uri!r}, name={self.name!r}, priority={self.priority})"
 
