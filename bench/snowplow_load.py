@@ -200,7 +200,7 @@ def snowplow_section(meta: dict[str, str], result: dict[str, Any] | None, rows: 
             f"{n:,} events per file (plain TSV: generated {result['bytes']['generated'] / 1e6:,.0f} MB, distinct "
             f"{result['bytes']['distinct'] / 1e6:,.0f} MB), PostgreSQL {result['pg_version']} (embedded, default "
             f"settings), {result['reps']} round(s); the part took {result['wall_s'] / 60:.1f} min.", "",
-            "| shape | bare COPY | ours (full load) | ours ÷ bare | our peak RSS |", "|---|---:|---:|---:|---:|"]
+            "| shape | bare COPY | ours (full load) | ours ÷ bare | our peak RSS (loader + parsing helper) |", "|---|---:|---:|---:|---:|"]
     for shape in SHAPES:
         bare, ours = Stat.of(_rates(result, shape, "bare")), Stat.of(_rates(result, shape, "ours"))
         rss = Stat.of([r["maxrss_kb"] for r in result["shapes"][shape]["ours"]])
@@ -211,7 +211,7 @@ def snowplow_section(meta: dict[str, str], result: dict[str, Any] | None, rows: 
     out += ["", f"SDK 0.2.3 `transform` alone (no validation, no database), the first {result['sdk'][0]['lines']:,} "
             f"lines of the generated file: {sdk._fmt(1, 'events/s')}. Our parse stage alone on the generated file: "
             f"{parse._fmt(1, 'events/s')} ({parse.median / sdk.median:.2f}× the SDK).", "",
-            "Peak RSS of our load by file size (gzip input, generated shape): " + ", ".join(
+            "Peak RSS of our load (the loader's process plus its parsing helper's) by file size (gzip input, generated shape): " + ", ".join(
                 f"{int(k):,} events {v['maxrss_kb'] / 1024:,.0f} MiB ({int(k) / v['seconds']:,.0f} events/s)"
                 for k, v in result["rss"].items()) + ".", "",
             "Medians (min–max) over the rounds.", "", "### Targets", ""]

@@ -43,16 +43,19 @@ _PER_MODEL = (
 )
 
 _SNOWPLOW_VS_BARE = (
-    "Python on one core is the bound for the `distinct` shape (the `generated` shape meets the target, at 0.51 on "
-    "2026-12-07). Every event there carries a derived-contexts text seen nowhere else (~800 characters, a 17-field "
-    "yauaa context among them), so the per-chunk memo reuses nothing. Each event's contexts are then decoded, "
-    "validated against Iglu and shredded into COPY lines one by one: the parse stage costs ~57 µs of CPU per event, "
-    "against ~20 µs for the generated shape (min of 4 runs, the loader's chunk parser alone). Its writer thread "
-    "shares that core's GIL. PostgreSQL meanwhile works on the other core: ~1.3 s per 50k events for the typed "
-    "128-column COPY into `atomic.events` and 3–5 entity tables with their unique indexes. The bare COPY writes "
-    "one all-text table and parses nothing (37–41k events/s). To reach 0.5, the load needs half the Python per "
-    "event, or the parsing in a second process (the 2 cores are then shared by two parsers and the backend). "
-    "That was not built: a fork inside an Airflow task, and the resolver's state in it, need their own design."
+    "Parsing is the bound for the `distinct` shape (the `generated` shape meets the target: 0.62 on 2026-12-07 "
+    "at 36a615f, 0.51 in the run before; its rate did not change, ~19k events/s, the bare COPY ran slower). Every "
+    "`distinct` event carries a derived-contexts text seen nowhere else (~800 characters, a 17-field yauaa context "
+    "among them), so the per-chunk memo reuses nothing: each event's contexts are decoded, validated against Iglu "
+    "and shredded into COPY lines one by one, ~57 µs of CPU per event against ~20 µs for the generated shape (the "
+    "loader's chunk parser alone, min of 4 runs). Since 36a615f a helper process parses past the first 10,000 "
+    "lines, so the parse no longer shares a GIL with the writer thread: distinct went from 10.2k to 12.7k events/s "
+    "(generated stayed at ~19k: there PostgreSQL is the bound, ~7 s of backend CPU per 200k events for the typed "
+    "128-column COPY into `atomic.events` and 3–5 entity tables with their unique indexes, more than the whole "
+    "bare COPY of the same file, which writes one all-text table and parses nothing). The helper, the backend and "
+    "the loader's process share 2 cores; the helper alone needs ~13 s of CPU for 200k distinct events. 0.5 needs "
+    "about half the Python per distinct entity (its JSON decode, fastjsonschema validation and typed column texts "
+    "are each a third of it), not more processes on these 2 cores."
 )
 
 REASONS: dict[str, str] = {
@@ -78,11 +81,11 @@ REASONS: dict[str, str] = {
     ),
     "snowplow.load.*.vs_bare_copy": _SNOWPLOW_VS_BARE,
     "snowplow.load.*.vs_sdk_transform": (
-        "Twice the SDK's transform rate measured in the same run (2 × 19.7k = 39.4k events/s) is more than the "
-        "bare-COPY ceiling of the same file into an all-text table (37.0k events/s): no full load into typed, "
-        "shredded tables can reach it here. Like for like, our parse stage alone, which also validates every entity "
-        "against Iglu (`transform` does not), runs at 1.66× the SDK's rate (32.7k events/s). The full load is bounded "
-        "as the vs_bare_copy reason describes."
+        "Twice the SDK's transform rate measured in the same run (2026-12-07 at 36a615f: 2 × 21.5k = 43.0k "
+        "events/s) is more than the bare-COPY ceiling of the same file into an all-text table (30.8k events/s in "
+        "that run, 37.0k in the one before): no full load into typed, shredded tables can reach it here. Like for "
+        "like, our parse stage alone, which also validates every entity against Iglu (`transform` does not), runs "
+        "at 1.62× the SDK's rate (34.9k events/s). The full load is bounded as the vs_bare_copy reason describes."
     ),
     "dbt_runtime.*.per_model_vs_one_build": _PER_MODEL,
     "parse_loop.*.ours.steady*.vs_plain": (

@@ -45,6 +45,8 @@ class SnowplowLoadOperator(OpenLineageMixin, BaseOperator):
     :param max_bad_rows: fail past this many bad rows (default: no count limit).
     :param max_bad_ratio: fail when bad rows exceed this fraction of the lines read (default 1 %).
     :param chunk_lines: lines per transaction.
+    :param parse_helper: parse in a helper process once the load has parsed 10,000 lines
+        (:mod:`airflow_osds.snowplow.helper`); ``False`` keeps the load in one process.
     :param base_dir: what relative local paths resolve against (the pipeline file's folder).
     """
 
@@ -63,6 +65,7 @@ class SnowplowLoadOperator(OpenLineageMixin, BaseOperator):
         max_bad_rows: int | None = None,
         max_bad_ratio: float | None = DEFAULT_MAX_BAD_RATIO,
         chunk_lines: int = DEFAULT_CHUNK_LINES,
+        parse_helper: bool = True,
         base_dir: str = "",
         **kwargs: Any,
     ) -> None:
@@ -76,6 +79,7 @@ class SnowplowLoadOperator(OpenLineageMixin, BaseOperator):
         self.max_bad_rows = max_bad_rows
         self.max_bad_ratio = max_bad_ratio
         self.chunk_lines = chunk_lines
+        self.parse_helper = parse_helper
         self.base_dir = base_dir
 
     @cached_property
@@ -84,10 +88,12 @@ class SnowplowLoadOperator(OpenLineageMixin, BaseOperator):
                             source_conn_id=self.source_conn_id)
 
     def options(self) -> LoadOptions:
+        from airflow_osds.snowplow import DEFAULT_HELPER_AFTER_LINES
         from airflow_osds.snowplow.loader import LoadOptions
 
         return LoadOptions(schema=self.schema, bad_rows_table=self.bad_rows_table, chunk_lines=self.chunk_lines,
-                           max_bad_rows=self.max_bad_rows, max_bad_ratio=self.max_bad_ratio)
+                           max_bad_rows=self.max_bad_rows, max_bad_ratio=self.max_bad_ratio,
+                           helper_after_lines=DEFAULT_HELPER_AFTER_LINES if self.parse_helper else None)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

@@ -39,8 +39,8 @@ class Event:
 class Batch:
     """What a chunk writes when none of its events is loaded yet: the COPY texts, ready.
 
-    The parsing thread makes it, so the writer, which waits on PostgreSQL in between, has
-    nothing left to do but send it. A natural duplicate in the chunk is dropped with its
+    The parse makes it (in the loader's process or its helper), so the writer, which waits on
+    PostgreSQL in between, has nothing left to do but send it. A natural duplicate in the chunk is dropped with its
     entities (the first line of each event is the one kept).
     """
 

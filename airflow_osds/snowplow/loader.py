@@ -1,8 +1,9 @@
 """Load enriched-event files into PostgreSQL the way Snowplow's Postgres Loader lays them out.
 
 For each file (see :mod:`airflow_osds.snowplow.sources`), in chunks of ``chunk_lines`` lines,
-each chunk parsed while the one before is written by a writer thread, and written in one
-transaction:
+each chunk parsed (:mod:`~airflow_osds.snowplow.chunks`; past ``helper_after_lines`` lines, in a
+helper process: :mod:`~airflow_osds.snowplow.helper`) while the one before is written by a
+writer thread, and written in one transaction:
 
 1. every line is matched, its typed fields checked (:mod:`~airflow_osds.snowplow.tsv`) and its
    ``contexts``, ``unstruct_event`` and ``derived_contexts`` validated against their Iglu schemas
@@ -41,7 +42,7 @@ from typing import Any
 
 from airflow_osds.background import OneWriter
 from airflow_osds.postgres import create_once
-from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO, badrows, fields, ledger, tables
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_HELPER_AFTER_LINES, DEFAULT_MAX_BAD_RATIO, badrows, fields, ledger, tables
 from airflow_osds.snowplow.chunks import COPY_OPTIONS, Batch, Chunk, ChunkParser, Event
 from airflow_osds.snowplow.helper import ParseHelper, Parsed
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
@@ -73,7 +74,7 @@ class LoadOptions:
     chunk_lines: int = DEFAULT_CHUNK_LINES
     max_bad_rows: int | None = None
     max_bad_ratio: float | None = DEFAULT_MAX_BAD_RATIO
-    helper_after_lines: int | None = 2 * DEFAULT_CHUNK_LINES
+    helper_after_lines: int | None = DEFAULT_HELPER_AFTER_LINES
 
     @property
     def events_table(self) -> str:

@@ -12,7 +12,7 @@ from airflow_osds.assets import FilesRef, TableRef
 from airflow_osds.factory.blocks import BlockType, DataIO, FieldProblem, ProviderModules, StepContext
 from airflow_osds.factory.compiled import GroupNode, TaskNode
 from airflow_osds.factory.types import Duration, Strict
-from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_MAX_BAD_RATIO
+from airflow_osds.snowplow import DEFAULT_CHUNK_LINES, DEFAULT_HELPER_AFTER_LINES, DEFAULT_MAX_BAD_RATIO
 
 _ENTITY = re.compile(r"^(?:iglu:)?([a-zA-Z0-9-_.]+)/([a-zA-Z0-9-_]+)/(?:jsonschema/)?([1-9][0-9]*)(?:-[0-9]+-[0-9]+)?$")
 
@@ -56,6 +56,12 @@ class SnowplowBlock(Strict):
     max_bad_rows: int | None = Field(None, ge=0, description="Fail past this many bad rows (default: no count limit).")
     max_bad_ratio: float | None = Field(DEFAULT_MAX_BAD_RATIO, ge=0, le=1, description="Fail when bad rows exceed this fraction of the lines read.")
     chunk_lines: int = Field(DEFAULT_CHUNK_LINES, ge=1, description="Lines per transaction (bounds memory).")
+    parse_helper: bool = Field(
+        True,
+        description=f"Parse in a second process once a load has parsed {DEFAULT_HELPER_AFTER_LINES:,} lines, so "
+        "parsing and writing use two cores; `false` keeps the load in one process (for a worker whose cores other "
+        "tasks need).",
+    )
     wait_for_files: bool | WaitForFiles = Field(
         False,
         description="Start with a deferrable sensor that waits until the source holds files not loaded yet, then "
@@ -138,6 +144,7 @@ def _load_kwargs(block: SnowplowBlock, ctx: StepContext) -> dict[str, Any]:
         "max_bad_rows": block.max_bad_rows,
         "max_bad_ratio": block.max_bad_ratio,
         "chunk_lines": block.chunk_lines,
+        "parse_helper": block.parse_helper,
         "base_dir": str(ctx.pipeline_dir),
     }
     if block.source_conn:

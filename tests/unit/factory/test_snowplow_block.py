@@ -36,6 +36,15 @@ def test_without_waiting_the_step_is_one_load_task(write, project) -> None:
     assert dag.task_dict["count"].upstream_task_ids == {"load"}
 
 
+def test_the_parse_helper_is_on_unless_the_step_turns_it_off(write, project) -> None:
+    from airflow_osds.snowplow import DEFAULT_HELPER_AFTER_LINES
+
+    write("events.yml", PIPELINE.format(wait=""))
+    assert _dag(project).task_dict["load"].options().helper_after_lines == DEFAULT_HELPER_AFTER_LINES
+    write("events.yml", PIPELINE.format(wait="      parse_helper: false"))
+    assert _dag(project).task_dict["load"].options().helper_after_lines is None
+
+
 def test_wait_for_files_puts_a_deferrable_sensor_before_the_load(write, project, tmp_path) -> None:
     write("events.yml", PIPELINE.format(wait="      wait_for_files: {poke_interval: 5s, timeout: 2h, soft_fail: false}"))
     dag = _dag(project)
