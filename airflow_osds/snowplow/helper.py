@@ -141,7 +141,7 @@ class _Process:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
         )
         self.pid = self._proc.pid
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the resolver's bytes, then (lines, batch)
         self._pending: collections.deque[Future[Chunk]] = collections.deque()
         self._lock = threading.Lock()
         self._ended: str | None = None
@@ -159,7 +159,7 @@ class _Process:
                 return future
             self._pending.append(future)
         # Pickled by the feeding thread: the caller goes back to reading the file.
-        self._outbox.put((lines, batch))  # type: ignore[arg-type]
+        self._outbox.put((lines, batch))
         return future
 
     def close(self) -> None:
@@ -209,6 +209,7 @@ class _Process:
                     future.set_exception(value)
         except Exception as exc:  # noqa: BLE001 - an answer that does not unpickle is the helper's end too
             why = f"sent what cannot be read ({type(exc).__name__}: {exc})"
+            self._proc.kill()  # it may still be running: nothing it sends from here on can be trusted
         code = self._proc.wait()
         if why == "stopped" and code:
             why = f"stopped with exit status {code}"
