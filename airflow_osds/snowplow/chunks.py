@@ -16,7 +16,7 @@ from typing import Any
 from airflow_osds.snowplow import badrows, entities, tables, tsv
 from airflow_osds.snowplow.iglu import Resolver, SchemaKey
 
-__all__ = ["Batch", "Chunk", "ChunkParser", "Event", "quote_csv"]
+__all__ = ["COPY_OPTIONS", "Batch", "Chunk", "ChunkParser", "Event", "quote_csv"]
 
 # COPY … (FORMAT csv, DELIMITER tab) with a quote character enrich never writes: the TSV's
 # backslashes (in URLs, user agents) stay literal, an empty field is NULL.
@@ -40,8 +40,8 @@ class Batch:
     """What a chunk writes when none of its events is loaded yet: the COPY texts, ready.
 
     The parse makes it (in the loader's process or its helper), so the writer, which waits on
-    PostgreSQL in between, has nothing left to do but send it. A natural duplicate in the chunk is dropped with its
-    entities (the first line of each event is the one kept).
+    PostgreSQL in between, has nothing left to do but send it. A natural duplicate in the chunk
+    is dropped with its entities (the first line of each event is the one kept).
     """
 
     keys: set[tuple[str, str]]

@@ -111,9 +111,12 @@ class ParseHelper:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is not None and self._process is not None:
-            self._process.kill()  # nothing it makes will be used
-        self.close()
+        if exc_type is None:
+            self.close()
+            return
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()  # nothing it makes will be used
 
     def _process_for_next(self) -> _Process | None:
         if self._process is not None or self.stopped is not None or self.start_after is None:
