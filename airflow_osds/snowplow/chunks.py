@@ -91,13 +91,14 @@ class Chunk:
 
 @dataclass
 class Memo:
-    """What one chunk's lines share: parsed entity fields by text, an entity's COPY line end by its canonical text.
+    """What one chunk's lines share: parsed entity fields by text, an entity's hash (or failure) and COPY line end by its canonical text.
 
     Real traffic repeats these a lot (every event of a visitor has the same derived contexts,
     every ping of a page the same contexts); a chunk bounds how many are kept.
     """
 
     fields: entities.FieldMemo = field(default_factory=dict)
+    seen: entities.EntityMemo = field(default_factory=dict)
     tails: dict[str, str | tables.RowError] = field(default_factory=dict)
 
 
@@ -148,6 +149,7 @@ class ChunkParser:
             {"contexts": event.contexts, "unstruct_event": event.unstruct_event, "derived_contexts": event.derived_contexts},
             self.resolver,
             memo.fields,
+            memo.seen,
         )
         rows: list[tuple[SchemaKey, str]] = []
         if not failures:
@@ -206,7 +208,9 @@ def _describe_iglu_failures(failures: list[dict[str, Any]]) -> str:
         kind = error.get("error", "?") if isinstance(error, dict) else str(error)
         key = f.get("schemaKey") or f.get("schemaCriterion") or ""
         detail = ""
-        if kind == "ValidationError":
+        if "expected" in f:  # WrongType: not JSON, a value its column cannot store …
+            kind, detail = "WrongType", f": expected {f['expected']}"
+        elif kind == "ValidationError":
             reports = error.get("dataReports") or []
             detail = ": " + "; ".join(f"{r.get('path')}: {r.get('message')}" for r in reports[:2])
         elif kind == "ResolutionError":

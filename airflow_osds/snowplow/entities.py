@@ -36,6 +36,7 @@ from airflow_osds.snowplow.tables import entity_canonical, entity_hash_text
 __all__ = [
     "ENVELOPES",
     "ENTITY_FIELDS",
+    "EntityMemo",
     "Entity",
     "extract",
     "extract_event",
@@ -77,14 +78,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(text: str) -> Any:
-    # msgspec is ≈2× faster on the loader's hot path. Where it refuses the text (a lone
-    # surrogate escape, a number out of float range) the standard parser decides, so what is
-    # accepted, and how, stays the standard library's.
+def _loads(text: str) -> tuple[Any, bool]:
+    """The JSON value, and whether msgspec read it (then every number in it is finite).
+
+    msgspec is ≈2× faster on the loader's hot path. Where it refuses the text (a lone
+    surrogate escape, a number out of float range) the standard parser decides, so what is
+    accepted, and how, stays the standard library's.
+    """
     try:
-        return _fast_loads(text)
+        return _fast_loads(text), True
     except ValueError:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant), False
 
 
 def _fast_loads(text: str) -> Any:
@@ -118,16 +122,19 @@ def extract(field: str, raw: str | None, resolver: Resolver) -> tuple[list[Entit
 
     :raises KeyError: ``field`` is not one of :data:`ENTITY_FIELDS`.
     """
-    entities, failures = _extract(field, raw, resolver)
+    entities, failures = _extract(field, raw, resolver, {})
     return number_occurrences(entities), failures
 
 
-def _extract(field: str, raw: str | None, resolver: Resolver) -> tuple[list[Entity], list[dict[str, Any]]]:
+def _extract(
+    field: str, raw: str | None, resolver: Resolver, seen: EntityMemo
+) -> tuple[list[Entity], list[dict[str, Any]]]:
+    """:func:`extract` without the numbering: each entity has its first-occurrence hash."""
     criterion = ENVELOPES[field]
     if raw is None or raw == "":
         return [], []
     try:
-        document = _loads(raw)
+        document, finite = _loads(raw)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         return [], [_wrong_type(criterion, raw, f"self-describing JSON ({criterion.uri}); invalid JSON: {exc}")]
     try:
@@ -153,13 +160,35 @@ def _extract(field: str, raw: str | None, resolver: Resolver) -> tuple[list[Enti
             report = {"message": f"{path}: {exc}", "path": path, "keyword": "pattern", "targets": [item["schema"]]}
             failures.append(DataValidationError(envelope_key, [report]).failure())
             continue
+        data = item["data"]
         try:
-            resolver.validate(key, item["data"])
-        except IgluError as exc:
-            failures.append(exc.failure())
+            canonical = entity_canonical(key, data, finite=finite)
+        except ValueError:  # a number past a double's range (1e999), which the standard parser reads as inf
+            failures.append(_out_of_range(key, raw))
             continue
-        entities.append(Entity(key, item["data"], field))
+        # Validity and hash depend on the canonical text alone: an entity repeated inside field
+        # texts that differ (one spiders-and-robots context beside ever-new yauaa ones) is
+        # validated and hashed once per memo.
+        known = seen.get(canonical)
+        if known is None:
+            try:
+                resolver.validate(key, data)
+            except IgluError as exc:
+                known = exc.failure()
+            else:
+                known = entity_hash_text(canonical)
+            seen[canonical] = known
+        if isinstance(known, dict):
+            failures.append(known)
+            continue
+        entities.append(Entity(key, data, field, 0, known, canonical))
     return entities, failures
+
+
+def _out_of_range(key: SchemaKey, raw: str) -> dict[str, Any]:
+    # The value is the field's text: the parsed data holds an infinity, which JSON cannot write.
+    return {"schemaKey": key.uri, "value": raw,
+            "expected": "numbers within a double's range (one is not: it can be neither hashed nor stored)"}
 
 
 def number_occurrences(entities: Iterable[Entity]) -> list[Entity]:
@@ -171,24 +200,24 @@ def number_occurrences(entities: Iterable[Entity]) -> list[Entity]:
         occurrence = counts.get(canonical, 0)
         counts[canonical] = occurrence + 1
         if occurrence == 0 and entity.occurrence == 0 and entity.hash and entity.canonical:
-            numbered.append(entity)  # numbered already, as a first occurrence (the memo keeps its hash)
+            numbered.append(entity)  # numbered already, as a first occurrence (extract gave its hash)
             continue
         numbered.append(Entity(entity.key, entity.data, entity.field, occurrence, entity_hash_text(canonical, occurrence),
                                canonical))
     return numbered
 
 
-def _first_occurrence(entity: Entity) -> Entity:
-    canonical = entity_canonical(entity.key, entity.data)
-    return Entity(entity.key, entity.data, entity.field, 0, entity_hash_text(canonical), canonical)
-
-
 #: What :func:`extract_event` keeps per distinct field text: ``{(field, raw): (entities, failures)}``.
 FieldMemo = dict[tuple[str, "str | None"], tuple[list[Entity], list[dict[str, Any]]]]
+#: What it keeps per distinct entity: its canonical text → its hash (valid) or its failure (invalid).
+EntityMemo = dict[str, "str | dict[str, Any]"]
 
 
 def extract_event(
-    fields: Mapping[str, str | None], resolver: Resolver, memo: FieldMemo | None = None
+    fields: Mapping[str, str | None],
+    resolver: Resolver,
+    memo: FieldMemo | None = None,
+    seen: EntityMemo | None = None,
 ) -> tuple[list[Entity], list[dict[str, Any]]]:
     """All entities of one event (``contexts``, ``derived_contexts``, ``unstruct_event``) and all failures.
 
@@ -198,19 +227,21 @@ def extract_event(
     :param memo: a dict kept across the events of one batch: a field text seen before (the
         derived contexts of one user agent, the contexts of a page's pings) is parsed and
         validated once. It holds every distinct text: give each batch a new one.
+    :param seen: the same for distinct entities (an :data:`EntityMemo`), which field texts
+        that differ may share.
     """
+    if seen is None:
+        seen = {}
     entities: list[Entity] = []
     failures: list[dict[str, Any]] = []
     for field in ENTITY_FIELDS:
         raw = fields.get(field)
         if memo is None:
-            found, failed = _extract(field, raw, resolver)
+            found, failed = _extract(field, raw, resolver, seen)
         else:
             cached = memo.get((field, raw))
             if cached is None:
-                found, failed = _extract(field, raw, resolver)
-                found = [_first_occurrence(e) for e in found]
-                cached = memo[(field, raw)] = (found, failed)
+                cached = memo[(field, raw)] = _extract(field, raw, resolver, seen)
             found, failed = cached
         entities.extend(found)
         failures.extend(failed)

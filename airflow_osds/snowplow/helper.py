@@ -77,19 +77,26 @@ class ParseHelper:
         self.parser = parser
         self.start_after = start_after
         self.chunks_in_helper = 0
+        self.chunks_here = 0
         self.stopped: str | None = None  # why the parse came back here, once it did
         self._process: _Process | None = None
         self._parsed_here = 0
 
     def submit(self, lines: Sequence[tuple[int, bytes]], *, batch: bool) -> Parsed:
-        """Start parsing ``lines`` (with ``batch``, the chunk's COPY texts are made too)."""
+        """Start parsing ``lines`` (with ``batch``, the chunk's COPY texts are made too).
+
+        While the helper is still on an earlier chunk, this one is parsed here instead: when
+        the parse is what a load waits for, both processes parse (each a core), and when
+        PostgreSQL is, the helper keeps up alone and the loader's process only writes.
+        """
         process = self._process_for_next()
-        if process is not None:
+        if process is not None and not process.busy():
             self.chunks_in_helper += 1
             return Parsed(self, lines, batch, process.submit(lines, batch))
         done: Future[Chunk] = Future()
         done.set_result(self.parser.parse(lines, batch=batch))
         self._parsed_here += len(lines)
+        self.chunks_here += 1
         return Parsed(self, lines, batch, done)
 
     def stop_using(self, why: str) -> None:
@@ -164,6 +171,11 @@ class _Process:
         # Pickled by the feeding thread: the caller goes back to reading the file.
         self._outbox.put((lines, batch))
         return future
+
+    def busy(self) -> bool:
+        """Whether a chunk sent is still unanswered."""
+        with self._lock:
+            return bool(self._pending)
 
     def close(self) -> None:
         self._outbox.put(None)  # the feeder closes the helper's stdin: it exits after its chunk

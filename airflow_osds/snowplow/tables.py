@@ -590,13 +590,18 @@ def read_table_state(conn: Any, db_schema: str, table: str) -> TableState | None
 # --------------------------------------------------------------------------- rows
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: equal data, equal text (the standard library's, which hashes depend on)."""
+def canonical_json(value: Any, *, finite: bool = False) -> str:
+    """JSON with sorted keys and no spaces: equal data, equal text (the standard library's, which hashes depend on).
+
+    :param finite: the value holds no NaN or infinity (msgspec parsed it): a ``null`` in the
+        text is then a ``None``, not a float msgspec writes as ``null``.
+    :raises ValueError: NaN or an infinity, which JSON cannot write.
+    """
     try:
         text = _sorted_json(value)
     except (TypeError, ValueError, OverflowError):  # a lone surrogate, an int past 64 bits …
         text = None
-    if text is None or "null" in text or "0.0000" in text or _EXPONENT.search(text):
+    if text is None or (not finite and "null" in text) or "0.0000" in text or _EXPONENT.search(text):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text
 
@@ -621,9 +626,9 @@ def _sorted_json(value: Any) -> str:
     return _sorted_json(value)
 
 
-def entity_canonical(key: SchemaKey, data: Any) -> str:
-    """The text an entity's hash is taken of: canonical ``{"data": data, "schema": uri}``."""
-    return canonical_json({"schema": key.uri, "data": data})
+def entity_canonical(key: SchemaKey, data: Any, *, finite: bool = False) -> str:
+    """The text an entity's hash is taken of: canonical ``{"data": data, "schema": uri}`` (see :func:`canonical_json`)."""
+    return canonical_json({"schema": key.uri, "data": data}, finite=finite)
 
 
 def entity_hash_text(canonical: str, occurrence: int = 0) -> str:

@@ -106,7 +106,9 @@ def test_every_kind_of_bad_line_is_kept_with_its_reason(db: Any, registry: Path,
     for number, kind, reason, original, bad_row in rows:
         assert original == lines[number - 1], "the original line is kept as it was"
         assert bad_row["schema"].startswith(f"iglu:com.snowplowanalytics.snowplow.badrows/{kind}/jsonschema/")
-        assert reason
+        assert reason and not reason.startswith("?"), reason
+        if '"expected"' in json.dumps(bad_row["data"]["failure"]):  # invalid JSON: WrongType, and what was expected
+            assert reason.startswith("WrongType iglu:") and "expected self-describing JSON" in reason, reason
     kinds = Counter(r[1] for r in rows)
     assert set(kinds) == {"loader_parsing_error", "loader_iglu_error"}
     failures = {json.dumps(r[4]["data"]["failure"])[:60] for r in rows}

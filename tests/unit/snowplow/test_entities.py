@@ -18,6 +18,7 @@ CONTEXTS_100 = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
 UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 LINK_CLICK = "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1"
 ACME = "iglu:com.acme/cart/jsonschema/1-0-0"
+READING = "iglu:com.acme/reading/jsonschema/1-0-0"
 UUID = "6e4a2e3c-0d7b-4c8f-9a32-123456789abc"
 PAGE = {"schema": WEB_PAGE.uri, "data": {"id": UUID}}
 CART = {"schema": ACME, "data": {"items": 2}}
@@ -26,7 +27,8 @@ CART = {"schema": ACME, "data": {"items": 2}}
 @pytest.fixture(scope="module")
 def resolver(tmp_path_factory: pytest.TempPathFactory) -> Resolver:
     cart = self_describing(ACME, {"type": "object", "properties": {"items": {"type": "integer"}}, "required": ["items"]})
-    local = write_registry(tmp_path_factory.mktemp("acme"), {ACME: cart})
+    reading = self_describing(READING, {"type": "object", "properties": {"value": {"type": "number"}}})
+    local = write_registry(tmp_path_factory.mktemp("acme"), {ACME: cart, READING: reading})
     return Resolver([StaticRepository(local, name="acme"), StaticRepository(iglu_central(), name="Iglu Central")])
 
 
@@ -192,6 +194,36 @@ def test_a_memo_parses_each_distinct_field_text_once_with_the_same_result(resolv
     assert with_memo == [extract_event(e, resolver) for e in events]
     assert len(memo) == 5  # three contexts texts, one derived_contexts text, one empty unstruct_event
     assert with_memo[0][0][1].canonical and with_memo[0][0][1].hash == with_memo[1][0][2].hash
+
+
+def test_an_entity_shared_by_field_texts_that_differ_is_checked_once(resolver: Resolver) -> None:
+    other_page = {"schema": WEB_PAGE.uri, "data": {"id": UUID.replace("6e4a", "7f5b")}}
+    bad_cart = {"schema": ACME, "data": {"items": "two"}}
+    events = [
+        {"contexts": contexts(PAGE), "derived_contexts": contexts(PAGE, CART, bad_cart)},
+        {"contexts": contexts(other_page), "derived_contexts": contexts(other_page, CART, bad_cart)},
+    ]
+    seen: dict = {}
+    with_memo = [extract_event(e, resolver, {}, seen) for e in events]
+    assert with_memo == [extract_event(e, resolver) for e in events]
+    assert len(seen) == 4, "two pages, the cart and the bad cart: one entry each, whichever texts they came in"
+    assert sum(isinstance(known, dict) for known in seen.values()) == 1  # the bad cart's failure, kept
+    assert [len(failures) for _, failures in with_memo] == [1, 1]
+    cart_hashes = {e.hash for entities, _ in with_memo for e in entities if e.key.name == "cart"}
+    assert cart_hashes == {entity_hash(SchemaKey.parse(ACME), {"items": 2})}
+
+
+def test_a_number_past_a_doubles_range_is_a_failure_not_a_crash(resolver: Resolver) -> None:
+    # The standard parser reads 1e999 as inf (msgspec refuses it), which the schema's "number"
+    # accepts and no JSON text can hold: the entity cannot be hashed.
+    text = contexts({"schema": READING, "data": {"value": 1}}, PAGE).replace('"value": 1}', '"value": 1e999}')
+    entities, failures = extract("contexts", text, resolver)
+    assert [e.key for e in entities] == [WEB_PAGE]
+    assert failures == [{"schemaKey": READING, "value": text,
+                         "expected": "numbers within a double's range (one is not: it can be neither hashed nor stored)"}]
+    assert_valid_badrow(failures)
+    fine, none = extract("contexts", text.replace("1e999", "1e308"), resolver)
+    assert none == [] and [e.key.name for e in fine] == ["reading", "web_page"]
 
 
 def test_extract_event_collects_every_fields_failures(resolver: Resolver) -> None:

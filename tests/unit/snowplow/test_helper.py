@@ -44,9 +44,10 @@ def test_the_helper_sends_back_the_chunk_the_loader_would_make(caplog: pytest.Lo
     here = ChunkParser(_resolver())
     with caplog.at_level(logging.INFO, logger="airflow_osds.snowplow.helper"), \
             ParseHelper(ChunkParser(_resolver()), start_after=300) as helper:
-        parsed = [helper.submit(chunk, batch=index % 2 == 0) for index, chunk in enumerate(chunks)]
-        results = [p.result() for p in parsed]
+        # One chunk at a time: the helper is never busy when the next one comes, so it gets them all.
+        results = [helper.submit(chunk, batch=index % 2 == 0).result() for index, chunk in enumerate(chunks)]
     assert helper.chunks_in_helper == len(chunks) - 2, "the first 300 lines are parsed here, the rest in the helper"
+    assert helper.chunks_here == 2
     assert "a helper process (pid" in caplog.text and helper.stopped is None
     assert sum(len(r.bad) for r in results) == 12
     for index, (chunk, result) in enumerate(zip(chunks, results)):
@@ -56,6 +57,21 @@ def test_the_helper_sends_back_the_chunk_the_loader_would_make(caplog: pytest.Lo
             assert result.events is None and result.lines is chunk
         else:
             assert result.events == expected.events
+
+
+def test_while_the_helper_is_busy_the_loaders_process_parses_too() -> None:
+    chunks = _chunks(1200, 100, bad=8)
+    here = ChunkParser(_resolver())
+    with ParseHelper(ChunkParser(_resolver()), start_after=200) as helper:
+        # All at once, as when the parse is what the load waits for: the helper is still starting
+        # (an interpreter, the schemas compiled again) when the fourth chunk comes.
+        parsed = [helper.submit(chunk, batch=True) for chunk in chunks]
+        results = [p.result() for p in parsed]
+    assert helper.chunks_in_helper >= 1 and helper.chunks_here >= 3, (helper.chunks_in_helper, helper.chunks_here)
+    assert helper.chunks_in_helper + helper.chunks_here == len(chunks) and helper.stopped is None
+    for chunk, result in zip(chunks, results):  # in order, whichever process made each
+        _same(result, here.parse(chunk, batch=True))
+    assert sum(len(r.bad) for r in results) == 8
 
 
 def test_a_helper_that_dies_hands_its_chunks_back(caplog: pytest.LogCaptureFixture) -> None:

@@ -597,6 +597,7 @@ def test_canonical_json_is_the_standard_librarys_text() -> None:
                 canonical_json(value)
             continue
         assert canonical_json(value) == expected, value
+        assert canonical_json(value, finite=True) == expected, value  # no NaN or infinity among these
 
 
 @pytest.mark.parametrize("value", [float("inf"), {"a": [float("-inf")]}, float("nan")])
