@@ -31,6 +31,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, BinaryIO
@@ -56,11 +57,13 @@ class Parsed:
         self._helper, self._lines, self._batch, self._future = helper, lines, batch, future
 
     def result(self) -> Chunk:
+        started = time.perf_counter()
         try:
             chunk = self._future.result()
         except HelperStopped as exc:
             self._helper.stop_using(str(exc))
             return self._helper.parser.parse(self._lines, batch=self._batch)
+        self._helper.note_wait(started, time.perf_counter())
         if chunk.events is None:
             chunk.lines = self._lines
         return chunk
@@ -78,6 +81,8 @@ class ParseHelper:
         self.start_after = start_after
         self.chunks_in_helper = 0
         self.chunks_here = 0
+        self._writer_waited = False  # whether the writer waited long for the last chunk it took
+        self._last_taken: float | None = None
         self.stopped: str | None = None  # why the parse came back here, once it did
         self._process: _Process | None = None
         self._parsed_here = 0
@@ -85,12 +90,13 @@ class ParseHelper:
     def submit(self, lines: Sequence[tuple[int, bytes]], *, batch: bool) -> Parsed:
         """Start parsing ``lines`` (with ``batch``, the chunk's COPY texts are made too).
 
-        While the helper is still on an earlier chunk, this one is parsed here instead: when
-        the parse is what a load waits for, both processes parse (each a core), and when
-        PostgreSQL is, the helper keeps up alone and the loader's process only writes.
+        When the writer spent over a third of its last turn waiting for the chunk it took (the
+        parse is what the load waits for) and the helper is still on an earlier one, this one
+        is parsed here: both processes parse, each on a core. When PostgreSQL is the bound, the helper keeps up
+        alone and the loader's process only writes.
         """
         process = self._process_for_next()
-        if process is not None and not process.busy():
+        if process is not None and not (self._writer_waited and process.busy()):
             self.chunks_in_helper += 1
             return Parsed(self, lines, batch, process.submit(lines, batch))
         done: Future[Chunk] = Future()
@@ -98,6 +104,16 @@ class ParseHelper:
         self._parsed_here += len(lines)
         self.chunks_here += 1
         return Parsed(self, lines, batch, done)
+
+    def note_wait(self, started: float, ended: float) -> None:
+        """Called as the writer takes a chunk: it waited from ``started`` to ``ended`` for its parse.
+
+        The parse is the bound when that wait is over a third of the writer's time since it
+        took the chunk before (the rest is writing).
+        """
+        if self._last_taken is not None:
+            self._writer_waited = (ended - started) * 3 > ended - self._last_taken
+        self._last_taken = ended
 
     def stop_using(self, why: str) -> None:
         """Parse the rest here (the load goes on, slower); says so once."""

@@ -57,6 +57,7 @@ import functools
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -410,6 +411,13 @@ def normalize_type(pg_type: str) -> str:
         base = "VARCHAR" if sized.group(1) in ("character varying", "varchar") else "CHAR"
         return f"{base}({sized.group(2)})"
     return _PG_TYPES.get(text, text.upper())
+
+
+def _text_limit(sql: str) -> int | None:
+    """The most characters a text column holds (``sys.maxsize``: no limit); ``None`` for a column that is not text."""
+    if sql in ("TEXT", "VARCHAR"):
+        return sys.maxsize
+    return _size(sql, "VARCHAR") or _size(sql, "CHAR")
 
 
 def _size(sql: str, base: str) -> int | None:
@@ -831,7 +839,7 @@ class DataRow:
     names the first column that does not fit).
     """
 
-    __slots__ = ("columns", "_by_key", "_width")
+    __slots__ = ("columns", "_by_key", "_strings", "_width")
 
     def __init__(self, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
@@ -840,6 +848,14 @@ class DataRow:
         for index, column in enumerate(self.columns):
             by_key.setdefault(column.path[0], []).append((index, column.path[1:], _converter(column.sql_type)))
         self._by_key = by_key
+        # A key whose one column is a top-level text column: copy_fields checks an ASCII string for it
+        # inline (no NUL, not too long), the common case, and leaves any other value to its converter.
+        self._strings: dict[str, tuple[int, int]] = {}
+        for name, targets in by_key.items():
+            (index, rest, _), *others = targets
+            limit = _text_limit(self.columns[index].sql_type)
+            if not others and not rest and limit is not None:
+                self._strings[name] = (index, limit)
 
     def values(self, key: SchemaKey, data: Any) -> list[str | None]:
         """:func:`data_values` of ``data``. :raises RowError: a value cannot be stored."""
@@ -851,12 +867,25 @@ class DataRow:
     def copy_fields(self, key: SchemaKey, data: Any) -> str:
         """``copy_fields(self.values(key, data))``. :raises RowError: a value cannot be stored."""
         fields = [""] * self._width  # an unquoted empty field is NULL
-        for index, text in self._found(key, data):
-            fields[index] = '"' + text.replace('"', '""') + '"'
+        if not isinstance(data, dict):
+            return "\t".join(fields)
+        strings, others = self._strings, None
+        for name, value in data.items():
+            string = strings.get(name)
+            if string is not None and value.__class__ is str and value.isascii() and len(value) <= string[1] \
+                    and "\x00" not in value:
+                fields[string[0]] = '"' + value.replace('"', '""') + '"'
+            elif value is not None and name in self._by_key:
+                if others is None:
+                    others = {}
+                others[name] = value
+        if others is not None:
+            for index, text in self._found(key, others, data):
+                fields[index] = '"' + text.replace('"', '""') + '"'
         return "\t".join(fields)
 
-    def _found(self, key: SchemaKey, data: Any) -> list[tuple[int, str]]:
-        """``(column index, text)`` of the columns that are not NULL."""
+    def _found(self, key: SchemaKey, data: Any, whole: Any = None) -> list[tuple[int, str]]:
+        """``(column index, text)`` of the columns that are not NULL (of the keys in ``data``, part of ``whole``)."""
         found: list[tuple[int, str]] = []
         if not isinstance(data, dict):
             return found
@@ -871,7 +900,7 @@ class DataRow:
                     if leaf is not None:
                         found.append((index, convert(leaf)))
         except _Unfit:
-            data_values(self.columns, key, data)  # raises the RowError of the first column in column order
+            data_values(self.columns, key, data if whole is None else whole)  # the RowError of the first column in column order
             raise AssertionError("data_values accepted what DataRow refused") from None
         return found
 

@@ -59,15 +59,22 @@ def test_the_helper_sends_back_the_chunk_the_loader_would_make(caplog: pytest.Lo
             assert result.events == expected.events
 
 
-def test_while_the_helper_is_busy_the_loaders_process_parses_too() -> None:
-    chunks = _chunks(1200, 100, bad=8)
+def test_when_the_writer_waits_for_the_helper_the_loaders_process_parses_too() -> None:
+    chunks = _chunks(8000, 1000, bad=8)
     here = ChunkParser(_resolver())
-    with ParseHelper(ChunkParser(_resolver()), start_after=200) as helper:
-        # All at once, as when the parse is what the load waits for: the helper is still starting
-        # (an interpreter, the schemas compiled again) when the fourth chunk comes.
-        parsed = [helper.submit(chunk, batch=True) for chunk in chunks]
-        results = [p.result() for p in parsed]
-    assert helper.chunks_in_helper >= 1 and helper.chunks_here >= 3, (helper.chunks_in_helper, helper.chunks_here)
+    results = []
+    with ParseHelper(ChunkParser(_resolver()), start_after=2000) as helper:
+        # As the loader does: the next chunk is submitted, then the one before is taken. The
+        # third waits for the helper to start (an interpreter, the schemas compiled again), so
+        # the parse is the bound; the fourth is still in the helper when the fifth comes.
+        before = None
+        for chunk in chunks:
+            parsed = helper.submit(chunk, batch=True)
+            if before is not None:
+                results.append(before.result())
+            before = parsed
+        results.append(before.result())
+    assert helper.chunks_in_helper >= 2 and helper.chunks_here >= 3, (helper.chunks_in_helper, helper.chunks_here)
     assert helper.chunks_in_helper + helper.chunks_here == len(chunks) and helper.stopped is None
     for chunk, result in zip(chunks, results):  # in order, whichever process made each
         _same(result, here.parse(chunk, batch=True))

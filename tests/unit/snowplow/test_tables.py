@@ -560,6 +560,51 @@ def test_a_compiled_data_row_gives_what_data_values_gives(data: Any) -> None:
     assert compiled.copy_fields(CUSTOMER, data) == tables.copy_fields(expected)
 
 
+TEXTS = self_describing(
+    "iglu:com.acme/texts/jsonschema/1-0-0",
+    {
+        "type": "object",
+        "properties": {
+            "short": {"type": "string", "maxLength": 3},
+            "code": {"type": "string", "minLength": 2, "maxLength": 2},
+            "free": {"type": "string"},
+            "either": {"type": ["string", "null"], "maxLength": 4},
+            "count": {"type": "integer", "maximum": 100},
+            "inner": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 2}}},
+        },
+    },
+)
+
+
+def test_a_data_row_checks_strings_inline_as_their_converters_would() -> None:
+    """Random values for text columns (the inline path) and others: copy_fields agrees with data_values."""
+    import random
+
+    cols = columns(TEXTS)
+    compiled = tables.DataRow(cols)
+    rng = random.Random(7)
+    pieces = ["a", "é", '"', "\t", "\n", "\\", "\x00", "\ud800", "\U0001f600", "x" * 4, "\x01"]
+    values: list[Any] = [None, 1, 2.5, True, [], {"name": "ab"}, {"name": "abc"}, ["a"]]
+    keys = ["short", "code", "free", "either", "count", "inner", "unknown"]
+    checked = failed = 0
+    for _ in range(5_000):
+        data: dict[str, Any] = {}
+        for name in rng.sample(keys, rng.randrange(len(keys) + 1)):
+            data[name] = ("".join(rng.choice(pieces) for _ in range(rng.randrange(4))) if rng.random() < 0.7
+                          else rng.choice(values))
+        try:
+            expected: Any = tables.data_values(cols, CUSTOMER, data)
+        except RowError as exc:
+            with pytest.raises(RowError) as excinfo:
+                compiled.copy_fields(CUSTOMER, data)
+            assert excinfo.value.failure() == exc.failure(), data
+            failed += 1
+            continue
+        assert compiled.copy_fields(CUSTOMER, data) == tables.copy_fields(expected), data
+        checked += 1
+    assert checked > 1_000 and failed > 1_000  # both paths, many times
+
+
 def _random_json(rng: Any, depth: int = 0) -> Any:
     import struct
 
