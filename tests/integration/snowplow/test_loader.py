@@ -3,6 +3,7 @@ idempotent re-loads, and a real crash (SIGKILL) in the middle of a file followed
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
@@ -324,6 +325,15 @@ def test_a_crash_in_the_middle_of_a_file_then_a_retry_loads_everything_exactly_o
     assert state == ("done", len(lines))
 
 
+def _whole_lines_before_the_break(path: Path) -> int:
+    """Lines a reader gets out of a cut gzip file before it fails (the last one may be cut short)."""
+    count = 0
+    with gzip.open(path, "rb") as source, contextlib.suppress(EOFError):  # the break ends the count
+        for _ in source:
+            count += 1
+    return count
+
+
 def test_a_truncated_file_fails_naming_it_keeps_what_was_read_and_loads_whole_once_complete(
     db: Any, registry: Path, tmp_path: Path
 ) -> None:
@@ -336,7 +346,9 @@ def test_a_truncated_file_fails_naming_it_keeps_what_was_read_and_loads_whole_on
     with pytest.raises(SourceReadError, match=r"part\.tsv\.gz cannot be read past line [\d,]+: EOFError"):
         load(db, local_files(path), resolver, options)
     partial = _count(db, "SELECT count(*) FROM atomic.events")
-    assert 0 < partial < len(lines), "the lines before the break are loaded"
+    readable = _whole_lines_before_the_break(path)
+    assert 0 < readable < len(lines)
+    assert partial in (readable, readable - 1), "every whole line before the break is loaded (the last may be cut)"
     assert db.execute("SELECT status FROM osds_state.snowplow_files").fetchone() == ("loading",)
     path.write_bytes(whole)  # the complete file: another size, so it is read again from the top
     report = load(db, local_files(path), resolver, options)
