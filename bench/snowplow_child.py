@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -88,12 +89,27 @@ def ours(args: argparse.Namespace) -> dict[str, object]:
     with psycopg.connect(args.conninfo, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS atomic CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS osds_state CASCADE")
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        cpu_before = _cpu(backend)
         started = time.perf_counter()
         report = load(conn, local_files(args.file), resolver, LoadOptions(max_bad_ratio=None),
                       say=lambda message: None)
         seconds = time.perf_counter() - started
+        cpu = {part: round(after - cpu_before[part], 3) for part, after in _cpu(backend).items()}
         rows = conn.execute("SELECT count(*) FROM atomic.events").fetchone()[0]
-    return {"seconds": seconds, "rows": rows, "maxrss_kb": _rss_kb(), "summary": report.summary()}
+    return {"seconds": seconds, "rows": rows, "maxrss_kb": _rss_kb(), "cpu_s": cpu, "summary": report.summary()}
+
+
+def _cpu(backend_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the loader's process, its finished children (the parsing helper) and its PostgreSQL backend.
+
+    The backend's is read from ``/proc`` (the bench's PostgreSQL runs on this machine).
+    """
+    self, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    fields = Path(f"/proc/{backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"loader": self.ru_utime + self.ru_stime, "helper": children.ru_utime + children.ru_stime,
+            "backend": (int(fields[11]) + int(fields[12])) / ticks}
 
 
 def parse(args: argparse.Namespace) -> dict[str, object]:

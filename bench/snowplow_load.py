@@ -158,6 +158,15 @@ _ABOUT = (
 )
 
 
+def _cpu_line(shape: str, runs: list[dict[str, Any]]) -> str:
+    if not all("cpu_s" in r for r in runs):
+        return f"{shape} n/a"
+    parts = {part: statistics.median(r["cpu_s"][part] for r in runs) for part in ("helper", "loader", "backend")}
+    total, wall = sum(parts.values()), statistics.median(r["seconds"] for r in runs)
+    return (f"{shape} {parts['helper']:.1f} + {parts['loader']:.1f} + {parts['backend']:.1f} = {total:.1f} s in "
+            f"{wall:.1f} s ({total / wall:.2f} cores busy)")
+
+
 def _rates(result: dict[str, Any], shape: str, side: str) -> list[float]:
     return [result["lines"] / r["seconds"] for r in result["shapes"][shape][side]]
 
@@ -214,6 +223,9 @@ def snowplow_section(meta: dict[str, str], result: dict[str, Any] | None, rows: 
             "Peak RSS of our load (the loader's process plus its parsing helper's) by file size (gzip input, generated shape): " + ", ".join(
                 f"{int(k):,} events {v['maxrss_kb'] / 1024:,.0f} MiB ({int(k) / v['seconds']:,.0f} events/s)"
                 for k, v in result["rss"].items()) + ".", "",
+            "CPU of our load (median seconds over the rounds; the parsing helper's, the loader's process's and its "
+            "PostgreSQL backend's), against its wall time: " + "; ".join(
+                _cpu_line(shape, result["shapes"][shape]["ours"]) for shape in SHAPES) + ".", "",
             "Medians (min–max) over the rounds.", "", "### Targets", ""]
     sources = {e["id"]: src for e, src in rows}
     out += targets_table([e for e, _ in rows], "checks", lambda e: sources[e["id"]])

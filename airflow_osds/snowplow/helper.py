@@ -4,7 +4,8 @@ One Python process runs one thread at a time: with the parse and the writer in o
 the writer's turns (sending COPY data, reading PostgreSQL's answers) and the parse share one
 core while PostgreSQL works on the other, and each waits for the other. In a helper process
 the parse has a core of its own; the loader's process is left with reading the file and
-sending what the helper made.
+sending what the helper made, and parses a chunk itself only when the writer is found waiting
+for the parse while the helper is busy (then both cores parse).
 
 The helper is ``python -m airflow_osds.snowplow.helper``, fed pickled chunks on its stdin and
 answering with pickled :class:`~airflow_osds.snowplow.chunks.Chunk` objects on its stdout, in
