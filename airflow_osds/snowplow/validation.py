@@ -33,6 +33,7 @@ from typing import Any
 from fastjsonschema import JsonSchemaValueException
 
 from airflow_osds.snowplow.iglu import InvalidSchemaError, SchemaKey
+from airflow_osds.snowplow.shortcuts import shortcut
 
 __all__ = [
     "FORMATS",
@@ -268,7 +269,7 @@ def compile_schema(key: SchemaKey, schema: dict[str, Any], *, retrieve: Callable
         )
     except Exception as exc:  # JsonSchemaDefinitionException, re.error, a failed $ref lookup ...
         raise InvalidSchemaError(key, [{"path": "$", "message": _clip(f"cannot compile: {exc}", 256)}]) from None
-    return SchemaValidator(key, schema, fast, retrieve)
+    return SchemaValidator(key, schema, fast, retrieve, shortcut=shortcut(schema, fast))
 
 
 # --------------------------------------------------------------------------- data reports
@@ -280,19 +281,28 @@ class SchemaValidator:
     Thread-safe; the detailed (``jsonschema``) validator is built on the first invalid datum.
     """
 
-    __slots__ = ("key", "schema", "_fast", "_retrieve", "_detailed", "_lock")
+    __slots__ = ("key", "schema", "_fast", "_shortcut", "_retrieve", "_detailed", "_lock")
 
     def __init__(
-        self, key: SchemaKey, schema: dict[str, Any], fast: Callable[[Any], Any], retrieve: Callable[[str], Any]
+        self,
+        key: SchemaKey,
+        schema: dict[str, Any],
+        fast: Callable[[Any], Any],
+        retrieve: Callable[[str], Any],
+        *,
+        shortcut: Callable[[Any], bool] | None = None,
     ) -> None:
         self.key = key
         self.schema = schema
         self._fast = fast
+        self._shortcut = shortcut  # says "valid" sooner for the plainest schemas (see snowplow.shortcuts)
         self._retrieve = retrieve
         self._detailed: Any = None
         self._lock = threading.Lock()
 
     def __call__(self, data: Any) -> list[dict[str, Any]]:
+        if self._shortcut is not None and self._shortcut(data):
+            return []
         try:
             self._fast(data)
         except JsonSchemaValueException as exc:
@@ -300,6 +310,8 @@ class SchemaValidator:
         return []
 
     def is_valid(self, data: Any) -> bool:
+        if self._shortcut is not None and self._shortcut(data):
+            return True
         try:
             self._fast(data)
         except JsonSchemaValueException:
