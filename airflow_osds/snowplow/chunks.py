@@ -91,7 +91,8 @@ class Chunk:
 
 @dataclass
 class Memo:
-    """What one chunk's lines share: parsed entity fields by text, an entity's hash (or failure) and COPY line end by its canonical text.
+    """What one chunk's lines share: parsed entity fields by text; an entity's hash (or failure)
+    and the end of its COPY line by its canonical text.
 
     Real traffic repeats these a lot (every event of a visitor has the same derived contexts,
     every ping of a page the same contexts); a chunk bounds how many are kept.
