@@ -93,8 +93,8 @@ class ParseHelper:
 
         When the writer spent over a third of its last turn waiting for the chunk it took (the
         parse is what the load waits for) and the helper is still on an earlier one, this one
-        is parsed here: both processes parse, each on a core. When PostgreSQL is the bound, the helper keeps up
-        alone and the loader's process only writes.
+        is parsed here: both processes parse, each on a core. When PostgreSQL is the bound, the
+        helper keeps up alone and the loader's process only writes.
         """
         process = self._process_for_next()
         if process is not None and not (self._writer_waited and process.busy()):
